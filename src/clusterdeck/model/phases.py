@@ -1,0 +1,40 @@
+"""Names and order of the bootstrap phases a node goes through.
+
+Shared vocabulary between the planner (which lists them in the plan), the bootstrap layer
+(which renders each as a self-contained script) and the state store (events per phase).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    WAIT_CLOUD_INIT = "wait-cloud-init"
+    OS_PREP = "os-prep"
+    CONTAINERD = "containerd"
+    NVIDIA_DRIVER = "nvidia-driver"
+    NVIDIA_TOOLKIT = "nvidia-container-toolkit"
+    KUBE_PACKAGES = "kube-packages"
+    LOAD_BALANCER = "api-load-balancer"
+    KUBEADM_INIT = "kubeadm-init"
+    CNI = "cni"
+    KUBEADM_JOIN_CONTROL_PLANE = "kubeadm-join-control-plane"
+    KUBEADM_JOIN_WORKER = "kubeadm-join-worker"
+    NODE_LABELS_TAINTS = "labels-and-taints"
+
+
+PHASE_PURPOSE: dict[Phase, str] = {
+    Phase.WAIT_CLOUD_INIT: "wait until cloud-init has finished on the instance",
+    Phase.OS_PREP: "swap off, kernel modules overlay and br_netfilter, sysctls for bridged traffic",
+    Phase.CONTAINERD: "containerd with the systemd cgroup driver",
+    Phase.NVIDIA_DRIVER: "NVIDIA kernel driver",
+    Phase.NVIDIA_TOOLKIT: "NVIDIA container toolkit, containerd runtime and CDI specs",
+    Phase.KUBE_PACKAGES: "kubeadm, kubelet and kubectl pinned to the cluster version",
+    Phase.LOAD_BALANCER: "keepalived virtual IP and HAProxy in front of the API servers",
+    Phase.KUBEADM_INIT: "kubeadm init from the rendered configuration",
+    Phase.CNI: "pod network add-on",
+    Phase.KUBEADM_JOIN_CONTROL_PLANE: "join as a control plane (one at a time, etcd member add)",
+    Phase.KUBEADM_JOIN_WORKER: "join as a worker (in parallel with other workers)",
+    Phase.NODE_LABELS_TAINTS: "apply the topology's labels and taints (untaint when not dedicated)",
+}

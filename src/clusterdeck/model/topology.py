@@ -1,0 +1,77 @@
+"""Every node the environment should have: the spec expanded into concrete machines.
+
+Built by :func:`clusterdeck.planner.expand.expand`; everything downstream (plan, providers,
+bootstrap, status) works from this list and never re-reads the spec's shorthand forms.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Role(StrEnum):
+    CONTROL_PLANE = "control-plane"
+    WORKER = "worker"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HostRef(Record):
+    """An existing machine reached over SSH (ssh provider)."""
+
+    address: str
+    user: str
+    port: int = 22
+    key: str | None = None
+
+
+class SpotRequest(Record):
+    """How a spot node is priced: no limit (on-demand cap), a percent, or a USD price."""
+
+    max_price_percent: int | None = None
+    max_price: str | None = None
+
+
+class Node(Record):
+    name: str
+    role: Role
+    pool: str
+    index: int
+    provider: str
+    zone: str | None = None
+    instance_type: str | None = None
+    root_volume_gb: int | None = None
+    spot: SpotRequest | None = None
+    labels: dict[str, str]
+    taints: list[str]
+    host: HostRef | None = None
+    first_control_plane: bool = False
+
+
+class Topology(Record):
+    environment: str
+    nodes: list[Node]
+    control_plane_untainted: bool
+    untainted_reason: str
+
+    def control_planes(self) -> list[Node]:
+        return [n for n in self.nodes if n.role is Role.CONTROL_PLANE]
+
+    def workers(self) -> list[Node]:
+        return [n for n in self.nodes if n.role is Role.WORKER]
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def pools(self) -> dict[str, list[Node]]:
+        grouped: dict[str, list[Node]] = {}
+        for node in self.nodes:
+            grouped.setdefault(node.pool, []).append(node)
+        return grouped

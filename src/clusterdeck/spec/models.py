@@ -1,0 +1,291 @@
+"""The typed shape of the file users write: ``kind: Environment``.
+
+Each model forbids unknown keys so a typo fails at load time with its path (the loader adds
+the YAML line and a "did you mean"). Field-level syntax (names, labels, taints, CIDRs) is
+checked here; rules that relate several fields live in :mod:`clusterdeck.spec.rules`.
+This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from clusterdeck.spec.k8s_names import (
+    dns1123_label_problem,
+    label_key_problem,
+    label_value_problem,
+    parse_taint,
+)
+
+API_VERSION = "clusterdeck.dev/v1alpha1"
+KIND = "Environment"
+DEFAULT_CP_INSTANCE_TYPE = "m5.xlarge"
+DEFAULT_WORKER_INSTANCE_TYPE = "g4dn.xlarge"
+DEFAULT_KUBERNETES_VERSION = "v1.33.4"
+MIN_KUBERNETES_MINOR = 31  # kubeadm's v1beta4 configuration API starts at v1.31
+
+
+class Strict(BaseModel):
+    """Base of every spec model: camelCase keys, no unknown keys, no silent type coercion."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+    )
+
+
+def _dns_label(value: str) -> str:
+    problem = dns1123_label_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _cidr(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR block like 10.0.0.0/16 ({exc})") from None
+    return str(network)
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    for key, val in value.items():
+        problem = label_key_problem(key) or label_value_problem(val)
+        if problem:
+            raise ValueError(problem)
+    return value
+
+
+def _taints(value: list[str]) -> list[str]:
+    for text in value:
+        parse_taint(text)
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+IpAddress = Annotated[str, AfterValidator(_ip)]
+Labels = Annotated[dict[str, str], AfterValidator(_labels)]
+Taints = Annotated[list[str], AfterValidator(_taints)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+VolumeSize = Annotated[int, Field(ge=8, le=16384)]
+
+
+class Provider(StrEnum):
+    AWS = "aws"
+    SSH = "ssh"
+
+
+class Metadata(Strict):
+    name: DnsLabel = Field(description="Environment name: a DNS-1123 label, prefix of every node name.")
+    labels: Labels = Field(default_factory=dict, description="Free-form labels kept in the state store.")
+
+
+class Bastion(Strict):
+    """An existing jump host (ssh provider), or the login for the one clusterdeck creates (aws private)."""
+
+    address: str | None = Field(default=None, description="Jump host address; for aws private mode leave empty (created).")
+    user: str | None = Field(default=None, description="Login on the bastion; defaults to auth.username.")
+    port: Port = 22
+    private_key: str | None = Field(default=None, description="Key for the bastion; defaults to auth.privateKey.")
+
+
+class Auth(Strict):
+    key_name: str | None = Field(default=None, description="EC2 key pair name (aws).")
+    private_key: str | None = Field(default=None, description="Path of the SSH private key (ssh-agent is used when empty).")
+    username: str = Field(default="ubuntu", description="Login user on every node.")
+    bastion: Bastion | None = Field(default=None, description="Jump host used to reach the nodes.")
+
+
+class NetworkMode(StrEnum):
+    PUBLIC = "public"
+    PRIVATE = "private"
+
+
+class AwsNetwork(Strict):
+    mode: NetworkMode = Field(default=NetworkMode.PUBLIC, description="public: nodes with public IPs, no NAT; private: NAT per AZ, a bastion, no public IPs on nodes.")
+
+
+class OsImage(StrEnum):
+    UBUNTU_2204 = "ubuntu-22.04"
+    UBUNTU_2404 = "ubuntu-24.04"
+
+
+class AwsSpec(Strict):
+    region: str = Field(description="AWS region of every aws node, e.g. us-west-2.")
+    network: AwsNetwork = Field(default_factory=AwsNetwork)
+    availability_zones: list[str] = Field(default_factory=list, description="Zones used by pools that name none; default: the region's 'a' zone.")
+    vpc_cidr: Cidr = Field(default="10.0.0.0/16", description="VPC address range.")
+    ingress_cidrs: list[Cidr] = Field(default_factory=list, description="Sources allowed to SSH and reach the API; empty: the caller's public IP found at run time.")
+    node_port_cidrs: list[Cidr] = Field(default_factory=list, description="Sources allowed to reach NodePorts 30000-32767; empty: same as ingressCidrs.")
+    os: OsImage = Field(default=OsImage.UBUNTU_2204, description="Node operating system image.")
+    ami: str | None = Field(default=None, pattern=r"^ami-[0-9a-f]{8,17}$", description="Explicit AMI ID; overrides os.")
+
+    @field_validator("region")
+    @classmethod
+    def _region_shape(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", value):
+            raise ValueError(f"{value!r} is not an AWS region name like us-west-2")
+        return value
+
+
+class Host(Strict):
+    address: str = Field(description="IP address or DNS name of an existing machine.")
+    user: str | None = Field(default=None, description="Login user; defaults to auth.username.")
+    port: Port = 22
+    key: str | None = Field(default=None, description="Private key path for this host; defaults to auth.privateKey.")
+
+
+class Spot(Strict):
+    """Spot capacity. ``{}`` caps the price at on-demand."""
+
+    max_price_percent: int | None = Field(default=None, description="Maximum price as a percentage (1-100) of the on-demand price.")
+    max_price: str | None = Field(default=None, description='Maximum price in USD per hour, e.g. "0.42".')
+
+    @field_validator("max_price")
+    @classmethod
+    def _price(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            price = Decimal(value)
+        except InvalidOperation:
+            raise ValueError(f'{value!r} is not a price in USD per hour like "0.42"') from None
+        if not price.is_finite() or price <= 0:
+            raise ValueError(f"{value!r} must be a positive price in USD per hour")
+        return value
+
+
+class _MachineGroup(Strict):
+    """Fields shared by the control plane and worker pools."""
+
+    provider: Provider | None = Field(default=None, description="aws or ssh; defaults to spec.provider.")
+    instance_type: str | None = Field(default=None, description="EC2 instance type (aws).")
+    labels: Labels = Field(default_factory=dict, description="Kubernetes labels added to these nodes.")
+    taints: Taints = Field(default_factory=list, description="Kubernetes taints, key[=value]:Effect.")
+    availability_zones: list[str] = Field(default_factory=list, description="Zones to spread over (aws); default: aws.availabilityZones.")
+    root_volume_size_gb: VolumeSize = Field(default=64, alias="rootVolumeSizeGB", description="Root volume size in GiB (aws).")
+    hosts: list[Host] = Field(default_factory=list, description="Existing machines (ssh provider).")
+
+
+class ControlPlane(_MachineGroup):
+    count: int | None = Field(default=None, description="1, 3, 5 or 7; for ssh, defaults to the number of hosts.")
+    dedicated: bool | None = Field(default=None, description="Keep the NoSchedule taint so no workloads run on control planes (default false).")
+
+
+class WorkerPool(_MachineGroup):
+    count: int | None = Field(default=None, ge=0, description="Nodes in the pool; for ssh, defaults to the number of hosts.")
+    spot: Spot | None = Field(default=None, description="Run the pool on spot instances (aws).")
+
+
+class NodePool(WorkerPool):
+    name: DnsLabel = Field(description="Pool name: a DNS-1123 label, unique in the environment.")
+
+
+class EtcdTopology(StrEnum):
+    STACKED = "stacked"
+    EXTERNAL = "external"
+
+
+class LoadBalancerKind(StrEnum):
+    NLB = "nlb"
+    ALB = "alb"
+    KEEPALIVED = "keepalived"
+
+
+class HighAvailability(Strict):
+    enabled: bool = False
+    etcd_topology: EtcdTopology = EtcdTopology.STACKED
+    load_balancer: LoadBalancerKind = Field(default=LoadBalancerKind.NLB, description="nlb (AWS) or keepalived (a virtual IP on existing machines).")
+    vip: IpAddress | None = Field(default=None, description="Virtual IP held by keepalived (keepalived only).")
+    api_port: Port = Field(default=8443, description="Port HAProxy serves the API on behind the VIP (keepalived only).")
+
+
+class Cluster(Strict):
+    control_plane: ControlPlane = Field(default_factory=ControlPlane)
+    workers: WorkerPool | None = Field(default=None, description="Shorthand for one pool named 'workers'.")
+    node_pools: list[NodePool] = Field(default_factory=list)
+    high_availability: HighAvailability = Field(default_factory=HighAvailability)
+
+
+class NvidiaDriver(Strict):
+    install: bool = False
+    version: str | None = Field(default=None, description="Driver version or branch, e.g. 570; default: the recommended one.")
+
+
+class NvidiaContainerToolkit(Strict):
+    install: bool = False
+    version: str | None = None
+    enable_cdi: bool = Field(default=True, alias="enableCDI", description="Generate CDI specs for the GPUs.")
+
+
+class ContainerRuntime(Strict):
+    install: bool = True
+    name: Literal["containerd"] = "containerd"
+    version: str | None = None
+
+
+class Cni(StrEnum):
+    CALICO = "calico"
+    FLANNEL = "flannel"
+    CILIUM = "cilium"
+
+
+class Kubernetes(Strict):
+    install: bool = True
+    installer: Literal["kubeadm"] = "kubeadm"
+    version: str = DEFAULT_KUBERNETES_VERSION
+    cni: Cni = Cni.CALICO
+    pod_cidr: Cidr = "192.168.0.0/16"
+    service_cidr: Cidr = "10.96.0.0/12"
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        match = re.fullmatch(r"v?1\.(\d+)\.(\d+)", value)
+        if not match:
+            raise ValueError(f"{value!r} is not a Kubernetes version like v1.33.4")
+        if int(match.group(1)) < MIN_KUBERNETES_MINOR:
+            raise ValueError(f"Kubernetes {value} is not supported: clusterdeck renders kubeadm "
+                             f"v1beta4 configuration, which needs v1.{MIN_KUBERNETES_MINOR} or newer")
+        return value if value.startswith("v") else f"v{value}"
+
+
+class EnvironmentSpec(Strict):
+    provider: Provider = Field(default=Provider.AWS, description="Default provider of every pool.")
+    auth: Auth = Field(default_factory=Auth)
+    aws: AwsSpec | None = None
+    cluster: Cluster = Field(default_factory=Cluster)
+    nvidia_driver: NvidiaDriver = Field(default_factory=NvidiaDriver)
+    nvidia_container_toolkit: NvidiaContainerToolkit = Field(default_factory=NvidiaContainerToolkit)
+    container_runtime: ContainerRuntime = Field(default_factory=ContainerRuntime)
+    kubernetes: Kubernetes = Field(default_factory=Kubernetes)
+
+
+class Environment(Strict):
+    api_version: Literal["clusterdeck.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Environment"]
+    metadata: Metadata
+    spec: EnvironmentSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
