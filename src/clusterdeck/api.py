@@ -1,0 +1,150 @@
+"""A small facade over the flow (load, plan, create, delete, status) for scripts and the CLI.
+
+Each function is the one flow cut short: load -> expand -> observe -> plan -> execute. It
+holds the environment lock for anything that changes the world, and records the spec in
+the store. No printing here: progress goes out as events, results come back as data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clusterdeck.errors import NotFoundError, UsageError
+from clusterdeck.events import EventSink, discard
+from clusterdeck.model.observed import Observed, ObservedNode
+from clusterdeck.model.plan import Plan
+from clusterdeck.model.records import EnvironmentRecord, ResourceRecord
+from clusterdeck.model.topology import Topology
+from clusterdeck.planner import build_plan, expand
+from clusterdeck.providers import registry
+from clusterdeck.providers.base import ApplyContext, InfraResult
+from clusterdeck.spec import ValidationReport, check_file, load_file
+from clusterdeck.spec.models import Environment
+from clusterdeck.state.store import StateStore
+
+NODE_PREFIX = "node/"
+PROVIDER_ORDER = ("aws", "ssh")
+
+
+def validate(path: str | Path) -> ValidationReport:
+    return check_file(path)
+
+
+def load(path: str | Path) -> Environment:
+    return load_file(path)
+
+
+def plan(env: Environment, store: StateStore | None = None, *, dedicated: bool | None = None
+         ) -> tuple[Topology, Plan]:
+    """The plan for ``env``; with a store, what it already records counts as existing."""
+    topology = expand(env, dedicated=dedicated)
+    observed = observed_from_store(store, env.name) if store is not None else Observed.nothing()
+    return topology, build_plan(env, topology, observed)
+
+
+def observed_from_store(store: StateStore, environment: str) -> Observed:
+    nodes: dict[str, ObservedNode] = {}
+    resources: dict[str, str] = {}
+    for res in store.resources(environment):
+        if res.key.startswith(NODE_PREFIX):
+            name = res.key[len(NODE_PREFIX):]
+            nodes[name] = ObservedNode(name=name, provider_id=res.provider_id,
+                                       instance_type=res.data.get("instance_type"),
+                                       state=str(res.data.get("state", "recorded")))
+        else:
+            resources[res.key] = res.provider_id
+    return Observed(nodes=nodes, resources=resources)
+
+
+@dataclass
+class CreateResult:
+    environment: str
+    plan: Plan
+    results: dict[str, InfraResult] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {k: v for r in self.results.values() for k, v in r.failed.items()}
+
+
+def create(env: Environment, store: StateStore, *, infra_only: bool,
+           dedicated: bool | None = None, events: EventSink = discard) -> CreateResult:
+    """Reconcile the environment's infrastructure (and, later, its nodes) with the file."""
+    if not infra_only:
+        raise UsageError("node bootstrap (kubeadm) is not available yet; "
+                         "run create with --infra-only")
+    with store.lock(env.name, "create"):
+        store.save_environment(env.name, env.spec.provider.value,
+                               env.model_dump(mode="json", by_alias=True))
+        topology, the_plan = plan(env, store, dedicated=dedicated)
+        result = CreateResult(env.name, the_plan)
+        by_provider: dict[str, list[Any]] = {}
+        for node in topology.nodes:
+            by_provider.setdefault(node.provider, []).append(node)
+        store.set_status(env.name, "creating")
+        for name in sorted(by_provider, key=PROVIDER_ORDER.index):
+            provider = registry.get(name)
+            ctx = ApplyContext(environment=env.name, plan=the_plan, topology=topology,
+                               nodes=by_provider[name], store=store, events=events, spec=env)
+            result.results[name] = provider.apply(ctx)
+        store.set_status(env.name, "failed" if result.failed else "infra-ready")
+        return result
+
+
+def delete(name: str, store: StateStore, *, events: EventSink = discard) -> list[str]:
+    """Delete everything recorded for ``name``; return what could not be deleted."""
+    record = require(store, name)
+    with store.lock(name, "delete"):
+        store.set_status(name, "deleting")
+        leftovers: list[str] = []
+        resources = store.resources(name)
+        providers_used = {str(res.data.get("provider", record.provider)) for res in resources}
+        providers_used.add(record.provider)
+        for provider_name in sorted(providers_used, key=PROVIDER_ORDER.index):
+            provider = registry.get(provider_name)
+            mine = [r for r in resources
+                    if str(r.data.get("provider", record.provider)) == provider_name]
+            leftovers += provider.destroy(name, store, events, mine)
+        if leftovers:
+            store.set_status(name, "delete-incomplete")
+        else:
+            store.forget_environment(name)
+        return leftovers
+
+
+def require(store: StateStore, name: str) -> EnvironmentRecord:
+    record = store.environment(name)
+    if record is None:
+        known = ", ".join(e.name for e in store.environments()) or "none"
+        raise NotFoundError(f"no environment named {name!r} in the state store {store.path} "
+                            f"(known: {known})")
+    return record
+
+
+@dataclass
+class Status:
+    record: EnvironmentRecord
+    nodes: list[ResourceRecord]
+    resources: list[ResourceRecord]
+    missing: list[str]
+    plan: Plan | None
+
+
+def status(store: StateStore, name: str) -> Status:
+    """What the store knows of an environment, and what its plan still lacks."""
+    record = require(store, name)
+    resources = store.resources(name)
+    nodes = [r for r in resources if r.key.startswith(NODE_PREFIX)]
+    the_plan: Plan | None = None
+    missing: list[str] = []
+    try:
+        env = Environment.model_validate_json(json.dumps(record.spec))
+    except ValueError:
+        env = None
+    if env is not None:
+        _, the_plan = plan(env, store)
+        missing = [a.target for a in the_plan.changes() if a.kind.value == "create"]
+    return Status(record, nodes, [r for r in resources if r not in nodes], missing, the_plan)

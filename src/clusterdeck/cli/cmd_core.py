@@ -1,0 +1,167 @@
+"""Read-only commands: validate, plan, list, status, schema, version.
+
+None of them needs credentials or a network; ``plan`` reads the store only when it already
+exists, so planning on a fresh machine leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from clusterdeck import __version__, api
+from clusterdeck.cli import render
+from clusterdeck.cli.context import AppState, Output, ask, print_json, state
+from clusterdeck.errors import SpecError
+from clusterdeck.spec import rules
+from clusterdeck.spec.models import Environment
+from clusterdeck.state import SqliteStore, default_state_path
+
+FileOpt = Annotated[Path, typer.Option("--file", "-f", help="The Environment YAML file.",
+                                       exists=False, dir_okay=False)]
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text (tables) or json.")]
+PROMPT_NODE_COUNT = 5
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Check a file: every mistake with its field path, line and column.")(validate)
+    app.command(help="Show everything create would build, before anything exists. "
+                     "No credentials, no network.")(plan)
+    app.command("list", help="Environments in the state store.")(list_environments)
+    app.command(help="What the store knows of an environment: nodes, addresses, endpoint, "
+                     "and what is still missing.")(status)
+    app.command(help="JSON Schema of the Environment file, for editors.")(schema)
+    app.command(help="Print the clusterdeck version.")(version)
+
+
+def validate(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT) -> None:
+    app = state(ctx)
+    report = api.validate(file)
+    if output is Output.JSON:
+        print_json(report.as_dict())
+    elif report.valid and report.environment is not None:
+        env = report.environment
+        workers = rules.worker_count(env)
+        app.console.print(f"[green]valid[/]: {file} defines environment {env.name!r} with "
+                          f"{rules.control_plane_count(env)} control plane(s) and {workers} "
+                          f"worker(s)" + ("" if workers else " (single-node/control-plane-only)"),
+                          highlight=False)
+        render.issues(app.err, report.warnings, label="warning", style="yellow")
+    else:
+        render.issues(app.err, report.errors, label="error", style="red")
+        render.issues(app.err, report.warnings, label="warning", style="yellow")
+    if not report.valid:
+        raise typer.Exit(2)
+
+
+def load_checked(app: AppState, file: Path) -> Environment:
+    report = api.validate(file)
+    if not report.valid or report.environment is None:
+        raise SpecError(report.errors, source=str(file))
+    render.issues(app.err, report.warnings, label="warning", style="yellow")
+    return report.environment
+
+
+def ask_dedicated(app: AppState, env: Environment) -> bool | None:
+    """Ask whether control planes are dedicated for clusters of 5+ nodes that do not say."""
+    total = rules.control_plane_count(env) + rules.worker_count(env)
+    if (env.spec.cluster.control_plane.dedicated is not None or total < PROMPT_NODE_COUNT
+            or rules.worker_count(env) == 0 or app.non_interactive):
+        return None
+    return ask(f"This cluster has {total} nodes. Dedicate the control planes (keep the "
+               "NoSchedule taint, no workloads on them)?", default=False)
+
+
+def existing_store(app: AppState) -> SqliteStore | None:
+    path = app.state_path or default_state_path()
+    return SqliteStore(path) if path.exists() else None
+
+
+def plan(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT) -> None:
+    app = state(ctx)
+    env = load_checked(app, file)
+    dedicated = ask_dedicated(app, env)
+    _, the_plan = api.plan(env, existing_store(app), dedicated=dedicated)
+    if output is Output.JSON:
+        print_json(the_plan.model_dump(mode="json"))
+    else:
+        render.plan(app.console, the_plan)
+
+
+def list_environments(ctx: typer.Context, output: OutputOpt = Output.TEXT) -> None:
+    app = state(ctx)
+    store = existing_store(app)
+    records = store.environments() if store else []
+    rows = []
+    for rec in records:
+        nodes = [r for r in store.resources(rec.name) if r.key.startswith(api.NODE_PREFIX)] \
+            if store else []
+        rows.append({"name": rec.name, "provider": rec.provider, "status": rec.status,
+                     "nodes": len(nodes), "endpoint": rec.outputs.get("endpoint"),
+                     "updated_at": rec.updated_at})
+    if output is Output.JSON:
+        print_json(rows)
+        return
+    if not rows:
+        app.console.print("No environments yet. Create one with: clusterdeck create -f FILE")
+        return
+    table = Table()
+    for col in ("name", "provider", "status", "nodes", "endpoint"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["name"], row["provider"], row["status"], str(row["nodes"]),
+                      row["endpoint"] or "-")
+    app.console.print(table)
+
+
+def status(ctx: typer.Context,
+           environment: Annotated[str, typer.Argument(help="Environment name.")],
+           output: OutputOpt = Output.TEXT) -> None:
+    app = state(ctx)
+    view = api.status(app.store(), environment)
+    rec = view.record
+    nodes = [{"name": n.key.removeprefix(api.NODE_PREFIX), "id": n.provider_id,
+              "role": n.data.get("role"), "pool": n.data.get("pool"),
+              "state": n.data.get("state"), "public_ip": n.data.get("public_ip"),
+              "private_ip": n.data.get("private_ip")} for n in view.nodes]
+    if output is Output.JSON:
+        print_json({"name": rec.name, "provider": rec.provider, "status": rec.status,
+                    "outputs": rec.outputs, "nodes": nodes,
+                    "resources": [{"key": r.key, "kind": r.kind, "id": r.provider_id}
+                                  for r in view.resources],
+                    "missing": view.missing})
+        return
+    app.console.print(f"[bold]{rec.name}[/] ({rec.provider}) status: {rec.status}")
+    app.console.print(f"endpoint: {rec.outputs.get('endpoint', 'not known yet')}")
+    table = Table(title="Nodes", title_justify="left")
+    for col in ("node", "id", "role", "pool", "state", "public IP", "private IP"):
+        table.add_column(col)
+    for node in nodes:
+        table.add_row(*(str(node[k] or "-") for k in ("name", "id", "role", "pool", "state",
+                                                       "public_ip", "private_ip")))
+    app.console.print(table)
+    app.console.print(f"{len(view.resources)} other resources recorded")
+    if view.missing:
+        app.console.print(f"[yellow]missing[/] ({len(view.missing)}): " + ", ".join(view.missing))
+    else:
+        app.console.print("[green]nothing missing[/]")
+
+
+def schema(ctx: typer.Context) -> None:
+    data = Environment.model_json_schema(by_alias=True)
+    data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    data["title"] = "clusterdeck Environment"
+    print_json(data)
+
+
+def version(ctx: typer.Context, output: OutputOpt = Output.TEXT) -> None:
+    info = {"clusterdeck": __version__, "python": platform.python_version()}
+    if output is Output.JSON:
+        print_json(info)
+    else:
+        state(ctx).console.print(json.dumps(info)[1:-1].replace('"', ""), highlight=False)

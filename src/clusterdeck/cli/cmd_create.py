@@ -1,0 +1,79 @@
+"""Commands that change the world: create and delete, generic over providers.
+
+Both show what they will do, ask for consent (``--yes`` skips; non-interactive runs never
+wait), hold the environment lock through the library, and render progress from events.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from clusterdeck import api
+from clusterdeck.cli import render
+from clusterdeck.cli.cmd_core import FileOpt, ask_dedicated, load_checked
+from clusterdeck.cli.context import confirm, progress, state
+from clusterdeck.errors import ClusterdeckError
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Create the environment, or finish creating it: a re-run after a crash "
+                     "creates only what is missing.")(create)
+    app.command(help="Delete everything clusterdeck created for an environment.")(delete)
+
+
+def create(ctx: typer.Context, file: FileOpt,
+           infra_only: Annotated[bool, typer.Option(
+               "--infra-only", help="Stop once machines, network and load balancer exist.")] = False,
+           yes: YesOpt = False) -> None:
+    app = state(ctx)
+    env = load_checked(app, file)
+    dedicated = ask_dedicated(app, env)
+    store = app.store()
+    _, the_plan = api.plan(env, store, dedicated=dedicated)
+    changes = the_plan.changes()
+    if changes:
+        render.plan(app.err, the_plan)
+        confirm(app, f"Create {len(changes)} resources and nodes for {env.name!r}?", yes=yes)
+    else:
+        app.err.print(f"Nothing to create for {env.name!r}: checking that it is complete.")
+    with progress(app, f"Creating {env.name}") as sink:
+        result = api.create(env, store, infra_only=infra_only, dedicated=dedicated, events=sink)
+    record = store.environment(env.name)
+    endpoint = record.outputs.get("endpoint") if record else None
+    if result.failed:
+        for subject, reason in result.failed.items():
+            app.err.print(f"[red]failed[/]: {subject}: {reason}", highlight=False)
+        raise ClusterdeckError(f"{len(result.failed)} part(s) of {env.name!r} failed; fix the "
+                               "cause and run the same command again to resume")
+    ready = sum(len(r.ready) for r in result.results.values())
+    app.console.print(f"[green]{env.name}[/]: {ready} node(s) ready"
+                      + (f", API endpoint {endpoint}" if endpoint else ""))
+
+
+def delete(ctx: typer.Context,
+           environment: Annotated[str, typer.Argument(help="Environment name.")],
+           yes: YesOpt = False) -> None:
+    app = state(ctx)
+    store = app.store()
+    api.require(store, environment)
+    resources = store.resources(environment)
+    table = Table(title=f"{environment}: {len(resources)} recorded resources", title_justify="left")
+    for col in ("resource", "kind", "id"):
+        table.add_column(col)
+    for res in resources:
+        table.add_row(res.key, res.kind, res.provider_id)
+    app.err.print(table)
+    confirm(app, f"Delete environment {environment!r} and everything above?", yes=yes)
+    with progress(app, f"Deleting {environment}") as sink:
+        leftovers = api.delete(environment, store, events=sink)
+    if leftovers:
+        for item in leftovers:
+            app.err.print(f"[red]still there[/]: {item}", highlight=False)
+        raise ClusterdeckError(f"{len(leftovers)} resource(s) of {environment!r} remain; "
+                               "run delete again, or cleanup to go by tags")
+    app.console.print(f"[green]deleted[/] {environment}")

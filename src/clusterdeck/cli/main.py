@@ -1,0 +1,96 @@
+"""The ``clusterdeck`` command: global options, command registration and exit codes.
+
+Exit codes everywhere: 0 success, 1 the operation failed, 2 bad input. Expected errors print
+one line; unexpected ones print one line pointing at a debug log with the traceback.
+Command modules are the ``cmd_*.py`` files beside this one, each with ``register(app)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from platformdirs import user_log_path
+from rich.console import Console
+
+from clusterdeck.errors import ClusterdeckError, SpecError
+from clusterdeck.cli import context
+
+app = typer.Typer(
+    name="clusterdeck",
+    help="Turn one declarative YAML file into a working Kubernetes cluster, and keep it so.\n\n"
+         "Start with: clusterdeck validate -f cluster.yaml, then clusterdeck plan -f cluster.yaml.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    state_path: Annotated[Path | None, typer.Option(
+        "--state", envvar="CLUSTERDECK_STATE",
+        help="State store file (default: the user data dir's clusterdeck/state.db).")] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help="More detail; repeat for more.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    non_interactive: Annotated[bool, typer.Option(
+        "--non-interactive", help="Never prompt (also CLUSTERDECK_NONINTERACTIVE=true or CI=true); "
+        "take the file's values and require --yes for changes.")] = False,
+) -> None:
+    ctx.obj = context.AppState(state_path=state_path, verbose=-1 if quiet else verbose,
+                               non_interactive_flag=non_interactive)
+
+
+def _register_commands() -> None:
+    package = Path(__file__).parent
+    for info in sorted(pkgutil.iter_modules([str(package)]), key=lambda m: m.name):
+        if info.name.startswith("cmd_"):
+            module = importlib.import_module(f"clusterdeck.cli.{info.name}")
+            module.register(app)
+
+
+_register_commands()
+
+
+def run() -> None:
+    """Console-script entry point: run the app and map errors to one line and an exit code."""
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        app(standalone_mode=False)
+    except SpecError as exc:
+        for issue in exc.issues:
+            err.print(f"[red]error[/]: {issue.location()}: {issue.message}", highlight=False)
+        sys.exit(exc.exit_code)
+    except ClusterdeckError as exc:
+        err.print(f"[red]error[/]: {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to resume")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive as click exceptions
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        log_dir = user_log_path("clusterdeck")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = log_dir / "debug.log"
+        with log.open("a") as fh:
+            fh.write(traceback.format_exc() + "\n")
+        err.print(f"[red]internal error[/]: {type(exc).__name__}: {exc} (details in {log})",
+                  highlight=False)
+        sys.exit(1)
