@@ -37,8 +37,9 @@ def load(path: str | Path) -> Environment:
     return load_file(path)
 
 
-def plan(env: Environment, store: StateStore | None = None, *, dedicated: bool | None = None
-         ) -> tuple[Topology, Plan]:
+def plan(
+    env: Environment, store: StateStore | None = None, *, dedicated: bool | None = None
+) -> tuple[Topology, Plan]:
     """The plan for ``env``; with a store, what it already records counts as existing."""
     topology = expand(env, dedicated=dedicated)
     observed = observed_from_store(store, env.name) if store is not None else Observed.nothing()
@@ -50,10 +51,13 @@ def observed_from_store(store: StateStore, environment: str) -> Observed:
     resources: dict[str, str] = {}
     for res in store.resources(environment):
         if res.key.startswith(NODE_PREFIX):
-            name = res.key[len(NODE_PREFIX):]
-            nodes[name] = ObservedNode(name=name, provider_id=res.provider_id,
-                                       instance_type=res.data.get("instance_type"),
-                                       state=str(res.data.get("state", "recorded")))
+            name = res.key[len(NODE_PREFIX) :]
+            nodes[name] = ObservedNode(
+                name=name,
+                provider_id=res.provider_id,
+                instance_type=res.data.get("instance_type"),
+                state=str(res.data.get("state", "recorded")),
+            )
         else:
             resources[res.key] = res.provider_id
     return Observed(nodes=nodes, resources=resources)
@@ -70,15 +74,23 @@ class CreateResult:
         return {k: v for r in self.results.values() for k, v in r.failed.items()}
 
 
-def create(env: Environment, store: StateStore, *, infra_only: bool,
-           dedicated: bool | None = None, events: EventSink = discard) -> CreateResult:
+def create(
+    env: Environment,
+    store: StateStore,
+    *,
+    infra_only: bool,
+    dedicated: bool | None = None,
+    events: EventSink = discard,
+) -> CreateResult:
     """Reconcile the environment's infrastructure (and, later, its nodes) with the file."""
     if not infra_only:
-        raise UsageError("node bootstrap (kubeadm) is not available yet; "
-                         "run create with --infra-only")
+        raise UsageError(
+            "node bootstrap (kubeadm) is not available yet; run create with --infra-only"
+        )
     with store.lock(env.name, "create"):
-        store.save_environment(env.name, env.spec.provider.value,
-                               env.model_dump(mode="json", by_alias=True))
+        store.save_environment(
+            env.name, env.spec.provider.value, env.model_dump(mode="json", by_alias=True)
+        )
         topology, the_plan = plan(env, store, dedicated=dedicated)
         result = CreateResult(env.name, the_plan)
         by_provider: dict[str, list[Any]] = {}
@@ -87,8 +99,15 @@ def create(env: Environment, store: StateStore, *, infra_only: bool,
         store.set_status(env.name, "creating")
         for name in sorted(by_provider, key=PROVIDER_ORDER.index):
             provider = registry.get(name)
-            ctx = ApplyContext(environment=env.name, plan=the_plan, topology=topology,
-                               nodes=by_provider[name], store=store, events=events, spec=env)
+            ctx = ApplyContext(
+                environment=env.name,
+                plan=the_plan,
+                topology=topology,
+                nodes=by_provider[name],
+                store=store,
+                events=events,
+                spec=env,
+            )
             result.results[name] = provider.apply(ctx)
         store.set_status(env.name, "failed" if result.failed else "infra-ready")
         return result
@@ -105,8 +124,11 @@ def delete(name: str, store: StateStore, *, events: EventSink = discard) -> list
         providers_used.add(record.provider)
         for provider_name in sorted(providers_used, key=PROVIDER_ORDER.index):
             provider = registry.get(provider_name)
-            mine = [r for r in resources
-                    if str(r.data.get("provider", record.provider)) == provider_name]
+            mine = [
+                r
+                for r in resources
+                if str(r.data.get("provider", record.provider)) == provider_name
+            ]
             leftovers += provider.destroy(name, store, events, mine)
         if leftovers:
             store.set_status(name, "delete-incomplete")
@@ -119,8 +141,9 @@ def require(store: StateStore, name: str) -> EnvironmentRecord:
     record = store.environment(name)
     if record is None:
         known = ", ".join(e.name for e in store.environments()) or "none"
-        raise NotFoundError(f"no environment named {name!r} in the state store {store.path} "
-                            f"(known: {known})")
+        raise NotFoundError(
+            f"no environment named {name!r} in the state store {store.path} (known: {known})"
+        )
     return record
 
 

@@ -31,8 +31,12 @@ class SpecIssue:
         return f"{self.path or '(file)'} (line {self.line}, column {self.column})"
 
     def as_dict(self) -> dict[str, object]:
-        return {"path": self.path, "line": self.line, "column": self.column,
-                "message": self.message}
+        return {
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "message": self.message,
+        }
 
 
 class SpecError(ClusterdeckError):

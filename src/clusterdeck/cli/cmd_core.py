@@ -22,19 +22,25 @@ from clusterdeck.spec import rules
 from clusterdeck.spec.models import Environment
 from clusterdeck.state import SqliteStore, default_state_path
 
-FileOpt = Annotated[Path, typer.Option("--file", "-f", help="The Environment YAML file.",
-                                       exists=False, dir_okay=False)]
+FileOpt = Annotated[
+    Path,
+    typer.Option("--file", "-f", help="The Environment YAML file.", exists=False, dir_okay=False),
+]
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text (tables) or json.")]
 PROMPT_NODE_COUNT = 5
 
 
 def register(app: typer.Typer) -> None:
     app.command(help="Check a file: every mistake with its field path, line and column.")(validate)
-    app.command(help="Show everything create would build, before anything exists. "
-                     "No credentials, no network.")(plan)
+    app.command(
+        help="Show everything create would build, before anything exists. "
+        "No credentials, no network."
+    )(plan)
     app.command("list", help="Environments in the state store.")(list_environments)
-    app.command(help="What the store knows of an environment: nodes, addresses, endpoint, "
-                     "and what is still missing.")(status)
+    app.command(
+        help="What the store knows of an environment: nodes, addresses, endpoint, "
+        "and what is still missing."
+    )(status)
     app.command(help="JSON Schema of the Environment file, for editors.")(schema)
     app.command(help="Print the clusterdeck version.")(version)
 
@@ -47,10 +53,12 @@ def validate(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT)
     elif report.valid and report.environment is not None:
         env = report.environment
         workers = rules.worker_count(env)
-        app.console.print(f"[green]valid[/]: {file} defines environment {env.name!r} with "
-                          f"{rules.control_plane_count(env)} control plane(s) and {workers} "
-                          f"worker(s)" + ("" if workers else " (single-node/control-plane-only)"),
-                          highlight=False)
+        app.console.print(
+            f"[green]valid[/]: {file} defines environment {env.name!r} with "
+            f"{rules.control_plane_count(env)} control plane(s) and {workers} "
+            f"worker(s)" + ("" if workers else " (single-node/control-plane-only)"),
+            highlight=False,
+        )
         render.issues(app.err, report.warnings, label="warning", style="yellow")
     else:
         render.issues(app.err, report.errors, label="error", style="red")
@@ -70,11 +78,18 @@ def load_checked(app: AppState, file: Path) -> Environment:
 def ask_dedicated(app: AppState, env: Environment) -> bool | None:
     """Ask whether control planes are dedicated for clusters of 5+ nodes that do not say."""
     total = rules.control_plane_count(env) + rules.worker_count(env)
-    if (env.spec.cluster.control_plane.dedicated is not None or total < PROMPT_NODE_COUNT
-            or rules.worker_count(env) == 0 or app.non_interactive):
+    if (
+        env.spec.cluster.control_plane.dedicated is not None
+        or total < PROMPT_NODE_COUNT
+        or rules.worker_count(env) == 0
+        or app.non_interactive
+    ):
         return None
-    return ask(f"This cluster has {total} nodes. Dedicate the control planes (keep the "
-               "NoSchedule taint, no workloads on them)?", default=False)
+    return ask(
+        f"This cluster has {total} nodes. Dedicate the control planes (keep the "
+        "NoSchedule taint, no workloads on them)?",
+        default=False,
+    )
 
 
 def existing_store(app: AppState) -> SqliteStore | None:
@@ -99,11 +114,21 @@ def list_environments(ctx: typer.Context, output: OutputOpt = Output.TEXT) -> No
     records = store.environments() if store else []
     rows = []
     for rec in records:
-        nodes = [r for r in store.resources(rec.name) if r.key.startswith(api.NODE_PREFIX)] \
-            if store else []
-        rows.append({"name": rec.name, "provider": rec.provider, "status": rec.status,
-                     "nodes": len(nodes), "endpoint": rec.outputs.get("endpoint"),
-                     "updated_at": rec.updated_at})
+        nodes = (
+            [r for r in store.resources(rec.name) if r.key.startswith(api.NODE_PREFIX)]
+            if store
+            else []
+        )
+        rows.append(
+            {
+                "name": rec.name,
+                "provider": rec.provider,
+                "status": rec.status,
+                "nodes": len(nodes),
+                "endpoint": rec.outputs.get("endpoint"),
+                "updated_at": rec.updated_at,
+            }
+        )
     if output is Output.JSON:
         print_json(rows)
         return
@@ -114,27 +139,49 @@ def list_environments(ctx: typer.Context, output: OutputOpt = Output.TEXT) -> No
     for col in ("name", "provider", "status", "nodes", "endpoint"):
         table.add_column(col)
     for row in rows:
-        table.add_row(row["name"], row["provider"], row["status"], str(row["nodes"]),
-                      row["endpoint"] or "-")
+        table.add_row(
+            *(
+                str(row[k] if row[k] is not None else "-")
+                for k in ("name", "provider", "status", "nodes", "endpoint")
+            )
+        )
     app.console.print(table)
 
 
-def status(ctx: typer.Context,
-           environment: Annotated[str, typer.Argument(help="Environment name.")],
-           output: OutputOpt = Output.TEXT) -> None:
+def status(
+    ctx: typer.Context,
+    environment: Annotated[str, typer.Argument(help="Environment name.")],
+    output: OutputOpt = Output.TEXT,
+) -> None:
     app = state(ctx)
     view = api.status(app.store(), environment)
     rec = view.record
-    nodes = [{"name": n.key.removeprefix(api.NODE_PREFIX), "id": n.provider_id,
-              "role": n.data.get("role"), "pool": n.data.get("pool"),
-              "state": n.data.get("state"), "public_ip": n.data.get("public_ip"),
-              "private_ip": n.data.get("private_ip")} for n in view.nodes]
+    nodes = [
+        {
+            "name": n.key.removeprefix(api.NODE_PREFIX),
+            "id": n.provider_id,
+            "role": n.data.get("role"),
+            "pool": n.data.get("pool"),
+            "state": n.data.get("state"),
+            "public_ip": n.data.get("public_ip"),
+            "private_ip": n.data.get("private_ip"),
+        }
+        for n in view.nodes
+    ]
     if output is Output.JSON:
-        print_json({"name": rec.name, "provider": rec.provider, "status": rec.status,
-                    "outputs": rec.outputs, "nodes": nodes,
-                    "resources": [{"key": r.key, "kind": r.kind, "id": r.provider_id}
-                                  for r in view.resources],
-                    "missing": view.missing})
+        print_json(
+            {
+                "name": rec.name,
+                "provider": rec.provider,
+                "status": rec.status,
+                "outputs": rec.outputs,
+                "nodes": nodes,
+                "resources": [
+                    {"key": r.key, "kind": r.kind, "id": r.provider_id} for r in view.resources
+                ],
+                "missing": view.missing,
+            }
+        )
         return
     app.console.print(f"[bold]{rec.name}[/] ({rec.provider}) status: {rec.status}")
     app.console.print(f"endpoint: {rec.outputs.get('endpoint', 'not known yet')}")
@@ -142,8 +189,12 @@ def status(ctx: typer.Context,
     for col in ("node", "id", "role", "pool", "state", "public IP", "private IP"):
         table.add_column(col)
     for node in nodes:
-        table.add_row(*(str(node[k] or "-") for k in ("name", "id", "role", "pool", "state",
-                                                       "public_ip", "private_ip")))
+        table.add_row(
+            *(
+                str(node[k] or "-")
+                for k in ("name", "id", "role", "pool", "state", "public_ip", "private_ip")
+            )
+        )
     app.console.print(table)
     app.console.print(f"{len(view.resources)} other resources recorded")
     if view.missing:

@@ -21,15 +21,22 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.
 
 
 def register(app: typer.Typer) -> None:
-    app.command(help="Create the environment, or finish creating it: a re-run after a crash "
-                     "creates only what is missing.")(create)
+    app.command(
+        help="Create the environment, or finish creating it: a re-run after a crash "
+        "creates only what is missing."
+    )(create)
     app.command(help="Delete everything clusterdeck created for an environment.")(delete)
 
 
-def create(ctx: typer.Context, file: FileOpt,
-           infra_only: Annotated[bool, typer.Option(
-               "--infra-only", help="Stop once machines, network and load balancer exist.")] = False,
-           yes: YesOpt = False) -> None:
+def create(
+    ctx: typer.Context,
+    file: FileOpt,
+    infra_only: Annotated[
+        bool,
+        typer.Option("--infra-only", help="Stop once machines, network and load balancer exist."),
+    ] = False,
+    yes: YesOpt = False,
+) -> None:
     app = state(ctx)
     env = load_checked(app, file)
     dedicated = ask_dedicated(app, env)
@@ -48,16 +55,22 @@ def create(ctx: typer.Context, file: FileOpt,
     if result.failed:
         for subject, reason in result.failed.items():
             app.err.print(f"[red]failed[/]: {subject}: {reason}", highlight=False)
-        raise ClusterdeckError(f"{len(result.failed)} part(s) of {env.name!r} failed; fix the "
-                               "cause and run the same command again to resume")
+        raise ClusterdeckError(
+            f"{len(result.failed)} part(s) of {env.name!r} failed; fix the "
+            "cause and run the same command again to resume"
+        )
     ready = sum(len(r.ready) for r in result.results.values())
-    app.console.print(f"[green]{env.name}[/]: {ready} node(s) ready"
-                      + (f", API endpoint {endpoint}" if endpoint else ""))
+    app.console.print(
+        f"[green]{env.name}[/]: {ready} node(s) ready"
+        + (f", API endpoint {endpoint}" if endpoint else "")
+    )
 
 
-def delete(ctx: typer.Context,
-           environment: Annotated[str, typer.Argument(help="Environment name.")],
-           yes: YesOpt = False) -> None:
+def delete(
+    ctx: typer.Context,
+    environment: Annotated[str, typer.Argument(help="Environment name.")],
+    yes: YesOpt = False,
+) -> None:
     app = state(ctx)
     store = app.store()
     api.require(store, environment)
@@ -74,6 +87,8 @@ def delete(ctx: typer.Context,
     if leftovers:
         for item in leftovers:
             app.err.print(f"[red]still there[/]: {item}", highlight=False)
-        raise ClusterdeckError(f"{len(leftovers)} resource(s) of {environment!r} remain; "
-                               "run delete again, or cleanup to go by tags")
+        raise ClusterdeckError(
+            f"{len(leftovers)} resource(s) of {environment!r} remain; "
+            "run delete again, or cleanup to go by tags"
+        )
     app.console.print(f"[green]deleted[/] {environment}")

@@ -43,9 +43,12 @@ class AppState:
 
     @property
     def non_interactive(self) -> bool:
-        return (self.non_interactive_flag
-                or os.environ.get("CLUSTERDECK_NONINTERACTIVE", "").lower() in TRUTHY
-                or os.environ.get("CI", "").lower() in TRUTHY)
+        return (
+            self.non_interactive_flag
+            or os.environ.get("CLUSTERDECK_NONINTERACTIVE", "").lower() in TRUTHY
+            or os.environ.get("CI", "").lower() in TRUTHY
+            or not sys.stdin.isatty()
+        )
 
     def store(self) -> SqliteStore:
         if self._store is None:
@@ -80,16 +83,24 @@ def ask(question: str, *, default: bool = False) -> bool:
     try:
         return bool(typer.confirm(question, default=default))
     except typer.Abort:
-        raise ConsentRequired(f"{question} No answer on standard input: use --yes or "
-                              "--non-interactive") from None
+        raise ConsentRequired(
+            f"{question} No answer on standard input: use --yes or --non-interactive"
+        ) from None
 
 
 @contextmanager
 def progress(app: AppState, title: str) -> Iterator[EventSink]:
     """One rich progress display for all subjects; yields the event sink to hand the library."""
-    bars = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[subject]}"),
-                    TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                    console=app.err, transient=False, disable=app.verbose < 0)
+    bars = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.fields[subject]}"),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=app.err,
+        transient=False,
+        disable=app.verbose < 0,
+    )
     tasks: dict[str, Any] = {}
 
     def sink(event: Event) -> None:

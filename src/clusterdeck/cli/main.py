@@ -18,13 +18,13 @@ import typer
 from platformdirs import user_log_path
 from rich.console import Console
 
-from clusterdeck.errors import ClusterdeckError, SpecError
 from clusterdeck.cli import context
+from clusterdeck.errors import ClusterdeckError, SpecError
 
 app = typer.Typer(
     name="clusterdeck",
     help="Turn one declarative YAML file into a working Kubernetes cluster, and keep it so.\n\n"
-         "Start with: clusterdeck validate -f cluster.yaml, then clusterdeck plan -f cluster.yaml.",
+    "Start with: clusterdeck validate -f cluster.yaml, then clusterdeck plan -f cluster.yaml.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -35,18 +35,32 @@ app = typer.Typer(
 @app.callback()
 def main(
     ctx: typer.Context,
-    state_path: Annotated[Path | None, typer.Option(
-        "--state", envvar="CLUSTERDECK_STATE",
-        help="State store file (default: the user data dir's clusterdeck/state.db).")] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
-                                         help="More detail; repeat for more.")] = 0,
+    state_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            envvar="CLUSTERDECK_STATE",
+            help="State store file (default: the user data dir's clusterdeck/state.db).",
+        ),
+    ] = None,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More detail; repeat for more.")
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
-    non_interactive: Annotated[bool, typer.Option(
-        "--non-interactive", help="Never prompt (also CLUSTERDECK_NONINTERACTIVE=true or CI=true); "
-        "take the file's values and require --yes for changes.")] = False,
+    non_interactive: Annotated[
+        bool,
+        typer.Option(
+            "--non-interactive",
+            help="Never prompt (also CLUSTERDECK_NONINTERACTIVE=true or CI=true); "
+            "take the file's values and require --yes for changes.",
+        ),
+    ] = False,
 ) -> None:
-    ctx.obj = context.AppState(state_path=state_path, verbose=-1 if quiet else verbose,
-                               non_interactive_flag=non_interactive)
+    ctx.obj = context.AppState(
+        state_path=state_path,
+        verbose=-1 if quiet else verbose,
+        non_interactive_flag=non_interactive,
+    )
 
 
 def _register_commands() -> None:
@@ -91,6 +105,8 @@ def run() -> None:
         log = log_dir / "debug.log"
         with log.open("a") as fh:
             fh.write(traceback.format_exc() + "\n")
-        err.print(f"[red]internal error[/]: {type(exc).__name__}: {exc} (details in {log})",
-                  highlight=False)
+        err.print(
+            f"[red]internal error[/]: {type(exc).__name__}: {exc} (details in {log})",
+            highlight=False,
+        )
         sys.exit(1)

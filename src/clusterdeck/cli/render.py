@@ -19,11 +19,15 @@ def issues(console: Console, found: list[SpecIssue], *, label: str, style: str) 
 
 def plan(console: Console, the_plan: Plan) -> None:
     ep = the_plan.endpoint
-    console.print(f"[bold]Environment[/] {the_plan.environment}  provider: {the_plan.provider}"
-                  + (f"  network: {the_plan.network_mode}" if the_plan.network_mode else ""))
+    console.print(
+        f"[bold]Environment[/] {the_plan.environment}  provider: {the_plan.provider}"
+        + (f"  network: {the_plan.network_mode}" if the_plan.network_mode else "")
+    )
     console.print(f"[bold]Kubernetes API[/] https://{ep.host}:{ep.port} ({ep.kind})")
-    console.print(f"[bold]Control planes[/] {'untainted' if the_plan.control_plane_untainted else 'tainted'}"
-                  f": {the_plan.untainted_reason}")
+    console.print(
+        f"[bold]Control planes[/] {'untainted' if the_plan.control_plane_untainted else 'tainted'}"
+        f": {the_plan.untainted_reason}"
+    )
     for warning in the_plan.warnings:
         console.print(f"[yellow]warning[/]: {warning}")
     if the_plan.resources:
@@ -31,16 +35,21 @@ def plan(console: Console, the_plan: Plan) -> None:
         for col in ("resource", "kind", "name", "details"):
             table.add_column(col)
         for res in the_plan.resources:
-            table.add_row(res.key, res.kind, res.name,
-                          ", ".join(f"{k}={v}" for k, v in res.details.items()))
+            table.add_row(
+                res.key, res.kind, res.name, ", ".join(f"{k}={v}" for k, v in res.details.items())
+            )
         console.print(table)
     for group in the_plan.security_groups:
         table = Table(title=f"Security group {group.name} ({group.role})", title_justify="left")
         for col in ("port", "protocol", "source", "purpose"):
             table.add_column(col)
         for rule in group.rules:
-            table.add_row(rule.ports, rule.protocol.upper() if rule.protocol != "icmp" else "ICMP",
-                          " + ".join(str(s) for s in rule.sources), rule.purpose)
+            table.add_row(
+                rule.ports,
+                rule.protocol.upper() if rule.protocol != "icmp" else "ICMP",
+                " + ".join(str(s) for s in rule.sources),
+                rule.purpose,
+            )
         console.print(table)
     if the_plan.instance_groups:
         table = Table(title="Instances (one RunInstances call per row)", title_justify="left")
@@ -48,16 +57,27 @@ def plan(console: Console, the_plan: Plan) -> None:
             table.add_column(col)
         for grp in the_plan.instance_groups:
             market = grp.market + (f" ({grp.spot_price})" if grp.spot_price else "")
-            table.add_row(grp.pool, grp.zone, grp.instance_type, str(grp.count), market,
-                          "yes" if grp.public_ip else "no", _names(grp.nodes))
+            table.add_row(
+                grp.pool,
+                grp.zone,
+                grp.instance_type,
+                str(grp.count),
+                market,
+                "yes" if grp.public_ip else "no",
+                _names(grp.nodes),
+            )
         console.print(table)
     lb = the_plan.load_balancer
     if lb is not None:
-        console.print(f"[bold]Load balancer[/] {lb.kind} {lb.name}: listener {lb.listener_port} -> "
-                      f"control planes :{lb.target_port} ({lb.health_check})"
-                      + (f", target group {lb.target_group}" if lb.target_group else ""))
-    table = Table(title="Nodes and their bootstrap phases (nodes with the same phases grouped)",
-                  title_justify="left")
+        console.print(
+            f"[bold]Load balancer[/] {lb.kind} {lb.name}: listener {lb.listener_port} -> "
+            f"control planes :{lb.target_port} ({lb.health_check})"
+            + (f", target group {lb.target_group}" if lb.target_group else "")
+        )
+    table = Table(
+        title="Nodes and their bootstrap phases (nodes with the same phases grouped)",
+        title_justify="left",
+    )
     for col in ("nodes", "role", "pool", "where", "taints", "phases"):
         table.add_column(col)
     groups: dict[tuple[str, ...], list[NodePlan]] = {}
@@ -66,16 +86,18 @@ def plan(console: Console, the_plan: Plan) -> None:
         groups.setdefault(key, []).append(node)
     for (role, pool, taints, phases), members in groups.items():
         where = sorted({n.address or n.zone or n.provider for n in members})
-        table.add_row(_names([n.name for n in members]), role, pool, _names(where),
-                      taints or "-", phases)
+        table.add_row(
+            _names([n.name for n in members]), role, pool, _names(where), taints or "-", phases
+        )
     console.print(table)
     changes = the_plan.changes()
     counts = {kind: sum(1 for a in changes if a.kind is kind) for kind in ActionKind}
     if not changes:
         console.print("[green]No changes[/]: everything in the file already exists.")
     else:
-        console.print("[bold]Plan[/]: " + ", ".join(f"{n} to {k.value}" for k, n in counts.items()
-                                                     if n))
+        console.print(
+            "[bold]Plan[/]: " + ", ".join(f"{n} to {k.value}" for k, n in counts.items() if n)
+        )
         for action in changes:
             if action.kind is not ActionKind.CREATE:
                 console.print(f"  {action.kind.value} {action.target}: {action.reason}")

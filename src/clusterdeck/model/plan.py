@@ -27,9 +27,12 @@ class RuleSource(Item):
     value: str  # a CIDR, a security-group logical name, or a description
 
     def __str__(self) -> str:
-        return {SourceKind.CIDR: self.value, SourceKind.CALLER: "caller public IP",
-                SourceKind.SECURITY_GROUP: f"SG {self.value}",
-                SourceKind.SELF: f"SG {self.value} (self)"}[self.kind]
+        return {
+            SourceKind.CIDR: self.value,
+            SourceKind.CALLER: "caller public IP",
+            SourceKind.SECURITY_GROUP: f"SG {self.value}",
+            SourceKind.SELF: f"SG {self.value} (self)",
+        }[self.kind]
 
 
 class SecurityGroupRule(Item):
@@ -43,8 +46,11 @@ class SecurityGroupRule(Item):
     def ports(self) -> str:
         if self.protocol == "icmp":
             return "-"
-        return str(self.from_port) if self.from_port == self.to_port else \
-            f"{self.from_port}-{self.to_port}"
+        return (
+            str(self.from_port)
+            if self.from_port == self.to_port
+            else f"{self.from_port}-{self.to_port}"
+        )
 
 
 class SecurityGroupPlan(Item):

@@ -38,33 +38,71 @@ def network(env: Environment, aws: AwsSpec) -> tuple[list[ResourcePlan], list[Su
     name = env.name
     zones = zones_in_use(env)
     layout = subnet_layout(aws.vpc_cidr, aws.network.mode, zones)
-    res = [ResourcePlan(key="vpc", kind="vpc", name=f"{name}-vpc",
-                        details={"cidr": aws.vpc_cidr, "region": aws.region}),
-           ResourcePlan(key="igw", kind="internet-gateway", name=f"{name}-igw",
-                        depends_on=["vpc"])]
+    res = [
+        ResourcePlan(
+            key="vpc",
+            kind="vpc",
+            name=f"{name}-vpc",
+            details={"cidr": aws.vpc_cidr, "region": aws.region},
+        ),
+        ResourcePlan(key="igw", kind="internet-gateway", name=f"{name}-igw", depends_on=["vpc"]),
+    ]
     for sub in layout:
-        res.append(ResourcePlan(
-            key=subnet_key(sub), kind="subnet", name=f"{name}-{'public' if sub.public else 'private'}-{sub.zone}",
-            details={"cidr": sub.cidr, "zone": sub.zone, "public": str(sub.public).lower(),
-                     "purpose": sub.purpose}, depends_on=["vpc"]))
+        res.append(
+            ResourcePlan(
+                key=subnet_key(sub),
+                kind="subnet",
+                name=f"{name}-{'public' if sub.public else 'private'}-{sub.zone}",
+                details={
+                    "cidr": sub.cidr,
+                    "zone": sub.zone,
+                    "public": str(sub.public).lower(),
+                    "purpose": sub.purpose,
+                },
+                depends_on=["vpc"],
+            )
+        )
     public_subnets = [subnet_key(s) for s in layout if s.public]
-    res.append(ResourcePlan(key="rtb/public", kind="route-table", name=f"{name}-public",
-                            details={"route": "0.0.0.0/0 -> internet gateway"},
-                            depends_on=["igw", *public_subnets]))
+    res.append(
+        ResourcePlan(
+            key="rtb/public",
+            kind="route-table",
+            name=f"{name}-public",
+            details={"route": "0.0.0.0/0 -> internet gateway"},
+            depends_on=["igw", *public_subnets],
+        )
+    )
     if aws.network.mode is NetworkMode.PRIVATE:
         for sub in layout:
             if sub.public:
                 continue
             zone = sub.zone
-            res.append(ResourcePlan(key=f"eip/nat/{zone}", kind="elastic-ip",
-                                    name=f"{name}-nat-{zone}", depends_on=["vpc"]))
-            res.append(ResourcePlan(key=f"nat/{zone}", kind="nat-gateway", name=f"{name}-nat-{zone}",
-                                    details={"zone": zone},
-                                    depends_on=[f"eip/nat/{zone}", f"subnet/public/{zone}", "igw"]))
-            res.append(ResourcePlan(key=f"rtb/private/{zone}", kind="route-table",
-                                    name=f"{name}-private-{zone}",
-                                    details={"route": f"0.0.0.0/0 -> NAT gateway in {zone}"},
-                                    depends_on=[f"nat/{zone}", subnet_key(sub)]))
+            res.append(
+                ResourcePlan(
+                    key=f"eip/nat/{zone}",
+                    kind="elastic-ip",
+                    name=f"{name}-nat-{zone}",
+                    depends_on=["vpc"],
+                )
+            )
+            res.append(
+                ResourcePlan(
+                    key=f"nat/{zone}",
+                    kind="nat-gateway",
+                    name=f"{name}-nat-{zone}",
+                    details={"zone": zone},
+                    depends_on=[f"eip/nat/{zone}", f"subnet/public/{zone}", "igw"],
+                )
+            )
+            res.append(
+                ResourcePlan(
+                    key=f"rtb/private/{zone}",
+                    kind="route-table",
+                    name=f"{name}-private-{zone}",
+                    details={"route": f"0.0.0.0/0 -> NAT gateway in {zone}"},
+                    depends_on=[f"nat/{zone}", subnet_key(sub)],
+                )
+            )
     return res, layout
 
 
@@ -72,24 +110,31 @@ def subnet_key(sub: SubnetLayout) -> str:
     return f"subnet/{'public' if sub.public else 'private'}/{sub.zone}"
 
 
-def security_groups(env: Environment, aws: AwsSpec, layout: list[SubnetLayout]
-                    ) -> list[SecurityGroupPlan]:
+def security_groups(
+    env: Environment, aws: AwsSpec, layout: list[SubnetLayout]
+) -> list[SecurityGroupPlan]:
     name = env.name
     cp_name, worker_name = f"{name}-cp", f"{name}-worker"
     private = aws.network.mode is NetworkMode.PRIVATE
     ingress = _ingress(aws.ingress_cidrs)
     node_ports = _ingress(aws.node_port_cidrs) if aws.node_port_cidrs else ingress
-    ssh = [RuleSource(kind=SourceKind.SECURITY_GROUP, value=f"{name}-bastion")] if private else ingress
+    ssh = (
+        [RuleSource(kind=SourceKind.SECURITY_GROUP, value=f"{name}-bastion")]
+        if private
+        else ingress
+    )
     self_cp = RuleSource(kind=SourceKind.SELF, value=cp_name)
     cp_sg = RuleSource(kind=SourceKind.SECURITY_GROUP, value=cp_name)
     worker_sg = RuleSource(kind=SourceKind.SECURITY_GROUP, value=worker_name)
     vpc = [RuleSource(kind=SourceKind.CIDR, value=aws.vpc_cidr)]
     lb_subnets = [RuleSource(kind=SourceKind.CIDR, value=s.cidr) for s in layout if s.public]
 
-    def rule(proto: str, ports: tuple[int, int], sources: list[RuleSource], purpose: str
-             ) -> SecurityGroupRule:
-        return SecurityGroupRule(protocol=proto, from_port=ports[0], to_port=ports[1],
-                                 sources=sources, purpose=purpose)
+    def rule(
+        proto: str, ports: tuple[int, int], sources: list[RuleSource], purpose: str
+    ) -> SecurityGroupRule:
+        return SecurityGroupRule(
+            protocol=proto, from_port=ports[0], to_port=ports[1], sources=sources, purpose=purpose
+        )
 
     api_sources = [*ingress, *lb_subnets, worker_sg] + ([self_cp] if private else [])
     cp_rules = [
@@ -109,12 +154,22 @@ def security_groups(env: Environment, aws: AwsSpec, layout: list[SubnetLayout]
     cp_rules += [rule(p, r, [self_cp, worker_sg], why) for p, r, why in overlay]
     worker_rules += [rule(p, r, [cp_sg, worker_sg], why) for p, r, why in overlay]
     icmp = rule("icmp", (-1, -1), vpc, "Ping / path MTU discovery")
-    groups = [SecurityGroupPlan(key=SG_CP, name=cp_name, role="control-plane", rules=[*cp_rules, icmp]),
-              SecurityGroupPlan(key=SG_WORKER, name=worker_name, role="worker",
-                                rules=[*worker_rules, icmp])]
+    groups = [
+        SecurityGroupPlan(key=SG_CP, name=cp_name, role="control-plane", rules=[*cp_rules, icmp]),
+        SecurityGroupPlan(
+            key=SG_WORKER, name=worker_name, role="worker", rules=[*worker_rules, icmp]
+        ),
+    ]
     if private:
-        groups.insert(0, SecurityGroupPlan(key=SG_BASTION, name=f"{name}-bastion", role="bastion",
-                                           rules=[rule("tcp", (22, 22), ingress, "SSH access")]))
+        groups.insert(
+            0,
+            SecurityGroupPlan(
+                key=SG_BASTION,
+                name=f"{name}-bastion",
+                role="bastion",
+                rules=[rule("tcp", (22, 22), ingress, "SSH access")],
+            ),
+        )
     return groups
 
 
@@ -127,8 +182,11 @@ def _ingress(cidrs: list[str]) -> list[RuleSource]:
 def _cni_rules(cni: Cni) -> list[tuple[str, tuple[int, int], str]]:
     if cni is Cni.FLANNEL:
         return [("udp", (8472, 8472), "Flannel VXLAN")]
-    return [("udp", (4789, 4789), "Calico VXLAN"), ("tcp", (179, 179), "Calico BGP"),
-            ("tcp", (5473, 5473), "Calico Typha")]
+    return [
+        ("udp", (4789, 4789), "Calico VXLAN"),
+        ("tcp", (179, 179), "Calico BGP"),
+        ("tcp", (5473, 5473), "Calico Typha"),
+    ]
 
 
 def instance_groups(env: Environment, aws: AwsSpec, topology: Topology) -> list[InstanceGroupPlan]:
@@ -143,41 +201,84 @@ def instance_groups(env: Environment, aws: AwsSpec, topology: Topology) -> list[
         spot = first.spot
         price = None
         if spot is not None:
-            price = (f"{spot.max_price} USD/h" if spot.max_price else
-                     f"{spot.max_price_percent}% of on-demand" if spot.max_price_percent else
-                     "capped at on-demand")
-        groups.append(InstanceGroupPlan(
-            key=f"instances/{pool}/{zone}", pool=pool, role=first.role.value, zone=zone,
-            instance_type=first.instance_type or "", count=len(nodes), nodes=[n.name for n in nodes],
-            market="spot" if spot else "on-demand", spot_price=price,
-            root_volume_gb=first.root_volume_gb or 64, public_ip=not private,
-            subnet=f"subnet/{'private' if private else 'public'}/{zone}",
-            security_group=SG_CP if first.role is Role.CONTROL_PLANE else SG_WORKER))
+            price = (
+                f"{spot.max_price} USD/h"
+                if spot.max_price
+                else f"{spot.max_price_percent}% of on-demand"
+                if spot.max_price_percent
+                else "capped at on-demand"
+            )
+        groups.append(
+            InstanceGroupPlan(
+                key=f"instances/{pool}/{zone}",
+                pool=pool,
+                role=first.role.value,
+                zone=zone,
+                instance_type=first.instance_type or "",
+                count=len(nodes),
+                nodes=[n.name for n in nodes],
+                market="spot" if spot else "on-demand",
+                spot_price=price,
+                root_volume_gb=first.root_volume_gb or 64,
+                public_ip=not private,
+                subnet=f"subnet/{'private' if private else 'public'}/{zone}",
+                security_group=SG_CP if first.role is Role.CONTROL_PLANE else SG_WORKER,
+            )
+        )
     return groups
 
 
 def bastion(env: Environment, layout: list[SubnetLayout]) -> InstanceGroupPlan:
     zone = next(s.zone for s in layout if s.public)
-    return InstanceGroupPlan(key="instances/bastion", pool="bastion", role="bastion", zone=zone,
-                             instance_type=BASTION_INSTANCE_TYPE, count=1,
-                             nodes=[f"{env.name}-bastion"], root_volume_gb=16, public_ip=True,
-                             subnet=f"subnet/public/{zone}", security_group=SG_BASTION)
+    return InstanceGroupPlan(
+        key="instances/bastion",
+        pool="bastion",
+        role="bastion",
+        zone=zone,
+        instance_type=BASTION_INSTANCE_TYPE,
+        count=1,
+        nodes=[f"{env.name}-bastion"],
+        root_volume_gb=16,
+        public_ip=True,
+        subnet=f"subnet/public/{zone}",
+        security_group=SG_BASTION,
+    )
 
 
 def nlb(env: Environment, topology: Topology) -> tuple[LoadBalancerPlan, list[ResourcePlan]]:
     lb_name = aws_name(f"{env.name}-nlb")
     tg_name = aws_name(f"{env.name}-cp")
-    plan = LoadBalancerPlan(kind="nlb", name=lb_name, listener_port=6443, target_port=6443,
-                            targets=[n.name for n in topology.control_planes()],
-                            health_check=NLB_HEALTH, target_group=tg_name)
+    plan = LoadBalancerPlan(
+        kind="nlb",
+        name=lb_name,
+        listener_port=6443,
+        target_port=6443,
+        targets=[n.name for n in topology.control_planes()],
+        health_check=NLB_HEALTH,
+        target_group=tg_name,
+    )
     public = [f"subnet/public/{z}" for z in zones_in_use(env)]
-    res = [ResourcePlan(key="nlb", kind="network-load-balancer", name=lb_name,
-                        details={"scheme": "internet-facing", "type": "network"},
-                        depends_on=public),
-           ResourcePlan(key="nlb/target-group", kind="target-group", name=tg_name,
-                        details={"protocol": "TCP", "port": "6443", "health": NLB_HEALTH},
-                        depends_on=["vpc"]),
-           ResourcePlan(key="nlb/listener", kind="listener", name=f"{lb_name}:6443",
-                        details={"protocol": "TCP", "port": "6443"},
-                        depends_on=["nlb", "nlb/target-group"])]
+    res = [
+        ResourcePlan(
+            key="nlb",
+            kind="network-load-balancer",
+            name=lb_name,
+            details={"scheme": "internet-facing", "type": "network"},
+            depends_on=public,
+        ),
+        ResourcePlan(
+            key="nlb/target-group",
+            kind="target-group",
+            name=tg_name,
+            details={"protocol": "TCP", "port": "6443", "health": NLB_HEALTH},
+            depends_on=["vpc"],
+        ),
+        ResourcePlan(
+            key="nlb/listener",
+            kind="listener",
+            name=f"{lb_name}:6443",
+            details={"protocol": "TCP", "port": "6443"},
+            depends_on=["nlb", "nlb/target-group"],
+        ),
+    ]
     return plan, res

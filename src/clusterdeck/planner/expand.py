@@ -34,8 +34,10 @@ def expand(env: Environment, *, dedicated: bool | None = None) -> Topology:
     worker_total = rules.worker_count(env)
     untainted = not is_dedicated
     if worker_total == 0:
-        reason = ("single-node/control-plane-only cluster: no workers, so the control planes "
-                  "stay untainted and run workloads")
+        reason = (
+            "single-node/control-plane-only cluster: no workers, so the control planes "
+            "stay untainted and run workloads"
+        )
     elif untainted:
         reason = "dedicated is false: workloads may also run on the control planes"
     else:
@@ -46,20 +48,32 @@ def expand(env: Environment, *, dedicated: bool | None = None) -> Topology:
     cp_labels = {**_base_labels(Role.CONTROL_PLANE, CONTROL_PLANE_POOL), **cp.labels}
     cp_taints = ([CONTROL_PLANE_TAINT] if is_dedicated else []) + list(cp.taints)
     for i in range(rules.control_plane_count(env)):
-        nodes.append(Node(
-            name=f"{env.name}-cp-{i}", role=Role.CONTROL_PLANE, pool=CONTROL_PLANE_POOL, index=i,
-            provider=cp_provider.value, zone=cp_zones[i % len(cp_zones)] if cp_zones else None,
-            instance_type=(cp.instance_type or DEFAULT_CP_INSTANCE_TYPE)
-            if cp_provider is Provider.AWS else None,
-            root_volume_gb=cp.root_volume_size_gb if cp_provider is Provider.AWS else None,
-            labels=cp_labels, taints=cp_taints,
-            host=_host(env, cp.hosts[i]) if i < len(cp.hosts) else None,
-            first_control_plane=i == 0,
-        ))
+        nodes.append(
+            Node(
+                name=f"{env.name}-cp-{i}",
+                role=Role.CONTROL_PLANE,
+                pool=CONTROL_PLANE_POOL,
+                index=i,
+                provider=cp_provider.value,
+                zone=cp_zones[i % len(cp_zones)] if cp_zones else None,
+                instance_type=(cp.instance_type or DEFAULT_CP_INSTANCE_TYPE)
+                if cp_provider is Provider.AWS
+                else None,
+                root_volume_gb=cp.root_volume_size_gb if cp_provider is Provider.AWS else None,
+                labels=cp_labels,
+                taints=cp_taints,
+                host=_host(env, cp.hosts[i]) if i < len(cp.hosts) else None,
+                first_control_plane=i == 0,
+            )
+        )
     for _, name, pool in rules.pools(env):
         nodes.extend(_pool_nodes(env, name, pool))
-    return Topology(environment=env.name, nodes=nodes, control_plane_untainted=untainted,
-                    untainted_reason=reason)
+    return Topology(
+        environment=env.name,
+        nodes=nodes,
+        control_plane_untainted=untainted,
+        untainted_reason=reason,
+    )
 
 
 def _pool_nodes(env: Environment, name: str, pool: WorkerPool) -> list[Node]:
@@ -68,17 +82,28 @@ def _pool_nodes(env: Environment, name: str, pool: WorkerPool) -> list[Node]:
     labels = {**_base_labels(Role.WORKER, name), WORKER_ROLE_LABEL: "", **pool.labels}
     spot = None
     if pool.spot is not None and provider is Provider.AWS:
-        spot = SpotRequest(max_price_percent=pool.spot.max_price_percent,
-                           max_price=pool.spot.max_price)
-    return [Node(
-        name=f"{env.name}-{name}-{i}", role=Role.WORKER, pool=name, index=i,
-        provider=provider.value, zone=zones[i % len(zones)] if zones else None,
-        instance_type=(pool.instance_type or DEFAULT_WORKER_INSTANCE_TYPE)
-        if provider is Provider.AWS else None,
-        root_volume_gb=pool.root_volume_size_gb if provider is Provider.AWS else None,
-        spot=spot, labels=labels, taints=list(pool.taints),
-        host=_host(env, pool.hosts[i]) if i < len(pool.hosts) else None,
-    ) for i in range(rules.pool_count(pool))]
+        spot = SpotRequest(
+            max_price_percent=pool.spot.max_price_percent, max_price=pool.spot.max_price
+        )
+    return [
+        Node(
+            name=f"{env.name}-{name}-{i}",
+            role=Role.WORKER,
+            pool=name,
+            index=i,
+            provider=provider.value,
+            zone=zones[i % len(zones)] if zones else None,
+            instance_type=(pool.instance_type or DEFAULT_WORKER_INSTANCE_TYPE)
+            if provider is Provider.AWS
+            else None,
+            root_volume_gb=pool.root_volume_size_gb if provider is Provider.AWS else None,
+            spot=spot,
+            labels=labels,
+            taints=list(pool.taints),
+            host=_host(env, pool.hosts[i]) if i < len(pool.hosts) else None,
+        )
+        for i in range(rules.pool_count(pool))
+    ]
 
 
 def _base_labels(role: Role, pool: str) -> dict[str, str]:
@@ -92,5 +117,9 @@ def _zones(env: Environment, own: list[str], provider: Provider) -> list[str]:
 
 
 def _host(env: Environment, host: Host) -> HostRef:
-    return HostRef(address=host.address, user=host.user or env.spec.auth.username,
-                   port=host.port, key=host.key or env.spec.auth.private_key)
+    return HostRef(
+        address=host.address,
+        user=host.user or env.spec.auth.username,
+        port=host.port,
+        key=host.key or env.spec.auth.private_key,
+    )

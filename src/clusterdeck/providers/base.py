@@ -63,7 +63,12 @@ class InfraProvider(Protocol):
 
     def apply(self, ctx: ApplyContext) -> InfraResult: ...
 
-    def destroy(self, environment: str, store: StateStore, events: EventSink,
-                resources: list[ResourceRecord]) -> list[str]:
+    def destroy(
+        self,
+        environment: str,
+        store: StateStore,
+        events: EventSink,
+        resources: list[ResourceRecord],
+    ) -> list[str]:
         """Delete everything this provider made for the environment; return what is left."""
         ...

@@ -6,5 +6,4 @@ Import from here; the submodules are split by job (models, rules, loader, networ
 from clusterdeck.spec.loader import ValidationReport, check_bytes, check_file, load_file, load_text
 from clusterdeck.spec.models import Environment
 
-__all__ = ["Environment", "ValidationReport", "check_bytes", "check_file", "load_file",
-           "load_text"]
+__all__ = ["Environment", "ValidationReport", "check_bytes", "check_file", "load_file", "load_text"]

@@ -34,7 +34,7 @@ NOT_YET: dict[Loc, str] = {
     ("spec", "overlay"): "the WireGuard overlay across sites is not supported yet",
     ("spec", "ephemeral"): "ephemeral (PXE-booted) nodes are not supported yet",
     ("spec", "instance"): "there is no separate single-instance form: a single node is "
-                          "cluster.controlPlane.count: 1 with no workers",
+    "cluster.controlPlane.count: 1 with no workers",
     ("spec", "cluster", "region"): "region lives in spec.aws.region",
 }
 
@@ -69,8 +69,11 @@ class ValidationReport:
         return self.environment is not None and not self.errors
 
     def as_dict(self) -> dict[str, object]:
-        return {"valid": self.valid, "errors": [e.as_dict() for e in self.errors],
-                "warnings": [w.as_dict() for w in self.warnings]}
+        return {
+            "valid": self.valid,
+            "errors": [e.as_dict() for e in self.errors],
+            "warnings": [w.as_dict() for w in self.warnings],
+        }
 
 
 def dotted(loc: Loc) -> str:
@@ -107,8 +110,9 @@ def load_text(text: str | bytes, source: str | None = None) -> Environment:
 def check_bytes(data: bytes) -> ValidationReport:
     """Validate raw file content. Never raises for any input."""
     if len(data) > MAX_BYTES:
-        return _fail(SpecIssue("", f"file is {len(data)} bytes; an Environment is at most "
-                               f"{MAX_BYTES} bytes"))
+        return _fail(
+            SpecIssue("", f"file is {len(data)} bytes; an Environment is at most {MAX_BYTES} bytes")
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -132,8 +136,13 @@ def check_bytes(data: bytes) -> ValidationReport:
     if issues:
         return ValidationReport(None, issues, [])
     if not isinstance(plain, dict):
-        return _fail(SpecIssue("", "the file must be a mapping with apiVersion, kind, metadata "
-                               "and spec", *positions.of(())))
+        return _fail(
+            SpecIssue(
+                "",
+                "the file must be a mapping with apiVersion, kind, metadata and spec",
+                *positions.of(()),
+            )
+        )
     issues.extend(_not_yet(plain, positions))
     try:
         env = Environment.model_validate_json(json.dumps(plain, default=str))
@@ -168,8 +177,9 @@ def _plain(node: Any, loc: Loc, pos: Positions, issues: list[SpecIssue], depth: 
             kline, kcol = node.lc.key(key)
             vline, vcol = node.lc.value(key)
             if not isinstance(key, str):
-                issues.append(SpecIssue(dotted(loc), f"keys must be text; got {key!r}",
-                                        kline + 1, kcol + 1))
+                issues.append(
+                    SpecIssue(dotted(loc), f"keys must be text; got {key!r}", kline + 1, kcol + 1)
+                )
                 continue
             child = (*loc, key)
             pos.keys[child] = (kline + 1, kcol + 1)
@@ -214,8 +224,13 @@ def _translate(err: Any, positions: Positions) -> SpecIssue:
         name = str(loc[-1])
         allowed = _allowed_keys(loc[:-1])
         close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-        hint = (f"; did you mean {close[0]!r}?" if close else
-                f"; allowed here: {', '.join(allowed)}" if allowed else "")
+        hint = (
+            f"; did you mean {close[0]!r}?"
+            if close
+            else f"; allowed here: {', '.join(allowed)}"
+            if allowed
+            else ""
+        )
         return _issue(loc, f"unknown field {name!r}{hint}", positions, key=True)
     if kind == "missing":
         return _issue(loc, f"required field {str(loc[-1])!r} is missing", positions)

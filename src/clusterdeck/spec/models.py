@@ -95,22 +95,34 @@ class Provider(StrEnum):
 
 
 class Metadata(Strict):
-    name: DnsLabel = Field(description="Environment name: a DNS-1123 label, prefix of every node name.")
-    labels: Labels = Field(default_factory=dict, description="Free-form labels kept in the state store.")
+    name: DnsLabel = Field(
+        description="Environment name: a DNS-1123 label, prefix of every node name."
+    )
+    labels: Labels = Field(
+        default_factory=dict, description="Free-form labels kept in the state store."
+    )
 
 
 class Bastion(Strict):
     """An existing jump host (ssh provider), or the login for the one clusterdeck creates (aws private)."""
 
-    address: str | None = Field(default=None, description="Jump host address; for aws private mode leave empty (created).")
-    user: str | None = Field(default=None, description="Login on the bastion; defaults to auth.username.")
-    port: Port = 22
-    private_key: str | None = Field(default=None, description="Key for the bastion; defaults to auth.privateKey.")
+    address: str | None = Field(
+        default=None, description="Jump host address; for aws private mode leave empty (created)."
+    )
+    user: str | None = Field(
+        default=None, description="Login on the bastion; defaults to auth.username."
+    )
+    port: Port = Field(default=22, description="SSH port of the bastion.")
+    private_key: str | None = Field(
+        default=None, description="Key for the bastion; defaults to auth.privateKey."
+    )
 
 
 class Auth(Strict):
     key_name: str | None = Field(default=None, description="EC2 key pair name (aws).")
-    private_key: str | None = Field(default=None, description="Path of the SSH private key (ssh-agent is used when empty).")
+    private_key: str | None = Field(
+        default=None, description="Path of the SSH private key (ssh-agent is used when empty)."
+    )
     username: str = Field(default="ubuntu", description="Login user on every node.")
     bastion: Bastion | None = Field(default=None, description="Jump host used to reach the nodes.")
 
@@ -121,7 +133,10 @@ class NetworkMode(StrEnum):
 
 
 class AwsNetwork(Strict):
-    mode: NetworkMode = Field(default=NetworkMode.PUBLIC, description="public: nodes with public IPs, no NAT; private: NAT per AZ, a bastion, no public IPs on nodes.")
+    mode: NetworkMode = Field(
+        default=NetworkMode.PUBLIC,
+        description="public: nodes with public IPs, no NAT; private: NAT per AZ, a bastion, no public IPs on nodes.",
+    )
 
 
 class OsImage(StrEnum):
@@ -131,13 +146,26 @@ class OsImage(StrEnum):
 
 class AwsSpec(Strict):
     region: str = Field(description="AWS region of every aws node, e.g. us-west-2.")
-    network: AwsNetwork = Field(default_factory=AwsNetwork)
-    availability_zones: list[str] = Field(default_factory=list, description="Zones used by pools that name none; default: the region's 'a' zone.")
+    network: AwsNetwork = Field(
+        default_factory=AwsNetwork, description="Network layout (public or private)."
+    )
+    availability_zones: list[str] = Field(
+        default_factory=list,
+        description="Zones used by pools that name none; default: the region's 'a' zone.",
+    )
     vpc_cidr: Cidr = Field(default="10.0.0.0/16", description="VPC address range.")
-    ingress_cidrs: list[Cidr] = Field(default_factory=list, description="Sources allowed to SSH and reach the API; empty: the caller's public IP found at run time.")
-    node_port_cidrs: list[Cidr] = Field(default_factory=list, description="Sources allowed to reach NodePorts 30000-32767; empty: same as ingressCidrs.")
+    ingress_cidrs: list[Cidr] = Field(
+        default_factory=list,
+        description="Sources allowed to SSH and reach the API; empty: the caller's public IP found at run time.",
+    )
+    node_port_cidrs: list[Cidr] = Field(
+        default_factory=list,
+        description="Sources allowed to reach NodePorts 30000-32767; empty: same as ingressCidrs.",
+    )
     os: OsImage = Field(default=OsImage.UBUNTU_2204, description="Node operating system image.")
-    ami: str | None = Field(default=None, pattern=r"^ami-[0-9a-f]{8,17}$", description="Explicit AMI ID; overrides os.")
+    ami: str | None = Field(
+        default=None, pattern=r"^ami-[0-9a-f]{8,17}$", description="Explicit AMI ID; overrides os."
+    )
 
     @field_validator("region")
     @classmethod
@@ -150,15 +178,21 @@ class AwsSpec(Strict):
 class Host(Strict):
     address: str = Field(description="IP address or DNS name of an existing machine.")
     user: str | None = Field(default=None, description="Login user; defaults to auth.username.")
-    port: Port = 22
-    key: str | None = Field(default=None, description="Private key path for this host; defaults to auth.privateKey.")
+    port: Port = Field(default=22, description="SSH port.")
+    key: str | None = Field(
+        default=None, description="Private key path for this host; defaults to auth.privateKey."
+    )
 
 
 class Spot(Strict):
     """Spot capacity. ``{}`` caps the price at on-demand."""
 
-    max_price_percent: int | None = Field(default=None, description="Maximum price as a percentage (1-100) of the on-demand price.")
-    max_price: str | None = Field(default=None, description='Maximum price in USD per hour, e.g. "0.42".')
+    max_price_percent: int | None = Field(
+        default=None, description="Maximum price as a percentage (1-100) of the on-demand price."
+    )
+    max_price: str | None = Field(
+        default=None, description='Maximum price in USD per hour, e.g. "0.42".'
+    )
 
     @field_validator("max_price")
     @classmethod
@@ -177,22 +211,42 @@ class Spot(Strict):
 class _MachineGroup(Strict):
     """Fields shared by the control plane and worker pools."""
 
-    provider: Provider | None = Field(default=None, description="aws or ssh; defaults to spec.provider.")
+    provider: Provider | None = Field(
+        default=None, description="aws or ssh; defaults to spec.provider."
+    )
     instance_type: str | None = Field(default=None, description="EC2 instance type (aws).")
-    labels: Labels = Field(default_factory=dict, description="Kubernetes labels added to these nodes.")
-    taints: Taints = Field(default_factory=list, description="Kubernetes taints, key[=value]:Effect.")
-    availability_zones: list[str] = Field(default_factory=list, description="Zones to spread over (aws); default: aws.availabilityZones.")
-    root_volume_size_gb: VolumeSize = Field(default=64, alias="rootVolumeSizeGB", description="Root volume size in GiB (aws).")
+    labels: Labels = Field(
+        default_factory=dict, description="Kubernetes labels added to these nodes."
+    )
+    taints: Taints = Field(
+        default_factory=list, description="Kubernetes taints, key[=value]:Effect."
+    )
+    availability_zones: list[str] = Field(
+        default_factory=list,
+        description="Zones to spread over (aws); default: aws.availabilityZones.",
+    )
+    root_volume_size_gb: VolumeSize = Field(
+        default=64, alias="rootVolumeSizeGB", description="Root volume size in GiB (aws)."
+    )
     hosts: list[Host] = Field(default_factory=list, description="Existing machines (ssh provider).")
 
 
 class ControlPlane(_MachineGroup):
-    count: int | None = Field(default=None, description="1, 3, 5 or 7; for ssh, defaults to the number of hosts.")
-    dedicated: bool | None = Field(default=None, description="Keep the NoSchedule taint so no workloads run on control planes (default false).")
+    count: int | None = Field(
+        default=None, description="1, 3, 5 or 7; for ssh, defaults to the number of hosts."
+    )
+    dedicated: bool | None = Field(
+        default=None,
+        description="Keep the NoSchedule taint so no workloads run on control planes (default false).",
+    )
 
 
 class WorkerPool(_MachineGroup):
-    count: int | None = Field(default=None, ge=0, description="Nodes in the pool; for ssh, defaults to the number of hosts.")
+    count: int | None = Field(
+        default=None,
+        ge=0,
+        description="Nodes in the pool; for ssh, defaults to the number of hosts.",
+    )
     spot: Spot | None = Field(default=None, description="Run the pool on spot instances (aws).")
 
 
@@ -212,35 +266,65 @@ class LoadBalancerKind(StrEnum):
 
 
 class HighAvailability(Strict):
-    enabled: bool = False
-    etcd_topology: EtcdTopology = EtcdTopology.STACKED
-    load_balancer: LoadBalancerKind = Field(default=LoadBalancerKind.NLB, description="nlb (AWS) or keepalived (a virtual IP on existing machines).")
-    vip: IpAddress | None = Field(default=None, description="Virtual IP held by keepalived (keepalived only).")
-    api_port: Port = Field(default=8443, description="Port HAProxy serves the API on behind the VIP (keepalived only).")
+    enabled: bool = Field(
+        default=False, description="Put the API behind a load balancer; needs 3+ control planes."
+    )
+    etcd_topology: EtcdTopology = Field(
+        default=EtcdTopology.STACKED,
+        description="stacked: etcd on the control planes (external is not supported yet).",
+    )
+    load_balancer: LoadBalancerKind = Field(
+        default=LoadBalancerKind.NLB,
+        description="nlb (AWS) or keepalived (a virtual IP on existing machines).",
+    )
+    vip: IpAddress | None = Field(
+        default=None, description="Virtual IP held by keepalived (keepalived only)."
+    )
+    api_port: Port = Field(
+        default=8443, description="Port HAProxy serves the API on behind the VIP (keepalived only)."
+    )
 
 
 class Cluster(Strict):
-    control_plane: ControlPlane = Field(default_factory=ControlPlane)
-    workers: WorkerPool | None = Field(default=None, description="Shorthand for one pool named 'workers'.")
-    node_pools: list[NodePool] = Field(default_factory=list)
-    high_availability: HighAvailability = Field(default_factory=HighAvailability)
+    control_plane: ControlPlane = Field(
+        default_factory=ControlPlane, description="The control-plane nodes (stacked etcd)."
+    )
+    workers: WorkerPool | None = Field(
+        default=None, description="Shorthand for one pool named 'workers'."
+    )
+    node_pools: list[NodePool] = Field(default_factory=list, description="Named worker pools.")
+    high_availability: HighAvailability = Field(
+        default_factory=HighAvailability, description="A load-balanced API over 3+ control planes."
+    )
 
 
 class NvidiaDriver(Strict):
-    install: bool = False
-    version: str | None = Field(default=None, description="Driver version or branch, e.g. 570; default: the recommended one.")
+    install: bool = Field(default=False, description="Install the driver on GPU nodes.")
+    version: str | None = Field(
+        default=None,
+        description="Driver version or branch, e.g. 570; default: the recommended one.",
+    )
 
 
 class NvidiaContainerToolkit(Strict):
-    install: bool = False
-    version: str | None = None
-    enable_cdi: bool = Field(default=True, alias="enableCDI", description="Generate CDI specs for the GPUs.")
+    install: bool = Field(
+        default=False,
+        description="Install the toolkit and register the NVIDIA runtime with containerd.",
+    )
+    version: str | None = Field(
+        default=None, description="Toolkit version; default: the pinned one."
+    )
+    enable_cdi: bool = Field(
+        default=True, alias="enableCDI", description="Generate CDI specs for the GPUs."
+    )
 
 
 class ContainerRuntime(Strict):
-    install: bool = True
-    name: Literal["containerd"] = "containerd"
-    version: str | None = None
+    install: bool = Field(default=True, description="Install and configure the runtime.")
+    name: Literal["containerd"] = Field(default="containerd", description="Only containerd.")
+    version: str | None = Field(
+        default=None, description="containerd version; default: the pinned one."
+    )
 
 
 class Cni(StrEnum):
@@ -250,12 +334,19 @@ class Cni(StrEnum):
 
 
 class Kubernetes(Strict):
-    install: bool = True
-    installer: Literal["kubeadm"] = "kubeadm"
-    version: str = DEFAULT_KUBERNETES_VERSION
-    cni: Cni = Cni.CALICO
-    pod_cidr: Cidr = "192.168.0.0/16"
-    service_cidr: Cidr = "10.96.0.0/12"
+    install: bool = Field(
+        default=True, description="Install Kubernetes (false: machines and runtime only)."
+    )
+    installer: Literal["kubeadm"] = Field(default="kubeadm", description="Only kubeadm.")
+    version: str = Field(
+        default=DEFAULT_KUBERNETES_VERSION, description="Kubernetes version, v1.31 or newer."
+    )
+    cni: Cni = Field(
+        default=Cni.CALICO,
+        description="Pod network: calico (VXLAN) or flannel; cilium is not supported yet.",
+    )
+    pod_cidr: Cidr = Field(default="192.168.0.0/16", description="Pod address range.")
+    service_cidr: Cidr = Field(default="10.96.0.0/12", description="Service address range.")
 
     @field_validator("version")
     @classmethod
@@ -264,27 +355,44 @@ class Kubernetes(Strict):
         if not match:
             raise ValueError(f"{value!r} is not a Kubernetes version like v1.33.4")
         if int(match.group(1)) < MIN_KUBERNETES_MINOR:
-            raise ValueError(f"Kubernetes {value} is not supported: clusterdeck renders kubeadm "
-                             f"v1beta4 configuration, which needs v1.{MIN_KUBERNETES_MINOR} or newer")
+            raise ValueError(
+                f"Kubernetes {value} is not supported: clusterdeck renders kubeadm "
+                f"v1beta4 configuration, which needs v1.{MIN_KUBERNETES_MINOR} or newer"
+            )
         return value if value.startswith("v") else f"v{value}"
 
 
 class EnvironmentSpec(Strict):
     provider: Provider = Field(default=Provider.AWS, description="Default provider of every pool.")
-    auth: Auth = Field(default_factory=Auth)
-    aws: AwsSpec | None = None
-    cluster: Cluster = Field(default_factory=Cluster)
-    nvidia_driver: NvidiaDriver = Field(default_factory=NvidiaDriver)
-    nvidia_container_toolkit: NvidiaContainerToolkit = Field(default_factory=NvidiaContainerToolkit)
-    container_runtime: ContainerRuntime = Field(default_factory=ContainerRuntime)
-    kubernetes: Kubernetes = Field(default_factory=Kubernetes)
+    auth: Auth = Field(default_factory=Auth, description="How clusterdeck logs in to the nodes.")
+    aws: AwsSpec | None = Field(
+        default=None, description="AWS settings; needed when any pool runs on aws."
+    )
+    cluster: Cluster = Field(
+        default_factory=Cluster, description="Control plane, worker pools and high availability."
+    )
+    nvidia_driver: NvidiaDriver = Field(
+        default_factory=NvidiaDriver, description="NVIDIA driver on GPU nodes."
+    )
+    nvidia_container_toolkit: NvidiaContainerToolkit = Field(
+        default_factory=NvidiaContainerToolkit, description="NVIDIA container toolkit on GPU nodes."
+    )
+    container_runtime: ContainerRuntime = Field(
+        default_factory=ContainerRuntime, description="Container runtime on every node."
+    )
+    kubernetes: Kubernetes = Field(
+        default_factory=Kubernetes,
+        description="Kubernetes version, installer, CNI and address ranges.",
+    )
 
 
 class Environment(Strict):
-    api_version: Literal["clusterdeck.dev/v1alpha1"] = Field(alias="apiVersion")
-    kind: Literal["Environment"]
-    metadata: Metadata
-    spec: EnvironmentSpec
+    api_version: Literal["clusterdeck.dev/v1alpha1"] = Field(
+        alias="apiVersion", description="Always clusterdeck.dev/v1alpha1."
+    )
+    kind: Literal["Environment"] = Field(description="Always Environment.")
+    metadata: Metadata = Field(description="Name (and labels) of the environment.")
+    spec: EnvironmentSpec = Field(description="What to build.")
 
     @property
     def name(self) -> str:

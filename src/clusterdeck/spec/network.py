@@ -66,9 +66,17 @@ def subnet_layout(vpc_cidr: str, mode: NetworkMode, zones: list[str]) -> list[Su
     slash24 = list(vpc.subnets(new_prefix=24))
     if len(zones) + 1 > len(slash24):
         raise ValueError(f"VPC range {vpc_cidr} has no room for {len(zones)} public subnets")
-    layout = [SubnetLayout(zone, str(slash24[i + 1]), True, "nodes, load balancer" if mode is
-                           NetworkMode.PUBLIC else "NAT gateway, bastion, load balancer")
-              for i, zone in enumerate(zones)]
+    layout = [
+        SubnetLayout(
+            zone,
+            str(slash24[i + 1]),
+            True,
+            "nodes, load balancer"
+            if mode is NetworkMode.PUBLIC
+            else "NAT gateway, bastion, load balancer",
+        )
+        for i, zone in enumerate(zones)
+    ]
     if mode is NetworkMode.PUBLIC:
         first = zones[0] if zones else ""
         layout.append(SubnetLayout(first, str(slash24[0]), False, "reserved (no instances)"))
@@ -77,8 +85,11 @@ def subnet_layout(vpc_cidr: str, mode: NetworkMode, zones: list[str]) -> list[Su
         raise ValueError(f"VPC range {vpc_cidr} is too small for private mode: use /20 or larger")
     slash20 = list(vpc.subnets(new_prefix=20))
     if len(zones) + 1 > len(slash20):
-        raise ValueError(f"VPC range {vpc_cidr} has no room for {len(zones)} private /20 subnets; "
-                         "use a larger range such as /16")
-    layout.extend(SubnetLayout(zone, str(slash20[i + 1]), False, "nodes")
-                  for i, zone in enumerate(zones))
+        raise ValueError(
+            f"VPC range {vpc_cidr} has no room for {len(zones)} private /20 subnets; "
+            "use a larger range such as /16"
+        )
+    layout.extend(
+        SubnetLayout(zone, str(slash20[i + 1]), False, "nodes") for i, zone in enumerate(zones)
+    )
     return layout

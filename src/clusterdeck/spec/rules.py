@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Iterator
 from itertools import combinations
 
+from clusterdeck.spec.models import Environment as Env
 from clusterdeck.spec.models import (
     EtcdTopology,
     Host,
@@ -20,7 +21,6 @@ from clusterdeck.spec.models import (
     Provider,
     WorkerPool,
 )
-from clusterdeck.spec.models import Environment as Env
 from clusterdeck.spec.network import aws_groups, subnet_layout, zones_in_use
 
 Loc = tuple[str | int, ...]
@@ -37,8 +37,9 @@ def pools(env: Env) -> list[tuple[Loc, str, WorkerPool]]:
     found: list[tuple[Loc, str, WorkerPool]] = []
     if env.spec.cluster.workers is not None:
         found.append(((*CLUSTER, "workers"), "workers", env.spec.cluster.workers))
-    found.extend(((*CLUSTER, "nodePools", i), p.name, p)
-                 for i, p in enumerate(env.spec.cluster.node_pools))
+    found.extend(
+        ((*CLUSTER, "nodePools", i), p.name, p) for i, p in enumerate(env.spec.cluster.node_pools)
+    )
     return found
 
 
@@ -62,8 +63,16 @@ def worker_count(env: Env) -> int:
 
 def errors(env: Env) -> list[Finding]:
     found: list[Finding] = []
-    for rule in (_control_plane, _pools, _hosts, _high_availability, _aws, _cidrs,
-                 _kubernetes, _node_names):
+    for rule in (
+        _control_plane,
+        _pools,
+        _hosts,
+        _high_availability,
+        _aws,
+        _cidrs,
+        _kubernetes,
+        _node_names,
+    ):
         found.extend(rule(env))
     return found
 
@@ -72,13 +81,21 @@ def warnings(env: Env) -> list[Finding]:
     found: list[Finding] = []
     ha = env.spec.cluster.high_availability
     if control_plane_count(env) > 1 and not ha.enabled:
-        found.append(((*CLUSTER, "highAvailability", "enabled"),
-                      f"{control_plane_count(env)} control planes without highAvailability: the "
-                      "API endpoint is the first control plane, a single point of failure"))
+        found.append(
+            (
+                (*CLUSTER, "highAvailability", "enabled"),
+                f"{control_plane_count(env)} control planes without highAvailability: the "
+                "API endpoint is the first control plane, a single point of failure",
+            )
+        )
     if env.spec.nvidia_container_toolkit.install and not env.spec.container_runtime.install:
-        found.append((("spec", "nvidiaContainerToolkit", "install"),
-                      "the container toolkit configures containerd, which this file does not "
-                      "install; it must already be on the machines"))
+        found.append(
+            (
+                ("spec", "nvidiaContainerToolkit", "install"),
+                "the container toolkit configures containerd, which this file does not "
+                "install; it must already be on the machines",
+            )
+        )
     return found
 
 
@@ -86,11 +103,17 @@ def _control_plane(env: Env) -> Iterator[Finding]:
     cp = env.spec.cluster.control_plane
     count = control_plane_count(env)
     if count not in (1, 3, 5, 7):
-        yield ((*CP, "count"), f"control-plane count must be odd and between 1 and 7 "
-               f"(1, 3, 5 or 7, for etcd quorum); got {count}")
+        yield (
+            (*CP, "count"),
+            f"control-plane count must be odd and between 1 and 7 "
+            f"(1, 3, 5 or 7, for etcd quorum); got {count}",
+        )
     if cp.dedicated and worker_count(env) == 0:
-        yield ((*CP, "dedicated"), "dedicated: true with no workers leaves nowhere to run "
-               "workloads; add workers or nodePools, or set dedicated: false")
+        yield (
+            (*CP, "dedicated"),
+            "dedicated: true with no workers leaves nowhere to run "
+            "workloads; add workers or nodePools, or set dedicated: false",
+        )
 
 
 def _pools(env: Env) -> Iterator[Finding]:
@@ -108,36 +131,62 @@ def _pools(env: Env) -> Iterator[Finding]:
             if spot.max_price_percent is not None and spot.max_price is not None:
                 yield ((*loc, "spot"), "set either maxPricePercent or maxPrice, not both")
             if spot.max_price_percent is not None and not 1 <= spot.max_price_percent <= 100:
-                yield ((*loc, "spot", "maxPricePercent"), "maxPricePercent must be between 1 "
-                       f"and 100 (percent of the on-demand price); got {spot.max_price_percent}")
+                yield (
+                    (*loc, "spot", "maxPricePercent"),
+                    "maxPricePercent must be between 1 "
+                    f"and 100 (percent of the on-demand price); got {spot.max_price_percent}",
+                )
             if (pool.provider or env.spec.provider) is Provider.SSH:
                 yield ((*loc, "spot"), "spot applies to aws pools only")
 
 
 def _hosts(env: Env) -> Iterator[Finding]:
     groups: list[tuple[Loc, str, int, bool, list[Host]]] = [
-        (CP, "the control plane", control_plane_count(env),
-         (env.spec.cluster.control_plane.provider or env.spec.provider) is Provider.SSH,
-         list(env.spec.cluster.control_plane.hosts))]
-    groups.extend((loc, f"pool {name!r}", pool_count(p),
-                   (p.provider or env.spec.provider) is Provider.SSH, list(p.hosts))
-                  for loc, name, p in pools(env))
+        (
+            CP,
+            "the control plane",
+            control_plane_count(env),
+            (env.spec.cluster.control_plane.provider or env.spec.provider) is Provider.SSH,
+            list(env.spec.cluster.control_plane.hosts),
+        )
+    ]
+    groups.extend(
+        (
+            loc,
+            f"pool {name!r}",
+            pool_count(p),
+            (p.provider or env.spec.provider) is Provider.SSH,
+            list(p.hosts),
+        )
+        for loc, name, p in pools(env)
+    )
     addresses: dict[tuple[str, int], Loc] = {}
     for loc, what, count, is_ssh, hosts in groups:
         if is_ssh and not hosts:
-            yield ((*loc, "hosts"), f"{what} uses the ssh provider and needs hosts: list its "
-                   "machines as hosts: [{address: 192.0.2.10}]")
+            yield (
+                (*loc, "hosts"),
+                f"{what} uses the ssh provider and needs hosts: list its "
+                "machines as hosts: [{address: 192.0.2.10}]",
+            )
         elif is_ssh and len(hosts) != count:
-            yield ((*loc, "count"), f"{what} has count {count} but lists {len(hosts)} hosts; "
-                   "they must match (or leave count out)")
+            yield (
+                (*loc, "count"),
+                f"{what} has count {count} but lists {len(hosts)} hosts; "
+                "they must match (or leave count out)",
+            )
         elif not is_ssh and hosts:
-            yield ((*loc, "hosts"), f"{what} runs on aws, where clusterdeck creates the "
-                   "machines; hosts is for provider: ssh")
+            yield (
+                (*loc, "hosts"),
+                f"{what} runs on aws, where clusterdeck creates the "
+                "machines; hosts is for provider: ssh",
+            )
         for i, host in enumerate(hosts):
             key = (host.address, host.port)
             if key in addresses:
-                yield ((*loc, "hosts", i, "address"), f"host {host.address} is listed twice "
-                       "in this environment")
+                yield (
+                    (*loc, "hosts", i, "address"),
+                    f"host {host.address} is listed twice in this environment",
+                )
             addresses[key] = (*loc, "hosts", i)
 
 
@@ -150,24 +199,40 @@ def _high_availability(env: Env) -> Iterator[Finding]:
             yield ((*loc, "vip"), "vip is set but highAvailability.enabled is false")
         return
     if control_plane_count(env) < 3:
-        yield ((*CP, "count"), "highAvailability needs at least 3 control planes "
-               f"(etcd quorum survives one failure only from 3); got {control_plane_count(env)}")
+        yield (
+            (*CP, "count"),
+            "highAvailability needs at least 3 control planes "
+            f"(etcd quorum survives one failure only from 3); got {control_plane_count(env)}",
+        )
     if ha.etcd_topology is EtcdTopology.EXTERNAL:
-        yield ((*loc, "etcdTopology"), "etcdTopology: external is not supported yet; "
-               "use stacked (etcd on the control planes)")
+        yield (
+            (*loc, "etcdTopology"),
+            "etcdTopology: external is not supported yet; use stacked (etcd on the control planes)",
+        )
     if ha.load_balancer is LoadBalancerKind.ALB:
-        yield ((*loc, "loadBalancer"), "loadBalancer: alb is not supported: the API is TCP "
-               "with TLS end to end, which needs a network load balancer; use nlb")
+        yield (
+            (*loc, "loadBalancer"),
+            "loadBalancer: alb is not supported: the API is TCP "
+            "with TLS end to end, which needs a network load balancer; use nlb",
+        )
     elif ha.load_balancer is LoadBalancerKind.NLB and cp_provider is not Provider.AWS:
-        yield ((*loc, "loadBalancer"), "an NLB needs control planes on aws; for existing "
-               "machines use loadBalancer: keepalived with a vip")
+        yield (
+            (*loc, "loadBalancer"),
+            "an NLB needs control planes on aws; for existing "
+            "machines use loadBalancer: keepalived with a vip",
+        )
     elif ha.load_balancer is LoadBalancerKind.KEEPALIVED:
         if cp_provider is Provider.AWS:
-            yield ((*loc, "loadBalancer"), "keepalived moves a virtual IP over layer 2, which "
-                   "AWS VPCs do not carry; use loadBalancer: nlb on aws")
+            yield (
+                (*loc, "loadBalancer"),
+                "keepalived moves a virtual IP over layer 2, which "
+                "AWS VPCs do not carry; use loadBalancer: nlb on aws",
+            )
         if ha.vip is None:
-            yield ((*loc, "vip"), "keepalived needs a vip: a free address on the control "
-                   "planes' network")
+            yield (
+                (*loc, "vip"),
+                "keepalived needs a vip: a free address on the control planes' network",
+            )
         else:
             taken = {h.address for h in env.spec.cluster.control_plane.hosts}
             taken |= {h.address for _, _, p in pools(env) for h in p.hosts}
@@ -181,64 +246,101 @@ def _aws(env: Env) -> Iterator[Finding]:
     if not groups:
         return
     if spec.aws is None:
-        yield (("spec", "aws"), "pools run on aws, so an aws block with a region is needed: "
-               "aws: {region: us-west-2}")
+        yield (
+            ("spec", "aws"),
+            "pools run on aws, so an aws block with a region is needed: aws: {region: us-west-2}",
+        )
         return
     region = spec.aws.region
     for i, zone in enumerate(spec.aws.availability_zones):
         if not (zone.startswith(region) and len(zone) == len(region) + 1):
-            yield (("spec", "aws", "availabilityZones", i), f"zone {zone!r} is not in region "
-                   f"{region} (zones look like {region}a)")
+            yield (
+                ("spec", "aws", "availabilityZones", i),
+                f"zone {zone!r} is not in region {region} (zones look like {region}a)",
+            )
     for loc, _, pool in [(CP, "", spec.cluster.control_plane), *pools(env)]:
         for i, zone in enumerate(pool.availability_zones):
             if not (zone.startswith(region) and len(zone) == len(region) + 1):
-                yield ((*loc, "availabilityZones", i), f"zone {zone!r} is not in region "
-                       f"{region} (zones look like {region}a)")
+                yield (
+                    (*loc, "availabilityZones", i),
+                    f"zone {zone!r} is not in region {region} (zones look like {region}a)",
+                )
     if not spec.auth.key_name:
         yield (("spec", "auth", "keyName"), "aws nodes need an EC2 key pair: set auth.keyName")
     try:
         subnet_layout(spec.aws.vpc_cidr, spec.aws.network.mode, zones_in_use(env))
     except ValueError as exc:
         yield (("spec", "aws", "vpcCidr"), str(exc))
-    if spec.aws.network.mode is NetworkMode.PRIVATE and spec.auth.bastion and \
-            spec.auth.bastion.address:
-        yield (("spec", "auth", "bastion", "address"), "in aws private mode clusterdeck creates "
-               "the bastion; leave its address empty")
+    if (
+        spec.aws.network.mode is NetworkMode.PRIVATE
+        and spec.auth.bastion
+        and spec.auth.bastion.address
+    ):
+        yield (
+            ("spec", "auth", "bastion", "address"),
+            "in aws private mode clusterdeck creates the bastion; leave its address empty",
+        )
 
 
 def _cidrs(env: Env) -> Iterator[Finding]:
     k8s = env.spec.kubernetes
     # (where, what, range, written in the file?) so a clash is reported where the user typed.
     ranges: list[tuple[Loc, str, str, bool]] = [
-        (("spec", "kubernetes", "podCidr"), "pod", k8s.pod_cidr, "pod_cidr" in k8s.model_fields_set),
-        (("spec", "kubernetes", "serviceCidr"), "service", k8s.service_cidr,
-         "service_cidr" in k8s.model_fields_set),
+        (
+            ("spec", "kubernetes", "podCidr"),
+            "pod",
+            k8s.pod_cidr,
+            "pod_cidr" in k8s.model_fields_set,
+        ),
+        (
+            ("spec", "kubernetes", "serviceCidr"),
+            "service",
+            k8s.service_cidr,
+            "service_cidr" in k8s.model_fields_set,
+        ),
     ]
     if env.spec.aws is not None and aws_groups(env):
-        ranges.append((("spec", "aws", "vpcCidr"), "VPC", env.spec.aws.vpc_cidr,
-                       "vpc_cidr" in env.spec.aws.model_fields_set))
+        ranges.append(
+            (
+                ("spec", "aws", "vpcCidr"),
+                "VPC",
+                env.spec.aws.vpc_cidr,
+                "vpc_cidr" in env.spec.aws.model_fields_set,
+            )
+        )
     for first, second in combinations(ranges, 2):
         if not ipaddress.ip_network(first[2]).overlaps(ipaddress.ip_network(second[2])):
             continue
         here, other = (first, second) if first[3] and not second[3] else (second, first)
-        yield (here[0], f"{here[1]} range {here[2]} overlaps the {other[1]} range {other[2]} "
-               f"({'.'.join(str(p) for p in other[0])}); pick ranges that do not overlap")
+        yield (
+            here[0],
+            f"{here[1]} range {here[2]} overlaps the {other[1]} range {other[2]} "
+            f"({'.'.join(str(p) for p in other[0])}); pick ranges that do not overlap",
+        )
 
 
 def _kubernetes(env: Env) -> Iterator[Finding]:
     k8s = env.spec.kubernetes
     if k8s.cni.value == "cilium":
-        yield (("spec", "kubernetes", "cni"), "cni: cilium is not supported yet; use calico "
-               "(default) or flannel")
+        yield (
+            ("spec", "kubernetes", "cni"),
+            "cni: cilium is not supported yet; use calico (default) or flannel",
+        )
 
 
 def _node_names(env: Env) -> Iterator[Finding]:
     longest = f"{env.name}-cp-{control_plane_count(env) - 1}"
     if len(longest) > MAX_NODE_NAME:
-        yield (("metadata", "name"), f"node names like {longest!r} exceed {MAX_NODE_NAME} "
-               "characters; use a shorter environment name")
+        yield (
+            ("metadata", "name"),
+            f"node names like {longest!r} exceed {MAX_NODE_NAME} "
+            "characters; use a shorter environment name",
+        )
     for loc, name, pool in pools(env):
         longest = f"{env.name}-{name}-{max(pool_count(pool) - 1, 0)}"
         if len(longest) > MAX_NODE_NAME:
-            yield (loc, f"node names like {longest!r} exceed {MAX_NODE_NAME} characters; "
-                   "use a shorter pool or environment name")
+            yield (
+                loc,
+                f"node names like {longest!r} exceed {MAX_NODE_NAME} characters; "
+                "use a shorter pool or environment name",
+            )

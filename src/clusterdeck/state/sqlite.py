@@ -63,10 +63,11 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        os.chmod(self.path, 0o600)
+        self.path.chmod(0o600)
         self._mutex = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
-                                   isolation_level=None)
+        self._db = sqlite3.connect(
+            self.path, timeout=30, check_same_thread=False, isolation_level=None
+        )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout = 30000")
         self._db.execute("PRAGMA journal_mode = WAL")
@@ -74,7 +75,7 @@ class SqliteStore:
         for suffix in ("-wal", "-shm"):
             side = self.path.with_name(self.path.name + suffix)
             if side.exists():
-                os.chmod(side, 0o600)
+                side.chmod(0o600)
         self._migrate()
 
     @property
@@ -92,7 +93,8 @@ class SqliteStore:
                 if current > len(MIGRATIONS):
                     raise NotFoundError(
                         f"state store {self.path} has schema version {current}, newer than this "
-                        f"clusterdeck understands ({len(MIGRATIONS)}); upgrade clusterdeck")
+                        f"clusterdeck understands ({len(MIGRATIONS)}); upgrade clusterdeck"
+                    )
                 for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
                     for statement in filter(str.strip, script.split(";")):
                         self._db.execute(statement)
@@ -113,7 +115,8 @@ class SqliteStore:
             "INSERT INTO environments (name, provider, spec, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET provider = excluded.provider, "
             "spec = excluded.spec, updated_at = excluded.updated_at",
-            (name, provider, json.dumps(spec, sort_keys=True), now, now))
+            (name, provider, json.dumps(spec, sort_keys=True), now, now),
+        )
         record = self.environment(name)
         assert record is not None
         return record
@@ -132,8 +135,10 @@ class SqliteStore:
             if record is None:
                 raise NotFoundError(f"no environment named {name!r} in {self.path}")
             merged = {**record.outputs, **outputs}
-            self._exec("UPDATE environments SET status = ?, outputs = ?, updated_at = ? "
-                       "WHERE name = ?", (status, json.dumps(merged, sort_keys=True), time.time(), name))
+            self._exec(
+                "UPDATE environments SET status = ?, outputs = ?, updated_at = ? WHERE name = ?",
+                (status, json.dumps(merged, sort_keys=True), time.time(), name),
+            )
 
     def forget_environment(self, name: str) -> None:
         with self._mutex:
@@ -144,17 +149,25 @@ class SqliteStore:
             self._db.execute("COMMIT")
 
     # resources ----------------------------------------------------------------------------
-    def record_resource(self, environment: str, key: str, kind: str, provider_id: str,
-                        data: dict[str, Any] | None = None) -> ResourceRecord:
+    def record_resource(
+        self,
+        environment: str,
+        key: str,
+        kind: str,
+        provider_id: str,
+        data: dict[str, Any] | None = None,
+    ) -> ResourceRecord:
         now = time.time()
         self._exec(
             "INSERT INTO resources (environment, key, kind, provider_id, data, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(environment, key) DO UPDATE SET "
             "kind = excluded.kind, provider_id = excluded.provider_id, data = excluded.data, "
             "deleted_at = NULL",
-            (environment, key, kind, provider_id, json.dumps(data or {}, sort_keys=True), now))
-        row = self._exec("SELECT * FROM resources WHERE environment = ? AND key = ?",
-                         (environment, key)).fetchone()
+            (environment, key, kind, provider_id, json.dumps(data or {}, sort_keys=True), now),
+        )
+        row = self._exec(
+            "SELECT * FROM resources WHERE environment = ? AND key = ?", (environment, key)
+        ).fetchone()
         return _resource(row)
 
     def resources(self, environment: str, *, include_deleted: bool = False) -> list[ResourceRecord]:
@@ -165,34 +178,46 @@ class SqliteStore:
         return [_resource(r) for r in rows]
 
     def mark_deleted(self, environment: str, key: str) -> None:
-        self._exec("UPDATE resources SET deleted_at = ? WHERE environment = ? AND key = ?",
-                   (time.time(), environment, key))
+        self._exec(
+            "UPDATE resources SET deleted_at = ? WHERE environment = ? AND key = ?",
+            (time.time(), environment, key),
+        )
 
     # events -------------------------------------------------------------------------------
     def start_event(self, environment: str, subject: str, step: str, message: str = "") -> int:
-        cur = self._exec("INSERT INTO events (environment, subject, step, kind, message, "
-                         "started_at) VALUES (?, ?, ?, 'started', ?, ?)",
-                         (environment, subject, step, message, time.time()))
+        cur = self._exec(
+            "INSERT INTO events (environment, subject, step, kind, message, "
+            "started_at) VALUES (?, ?, ?, 'started', ?, ?)",
+            (environment, subject, step, message, time.time()),
+        )
         return int(cur.lastrowid or 0)
 
     def end_event(self, event_id: int, kind: str, message: str = "") -> None:
-        self._exec("UPDATE events SET kind = ?, message = ?, ended_at = ? WHERE id = ?",
-                   (kind, message, time.time(), event_id))
+        self._exec(
+            "UPDATE events SET kind = ?, message = ?, ended_at = ? WHERE id = ?",
+            (kind, message, time.time(), event_id),
+        )
 
     def events(self, environment: str) -> list[EventRecord]:
-        rows = self._exec("SELECT * FROM events WHERE environment = ? ORDER BY id",
-                          (environment,)).fetchall()
+        rows = self._exec(
+            "SELECT * FROM events WHERE environment = ? ORDER BY id", (environment,)
+        ).fetchall()
         return [EventRecord(**dict(r)) for r in rows]
 
     # host keys ----------------------------------------------------------------------------
-    def pin_host_key(self, environment: str, host: str, port: int, key_type: str,
-                     public_key: str) -> None:
-        self._exec("INSERT INTO host_keys VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                   (environment, host, port, key_type, public_key, time.time()))
+    def pin_host_key(
+        self, environment: str, host: str, port: int, key_type: str, public_key: str
+    ) -> None:
+        self._exec(
+            "INSERT INTO host_keys VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (environment, host, port, key_type, public_key, time.time()),
+        )
 
     def host_key(self, environment: str, host: str, port: int) -> HostKeyRecord | None:
-        row = self._exec("SELECT * FROM host_keys WHERE environment = ? AND host = ? AND port = ?",
-                         (environment, host, port)).fetchone()
+        row = self._exec(
+            "SELECT * FROM host_keys WHERE environment = ? AND host = ? AND port = ?",
+            (environment, host, port),
+        ).fetchone()
         return HostKeyRecord(**dict(row)) if row else None
 
     # locking ------------------------------------------------------------------------------
@@ -208,8 +233,10 @@ class SqliteStore:
             except BlockingIOError:
                 holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
                 raise LockedError(environment, holder) from None
-            info = f"{purpose} (pid {os.getpid()} on {socket.gethostname()}, since " \
-                   f"{time.strftime('%H:%M:%S')})"
+            info = (
+                f"{purpose} (pid {os.getpid()} on {socket.gethostname()}, since "
+                f"{time.strftime('%H:%M:%S')})"
+            )
             os.ftruncate(fd, 0)
             os.pwrite(fd, info.encode(), 0)
             try:
