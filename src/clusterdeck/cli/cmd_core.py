@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from clusterdeck import __version__, api
 from clusterdeck.cli import render
@@ -135,9 +134,7 @@ def list_environments(ctx: typer.Context, output: OutputOpt = Output.TEXT) -> No
     if not rows:
         app.console.print("No environments yet. Create one with: clusterdeck create -f FILE")
         return
-    table = Table()
-    for col in ("name", "provider", "status", "nodes", "endpoint"):
-        table.add_column(col)
+    table = render.table_(None, "name", "provider", "status", "nodes", "endpoint")
     for row in rows:
         table.add_row(
             *(
@@ -185,9 +182,7 @@ def status(
         return
     app.console.print(f"[bold]{rec.name}[/] ({rec.provider}) status: {rec.status}")
     app.console.print(f"endpoint: {rec.outputs.get('endpoint', 'not known yet')}")
-    table = Table(title="Nodes", title_justify="left")
-    for col in ("node", "id", "role", "pool", "state", "public IP", "private IP"):
-        table.add_column(col)
+    table = render.table_("Nodes", "node", "id", "role", "pool", "state", "public IP", "private IP")
     for node in nodes:
         table.add_row(
             *(

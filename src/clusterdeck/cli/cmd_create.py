@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from clusterdeck import api
 from clusterdeck.cli import render
@@ -75,9 +74,9 @@ def delete(
     store = app.store()
     api.require(store, environment)
     resources = store.resources(environment)
-    table = Table(title=f"{environment}: {len(resources)} recorded resources", title_justify="left")
-    for col in ("resource", "kind", "id"):
-        table.add_column(col)
+    table = render.table_(
+        f"{environment}: {len(resources)} recorded resources", "resource", "kind", "id"
+    )
     for res in resources:
         table.add_row(res.key, res.kind, res.provider_id)
     app.err.print(table)

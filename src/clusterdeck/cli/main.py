@@ -78,7 +78,9 @@ def run() -> None:
     """Console-script entry point: run the app and map errors to one line and an exit code."""
     err = Console(stderr=True, soft_wrap=True)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except SpecError as exc:
         for issue in exc.issues:
             err.print(f"[red]error[/]: {issue.location()}: {issue.message}", highlight=False)

@@ -12,6 +12,14 @@ from clusterdeck.errors import SpecIssue
 from clusterdeck.model.plan import ActionKind, NodePlan, Plan
 
 
+def table_(title: str | None, *columns: str) -> Table:
+    """A table whose cells wrap instead of being cut with an ellipsis (IDs and IPs matter)."""
+    made = Table(title=title, title_justify="left")
+    for column in columns:
+        made.add_column(column, overflow="fold")
+    return made
+
+
 def issues(console: Console, found: list[SpecIssue], *, label: str, style: str) -> None:
     for issue in found:
         console.print(f"[{style}]{label}[/]: {issue.location()}: {issue.message}", highlight=False)
@@ -31,18 +39,16 @@ def plan(console: Console, the_plan: Plan) -> None:
     for warning in the_plan.warnings:
         console.print(f"[yellow]warning[/]: {warning}")
     if the_plan.resources:
-        table = Table(title="Cloud resources", title_justify="left")
-        for col in ("resource", "kind", "name", "details"):
-            table.add_column(col)
+        table = table_("Cloud resources", "resource", "kind", "name", "details")
         for res in the_plan.resources:
             table.add_row(
                 res.key, res.kind, res.name, ", ".join(f"{k}={v}" for k, v in res.details.items())
             )
         console.print(table)
     for group in the_plan.security_groups:
-        table = Table(title=f"Security group {group.name} ({group.role})", title_justify="left")
-        for col in ("port", "protocol", "source", "purpose"):
-            table.add_column(col)
+        table = table_(
+            f"Security group {group.name} ({group.role})", "port", "protocol", "source", "purpose"
+        )
         for rule in group.rules:
             table.add_row(
                 rule.ports,
@@ -52,9 +58,16 @@ def plan(console: Console, the_plan: Plan) -> None:
             )
         console.print(table)
     if the_plan.instance_groups:
-        table = Table(title="Instances (one RunInstances call per row)", title_justify="left")
-        for col in ("pool", "zone", "type", "count", "market", "public IP", "nodes"):
-            table.add_column(col)
+        table = table_(
+            "Instances (one RunInstances call per row)",
+            "pool",
+            "zone",
+            "type",
+            "count",
+            "market",
+            "public IP",
+            "nodes",
+        )
         for grp in the_plan.instance_groups:
             market = grp.market + (f" ({grp.spot_price})" if grp.spot_price else "")
             table.add_row(
@@ -74,12 +87,15 @@ def plan(console: Console, the_plan: Plan) -> None:
             f"control planes :{lb.target_port} ({lb.health_check})"
             + (f", target group {lb.target_group}" if lb.target_group else "")
         )
-    table = Table(
-        title="Nodes and their bootstrap phases (nodes with the same phases grouped)",
-        title_justify="left",
+    table = table_(
+        "Nodes and their bootstrap phases (nodes with the same phases grouped)",
+        "nodes",
+        "role",
+        "pool",
+        "where",
+        "taints",
+        "phases",
     )
-    for col in ("nodes", "role", "pool", "where", "taints", "phases"):
-        table.add_column(col)
     groups: dict[tuple[str, ...], list[NodePlan]] = {}
     for node in the_plan.nodes:
         key = (node.role, node.pool, ", ".join(node.taints), " -> ".join(node.phases))

@@ -1,0 +1,156 @@
+"""The CLI as a user meets it: listings, status, schema, prompts, consent and locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from clusterdeck.state import SqliteStore
+from tests.helpers import EXAMPLES, ROOT, run_cli
+
+CLI = str(Path(sys.executable).with_name("clusterdeck"))
+
+
+@pytest.fixture
+def store_path(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "state.db"
+    monkeypatch.setenv("CLUSTERDECK_STATE", str(path))
+    return path
+
+
+def test_list_is_empty_then_shows_environments(store_path, capsys, monkeypatch) -> None:
+    result = run_cli(["list", "-o", "json"], capsys, monkeypatch)
+    assert (result.code, json.loads(result.out)) == (0, [])
+    store = SqliteStore(store_path)
+    store.save_environment("alpha", "aws", {})
+    store.record_resource("alpha", "node/alpha-cp-0", "instance", "i-1", {"role": "control-plane"})
+    store.set_status("alpha", "infra-ready", endpoint="https://203.0.113.5:6443")
+    result = run_cli(["list", "-o", "json"], capsys, monkeypatch)
+    (row,) = json.loads(result.out)
+    assert (row["name"], row["nodes"], row["endpoint"]) == ("alpha", 1, "https://203.0.113.5:6443")
+    result = run_cli(["list"], capsys, monkeypatch)
+    assert "alpha" in result.out and "infra-ready" in result.out
+
+
+def test_status_reads_the_store_and_names_what_is_missing(store_path, capsys, monkeypatch) -> None:
+    from clusterdeck import api
+
+    env = api.load(EXAMPLES / "aws-simple.yaml")
+    store = SqliteStore(store_path)
+    store.save_environment(env.name, "aws", env.model_dump(mode="json", by_alias=True))
+    store.record_resource(env.name, "vpc", "vpc", "vpc-9")
+    store.record_resource(env.name, "node/gpu-simple-cp-0", "instance", "i-0abc",
+                          {"role": "control-plane", "pool": "control-plane", "state": "running",
+                           "public_ip": "203.0.113.7", "private_ip": "10.0.1.10"})
+    result = run_cli(["status", env.name, "-o", "json"], capsys, monkeypatch)
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert data["nodes"][0]["public_ip"] == "203.0.113.7"
+    assert "gpu-simple-workers-0" in data["missing"] and "igw" in data["missing"]
+    assert "vpc" not in data["missing"] and "gpu-simple-cp-0" not in data["missing"]
+    monkeypatch.setenv("COLUMNS", "200")
+    text = run_cli(["status", env.name], capsys, monkeypatch)
+    assert "203.0.113.7" in text.out and "missing" in text.out
+
+
+def test_status_of_unknown_environment_is_bad_input(store_path, capsys, monkeypatch) -> None:
+    result = run_cli(["status", "ghost"], capsys, monkeypatch)
+    assert result.code == 2
+    assert "no environment named 'ghost'" in result.err
+
+
+def test_schema_is_json_schema_that_accepts_the_examples(capsys, monkeypatch) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from ruamel.yaml import YAML
+
+    result = run_cli(["schema"], capsys, monkeypatch)
+    schema = json.loads(result.out)
+    assert schema["additionalProperties"] is False
+    for path in EXAMPLES.glob("*.yaml"):
+        jsonschema.validate(json.loads(json.dumps(YAML(typ="safe").load(path))), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"apiVersion": "clusterdeck.dev/v1alpha1", "kind": "Environment",
+                             "metadata": {"name": "x"}, "spec": {"bogus": 1}}, schema)
+
+
+def test_version(capsys, monkeypatch) -> None:
+    result = run_cli(["version", "-o", "json"], capsys, monkeypatch)
+    assert json.loads(result.out)["clusterdeck"]
+
+
+def test_create_needs_consent_in_non_interactive_mode(store_path, capsys, monkeypatch) -> None:
+    result = run_cli(["--non-interactive", "create", "-f", str(EXAMPLES / "ssh-existing.yaml"),
+                      "--infra-only"], capsys, monkeypatch)
+    assert result.code == 1
+    assert "re-run with --yes" in result.err
+    assert SqliteStore(store_path).environments() == [], "nothing recorded without consent"
+
+
+HOLDER = """
+import sys, time
+from clusterdeck.state import SqliteStore
+with SqliteStore(sys.argv[1]).lock("onprem", "create"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_second_apply_of_one_environment_is_refused(store_path, capsys, monkeypatch) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store_path)],
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+        result = run_cli(["create", "-f", str(EXAMPLES / "ssh-existing.yaml"), "--infra-only",
+                          "--yes"], capsys, monkeypatch)
+        assert result.code == 1
+        assert "'onprem' is locked by create (pid" in result.err
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+def _clean_env(tmp_path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "CLUSTERDECK_NONINTERACTIVE")}
+    env.update(CLUSTERDECK_STATE=str(tmp_path / "s.db"), COLUMNS="200", TERM="dumb")
+    return env
+
+
+@pytest.mark.skipif(shutil.which(CLI) is None, reason="console script not installed")
+@pytest.mark.parametrize(("answer", "expect"), [("y", "tainted: dedicated"),
+                                                ("n", "untainted: dedicated is false")])
+def test_five_nodes_prompt_for_dedicated_control_planes(tmp_path, answer, expect) -> None:
+    child = pexpect.spawn(CLI, ["plan", "-f", str(EXAMPLES / "ssh-existing.yaml")],
+                          env=_clean_env(tmp_path), cwd=str(ROOT), encoding="utf-8", timeout=30)
+    child.expect("Dedicate the control planes")
+    child.sendline(answer)
+    child.expect(expect)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+@pytest.mark.parametrize("how", ["flag", "env", "ci"])
+def test_non_interactive_never_prompts(tmp_path, how) -> None:
+    env = _clean_env(tmp_path)
+    args = ["plan", "-f", str(EXAMPLES / "ssh-existing.yaml")]
+    if how == "flag":
+        args.insert(0, "--non-interactive")
+    elif how == "env":
+        env["CLUSTERDECK_NONINTERACTIVE"] = "true"
+    else:
+        env["CI"] = "true"
+    child = pexpect.spawn(CLI, args, env=env, encoding="utf-8", timeout=30)
+    index = child.expect(["Dedicate the control planes", "untainted"])
+    child.expect(pexpect.EOF)
+    child.close()
+    assert index == 1, "must take the file's value without asking"
+    assert child.exitstatus == 0
