@@ -88,9 +88,7 @@ def create(
             "node bootstrap (kubeadm) is not available yet; run create with --infra-only"
         )
     with store.lock(env.name, "create"):
-        store.save_environment(
-            env.name, env.spec.provider.value, env.model_dump(mode="json", by_alias=True)
-        )
+        store.save_environment(env.name, env.spec.provider.value, effective_spec(env, dedicated))
         topology, the_plan = plan(env, store, dedicated=dedicated)
         result = CreateResult(env.name, the_plan)
         by_provider: dict[str, list[Any]] = {}
@@ -111,6 +109,15 @@ def create(
             result.results[name] = provider.apply(ctx)
         store.set_status(env.name, "failed" if result.failed else "infra-ready")
         return result
+
+
+def effective_spec(env: Environment, dedicated: bool | None) -> dict[str, Any]:
+    """The spec as recorded: the file, plus the answer to the dedicated prompt if one was given,
+    so later plans and status agree with what was built."""
+    data: dict[str, Any] = env.model_dump(mode="json", by_alias=True)
+    if dedicated is not None:
+        data["spec"]["cluster"]["controlPlane"]["dedicated"] = dedicated
+    return data
 
 
 def delete(name: str, store: StateStore, *, events: EventSink = discard) -> list[str]:

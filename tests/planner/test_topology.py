@@ -100,3 +100,15 @@ def test_keepalived_plan_has_vip_endpoint_and_lb_phase() -> None:
     cps = [n for n in plan.nodes if n.role == "control-plane"]
     assert all("api-load-balancer" in n.phases for n in cps)
     assert plan.resources == [] and plan.security_groups == []
+
+
+def test_dedicated_answer_is_recorded_with_the_spec() -> None:
+    import json
+
+    from clusterdeck.spec.models import Environment
+
+    env = api.load(EXAMPLES / "ssh-existing.yaml")
+    recorded = Environment.model_validate_json(json.dumps(api.effective_spec(env, True)))
+    assert recorded.spec.cluster.control_plane.dedicated is True
+    assert not expand(recorded).control_plane_untainted
+    assert api.effective_spec(env, None) == env.model_dump(mode="json", by_alias=True)
