@@ -19,8 +19,9 @@ class CliResult:
     err: str
 
 
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str],
-            monkeypatch: pytest.MonkeyPatch) -> CliResult:
+def run_cli(
+    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> CliResult:
     """Run ``clusterdeck ARGS`` in-process through the console-script entry point."""
     from clusterdeck.cli.main import run
 

@@ -15,8 +15,10 @@ def test_readme_reference_matches_the_models() -> None:
     fresh = reference.splice(text)
     if os.environ.get("CLUSTERDECK_UPDATE_GOLDEN") == "1":
         readme.write_text(fresh)
-    assert fresh == text, ("README configuration reference is stale: run "
-                           "`python -m clusterdeck.spec.reference --write README.md`")
+    assert fresh == text, (
+        "README configuration reference is stale: run "
+        "`python -m clusterdeck.spec.reference --write README.md`"
+    )
 
 
 def test_every_model_field_is_documented() -> None:

@@ -46,9 +46,19 @@ def test_status_reads_the_store_and_names_what_is_missing(store_path, capsys, mo
     store = SqliteStore(store_path)
     store.save_environment(env.name, "aws", env.model_dump(mode="json", by_alias=True))
     store.record_resource(env.name, "vpc", "vpc", "vpc-9")
-    store.record_resource(env.name, "node/gpu-simple-cp-0", "instance", "i-0abc",
-                          {"role": "control-plane", "pool": "control-plane", "state": "running",
-                           "public_ip": "203.0.113.7", "private_ip": "10.0.1.10"})
+    store.record_resource(
+        env.name,
+        "node/gpu-simple-cp-0",
+        "instance",
+        "i-0abc",
+        {
+            "role": "control-plane",
+            "pool": "control-plane",
+            "state": "running",
+            "public_ip": "203.0.113.7",
+            "private_ip": "10.0.1.10",
+        },
+    )
     result = run_cli(["status", env.name, "-o", "json"], capsys, monkeypatch)
     assert result.code == 0, result.err
     data = json.loads(result.out)
@@ -76,8 +86,15 @@ def test_schema_is_json_schema_that_accepts_the_examples(capsys, monkeypatch) ->
     for path in EXAMPLES.glob("*.yaml"):
         jsonschema.validate(json.loads(json.dumps(YAML(typ="safe").load(path))), schema)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"apiVersion": "clusterdeck.dev/v1alpha1", "kind": "Environment",
-                             "metadata": {"name": "x"}, "spec": {"bogus": 1}}, schema)
+        jsonschema.validate(
+            {
+                "apiVersion": "clusterdeck.dev/v1alpha1",
+                "kind": "Environment",
+                "metadata": {"name": "x"},
+                "spec": {"bogus": 1},
+            },
+            schema,
+        )
 
 
 def test_version(capsys, monkeypatch) -> None:
@@ -86,8 +103,11 @@ def test_version(capsys, monkeypatch) -> None:
 
 
 def test_create_needs_consent_in_non_interactive_mode(store_path, capsys, monkeypatch) -> None:
-    result = run_cli(["--non-interactive", "create", "-f", str(EXAMPLES / "ssh-existing.yaml"),
-                      "--infra-only"], capsys, monkeypatch)
+    result = run_cli(
+        ["--non-interactive", "create", "-f", str(EXAMPLES / "ssh-existing.yaml"), "--infra-only"],
+        capsys,
+        monkeypatch,
+    )
     assert result.code == 1
     assert "re-run with --yes" in result.err
     assert SqliteStore(store_path).environments() == [], "nothing recorded without consent"
@@ -103,12 +123,16 @@ with SqliteStore(sys.argv[1]).lock("onprem", "create"):
 
 
 def test_second_apply_of_one_environment_is_refused(store_path, capsys, monkeypatch) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store_path)],
-                              stdout=subprocess.PIPE)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(store_path)], stdout=subprocess.PIPE
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
-        result = run_cli(["create", "-f", str(EXAMPLES / "ssh-existing.yaml"), "--infra-only",
-                          "--yes"], capsys, monkeypatch)
+        result = run_cli(
+            ["create", "-f", str(EXAMPLES / "ssh-existing.yaml"), "--infra-only", "--yes"],
+            capsys,
+            monkeypatch,
+        )
         assert result.code == 1
         assert "'onprem' is locked by create (pid" in result.err
     finally:
@@ -125,11 +149,18 @@ def _clean_env(tmp_path) -> dict[str, str]:
 
 
 @pytest.mark.skipif(shutil.which(CLI) is None, reason="console script not installed")
-@pytest.mark.parametrize(("answer", "expect"), [("y", "tainted: dedicated"),
-                                                ("n", "untainted: dedicated is false")])
+@pytest.mark.parametrize(
+    ("answer", "expect"), [("y", "tainted: dedicated"), ("n", "untainted: dedicated is false")]
+)
 def test_five_nodes_prompt_for_dedicated_control_planes(tmp_path, answer, expect) -> None:
-    child = pexpect.spawn(CLI, ["plan", "-f", str(EXAMPLES / "ssh-existing.yaml")],
-                          env=_clean_env(tmp_path), cwd=str(ROOT), encoding="utf-8", timeout=30)
+    child = pexpect.spawn(
+        CLI,
+        ["plan", "-f", str(EXAMPLES / "ssh-existing.yaml")],
+        env=_clean_env(tmp_path),
+        cwd=str(ROOT),
+        encoding="utf-8",
+        timeout=30,
+    )
     child.expect("Dedicate the control planes")
     child.sendline(answer)
     child.expect(expect)

@@ -67,12 +67,17 @@ def test_plan_diffs_against_what_exists() -> None:
     env = api.load(EXAMPLES / "aws-simple.yaml")
     topo = expand(env)
     observed = Observed(
-        nodes={"gpu-simple-cp-0": ObservedNode(name="gpu-simple-cp-0", provider_id="i-1",
-                                               instance_type="m5.xlarge"),
-               "gpu-simple-workers-0": ObservedNode(name="gpu-simple-workers-0",
-                                                    instance_type="p3.2xlarge"),
-               "gpu-simple-old-0": ObservedNode(name="gpu-simple-old-0")},
-        resources={"vpc": "vpc-1"})
+        nodes={
+            "gpu-simple-cp-0": ObservedNode(
+                name="gpu-simple-cp-0", provider_id="i-1", instance_type="m5.xlarge"
+            ),
+            "gpu-simple-workers-0": ObservedNode(
+                name="gpu-simple-workers-0", instance_type="p3.2xlarge"
+            ),
+            "gpu-simple-old-0": ObservedNode(name="gpu-simple-old-0"),
+        },
+        resources={"vpc": "vpc-1"},
+    )
     plan = build_plan(env, topo, observed)
     by_target = {a.target: a for a in plan.actions}
     assert by_target["vpc"].kind is ActionKind.NOOP

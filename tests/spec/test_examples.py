@@ -1,4 +1,4 @@
-"""Every shipped example validates and plans offline, and the HA plan carries the reference rules."""
+"""Every example validates and plans offline; the HA plan carries the reference SG rules."""
 
 from __future__ import annotations
 
@@ -14,8 +14,14 @@ EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
 
 def test_the_six_documented_examples_exist() -> None:
     names = {p.stem for p in EXAMPLE_FILES}
-    assert {"aws-simple", "aws-ha", "aws-minimal", "single-node", "ssh-existing",
-            "aws-multi-pool-spot"} <= names
+    assert {
+        "aws-simple",
+        "aws-ha",
+        "aws-minimal",
+        "single-node",
+        "ssh-existing",
+        "aws-multi-pool-spot",
+    } <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.stem)
@@ -24,8 +30,9 @@ def test_example_validates_and_plans(path, capsys, monkeypatch, tmp_path) -> Non
     result = run_cli(["validate", "-f", str(path), "-o", "json"], capsys, monkeypatch)
     assert result.code == 0, result.out
     assert json.loads(result.out)["valid"] is True
-    result = run_cli(["--non-interactive", "plan", "-f", str(path), "-o", "json"], capsys,
-                     monkeypatch)
+    result = run_cli(
+        ["--non-interactive", "plan", "-f", str(path), "-o", "json"], capsys, monkeypatch
+    )
     assert result.code == 0, result.err
     plan = json.loads(result.out)
     assert plan["nodes"], "a plan lists its nodes"
@@ -36,8 +43,12 @@ def test_example_validates_and_plans(path, capsys, monkeypatch, tmp_path) -> Non
 # The reference tables (seed 000): (ports, protocol, sources, purpose).
 CP_TABLE = [
     ("22", "tcp", {"caller-ip"}, "SSH access"),
-    ("6443", "tcp", {"caller-ip", "cidr:10.0.1.0/24", "security-group:gpu-ha-worker"},
-     "Kubernetes API"),
+    (
+        "6443",
+        "tcp",
+        {"caller-ip", "cidr:10.0.1.0/24", "security-group:gpu-ha-worker"},
+        "Kubernetes API",
+    ),
     ("2379-2380", "tcp", {"self:gpu-ha-cp"}, "etcd peer/client"),
     ("10250", "tcp", {"self:gpu-ha-cp", "security-group:gpu-ha-worker"}, "kubelet"),
     ("10259", "tcp", {"self:gpu-ha-cp"}, "kube-scheduler"),
@@ -62,18 +73,27 @@ WORKER_TABLE = [
 def _rows(group: dict) -> list[tuple[str, str, set[str], str]]:
     rows = []
     for rule in group["rules"]:
-        ports = "-" if rule["protocol"] == "icmp" else (
-            str(rule["from_port"]) if rule["from_port"] == rule["to_port"]
-            else f"{rule['from_port']}-{rule['to_port']}")
-        sources = {s["kind"] if s["kind"] == "caller-ip" else f"{s['kind']}:{s['value']}"
-                   for s in rule["sources"]}
+        ports = (
+            "-"
+            if rule["protocol"] == "icmp"
+            else (
+                str(rule["from_port"])
+                if rule["from_port"] == rule["to_port"]
+                else f"{rule['from_port']}-{rule['to_port']}"
+            )
+        )
+        sources = {
+            s["kind"] if s["kind"] == "caller-ip" else f"{s['kind']}:{s['value']}"
+            for s in rule["sources"]
+        }
         rows.append((ports, rule["protocol"], sources, rule["purpose"]))
     return rows
 
 
 def test_ha_plan_json_lists_reference_security_group_rules(capsys, monkeypatch) -> None:
-    result = run_cli(["plan", "-f", str(EXAMPLES / "aws-ha.yaml"), "-o", "json"], capsys,
-                     monkeypatch)
+    result = run_cli(
+        ["plan", "-f", str(EXAMPLES / "aws-ha.yaml"), "-o", "json"], capsys, monkeypatch
+    )
     assert result.code == 0, result.err
     plan = json.loads(result.out)
     groups = {g["name"]: g for g in plan["security_groups"]}
@@ -108,7 +128,9 @@ def test_ingress_cidrs_replace_the_caller_ip_everywhere() -> None:
     assert [str(s) for s in bastion.rules[0].sources] == ["203.0.113.0/24"]
     cp = next(g for g in plan.security_groups if g.role == "control-plane")
     ssh = next(r for r in cp.rules if r.from_port == 22)
-    assert [s.value for s in ssh.sources] == ["private-lab-bastion"], "private mode: SSH via bastion only"
+    assert [s.value for s in ssh.sources] == ["private-lab-bastion"], (
+        "private mode: SSH via bastion only"
+    )
     assert all(not g.public_ip for g in plan.instance_groups if g.pool != "bastion")
     nats = [r for r in plan.resources if r.kind == "nat-gateway"]
     assert len(nats) == 2, "one NAT gateway per zone"

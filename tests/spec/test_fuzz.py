@@ -37,17 +37,27 @@ def test_mutated_examples(example: bytes, data: st.DataObject) -> None:
         pos = data.draw(st.integers(0, len(text)))
         junk = data.draw(st.text(alphabet=string.printable + "{}[]:-&*!|>'\"#%@`", max_size=12))
         cut = data.draw(st.integers(0, 8))
-        text[pos:pos + cut] = junk.encode()
+        text[pos : pos + cut] = junk.encode()
     _never_raises(bytes(text))
 
 
 @FUZZ
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=3)
-                    | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+        ),
+        max_leaves=20,
+    )
+)
 def test_arbitrary_structures_under_spec(tree: object) -> None:
     import json
 
-    doc = {"apiVersion": "clusterdeck.dev/v1alpha1", "kind": "Environment",
-           "metadata": {"name": "x"}, "spec": tree}
+    doc = {
+        "apiVersion": "clusterdeck.dev/v1alpha1",
+        "kind": "Environment",
+        "metadata": {"name": "x"},
+        "spec": tree,
+    }
     _never_raises(json.dumps(doc).encode())

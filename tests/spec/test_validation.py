@@ -45,91 +45,216 @@ def test_base_file_is_valid() -> None:
 
 # (name, text, expected path, expected line, a phrase the message must contain)
 CASES = [
-    ("typo", BASE.replace("count: 2", "cuont: 2"), "spec.cluster.workers.cuont", 13,
-     "did you mean 'count'"),
-    ("wrong type", BASE.replace("count: 2", "count: two"), "spec.cluster.workers.count", 13,
-     "valid integer"),
-    ("quoted number", BASE.replace("count: 2", 'count: "2"'), "spec.cluster.workers.count", 13,
-     "remove the quotes"),
-    ("even control planes", BASE.replace("count: 1", "count: 2"),
-     "spec.cluster.controlPlane.count", 11, "odd and between 1 and 7"),
-    ("nine control planes", BASE.replace("count: 1", "count: 9"),
-     "spec.cluster.controlPlane.count", 11, "odd and between 1 and 7"),
-    ("bad taint effect", BASE + "      taints: ['gpu=yes:NoRun']\n", "spec.cluster.workers.taints",
-     14, "NoSchedule"),
-    ("taint without effect", BASE + "      taints: ['gpu=yes']\n",
-     "spec.cluster.workers.taints", 14, "needs an effect"),
-    ("bad label key", BASE + "      labels: {'-bad': x}\n", "spec.cluster.workers.labels", 14,
-     "label key"),
-    ("bad label value", BASE + "      labels: {ok: 'white space'}\n",
-     "spec.cluster.workers.labels", 14, "label value"),
-    ("unquoted boolean label", BASE + "      labels: {gpu: true}\n",
-     "spec.cluster.workers.labels.gpu", 14, "quote it"),
-    ("environment name", BASE.replace("name: lab", "name: Lab_1"), "metadata.name", 4,
-     "DNS-1123"),
-    ("pod overlaps service",
-     BASE + "  kubernetes: {podCidr: 10.96.0.0/16}\n", "spec.kubernetes.podCidr", 14,
-     "overlaps the service range"),
-    ("vpc overlaps pods",
-     BASE.replace("region: us-west-2", "region: us-west-2\n    vpcCidr: 192.168.0.0/16"),
-     "spec.aws.vpcCidr", 9, "overlaps the pod range"),
-    ("cidr with host bits", BASE + "  kubernetes: {podCidr: 192.168.1.1/16}\n",
-     "spec.kubernetes.podCidr", 14, "not a CIDR"),
-    ("HA with one control plane",
-     BASE.replace("      count: 2\n", "      count: 2\n    highAvailability: {enabled: true}\n"),
-     "spec.cluster.controlPlane.count", 11, "at least 3 control planes"),
-    ("dedicated without workers",
-     BASE.replace("      count: 1\n    workers:\n      count: 2\n",
-                  "      count: 1\n      dedicated: true\n"),
-     "spec.cluster.controlPlane.dedicated", 12, "nowhere to run workloads"),
-    ("spot percent too high",
-     BASE + "    nodePools:\n      - {name: s, spot: {maxPricePercent: 150}}\n",
-     "spec.cluster.nodePools[0].spot.maxPricePercent", 15, "between 1 and 100"),
-    ("duplicate pool",
-     BASE + "    nodePools:\n      - {name: workers, count: 1}\n",
-     "spec.cluster.nodePools[0].name", 15, "duplicate pool name 'workers'"),
-    ("ssh pool without hosts",
-     BASE + "    nodePools:\n      - {name: lab, provider: ssh}\n",
-     "spec.cluster.nodePools[0].hosts", 15, "needs hosts"),
-    ("ssh pool count mismatch",
-     BASE + "    nodePools:\n      - name: lab\n        provider: ssh\n        count: 2\n"
-            "        hosts: [{address: 192.0.2.1}]\n",
-     "spec.cluster.nodePools[0].count", 17, "must match"),
-    ("unknown apiVersion", BASE.replace("v1alpha1", "v1"), "apiVersion", 1,
-     "clusterdeck.dev/v1alpha1"),
-    ("cilium not yet", BASE + "  kubernetes: {cni: cilium}\n", "spec.kubernetes.cni", 14,
-     "not supported yet"),
+    (
+        "typo",
+        BASE.replace("count: 2", "cuont: 2"),
+        "spec.cluster.workers.cuont",
+        13,
+        "did you mean 'count'",
+    ),
+    (
+        "wrong type",
+        BASE.replace("count: 2", "count: two"),
+        "spec.cluster.workers.count",
+        13,
+        "valid integer",
+    ),
+    (
+        "quoted number",
+        BASE.replace("count: 2", 'count: "2"'),
+        "spec.cluster.workers.count",
+        13,
+        "remove the quotes",
+    ),
+    (
+        "even control planes",
+        BASE.replace("count: 1", "count: 2"),
+        "spec.cluster.controlPlane.count",
+        11,
+        "odd and between 1 and 7",
+    ),
+    (
+        "nine control planes",
+        BASE.replace("count: 1", "count: 9"),
+        "spec.cluster.controlPlane.count",
+        11,
+        "odd and between 1 and 7",
+    ),
+    (
+        "bad taint effect",
+        BASE + "      taints: ['gpu=yes:NoRun']\n",
+        "spec.cluster.workers.taints",
+        14,
+        "NoSchedule",
+    ),
+    (
+        "taint without effect",
+        BASE + "      taints: ['gpu=yes']\n",
+        "spec.cluster.workers.taints",
+        14,
+        "needs an effect",
+    ),
+    (
+        "bad label key",
+        BASE + "      labels: {'-bad': x}\n",
+        "spec.cluster.workers.labels",
+        14,
+        "label key",
+    ),
+    (
+        "bad label value",
+        BASE + "      labels: {ok: 'white space'}\n",
+        "spec.cluster.workers.labels",
+        14,
+        "label value",
+    ),
+    (
+        "unquoted boolean label",
+        BASE + "      labels: {gpu: true}\n",
+        "spec.cluster.workers.labels.gpu",
+        14,
+        "quote it",
+    ),
+    ("environment name", BASE.replace("name: lab", "name: Lab_1"), "metadata.name", 4, "DNS-1123"),
+    (
+        "pod overlaps service",
+        BASE + "  kubernetes: {podCidr: 10.96.0.0/16}\n",
+        "spec.kubernetes.podCidr",
+        14,
+        "overlaps the service range",
+    ),
+    (
+        "vpc overlaps pods",
+        BASE.replace("region: us-west-2", "region: us-west-2\n    vpcCidr: 192.168.0.0/16"),
+        "spec.aws.vpcCidr",
+        9,
+        "overlaps the pod range",
+    ),
+    (
+        "cidr with host bits",
+        BASE + "  kubernetes: {podCidr: 192.168.1.1/16}\n",
+        "spec.kubernetes.podCidr",
+        14,
+        "not a CIDR",
+    ),
+    (
+        "HA with one control plane",
+        BASE.replace("      count: 2\n", "      count: 2\n    highAvailability: {enabled: true}\n"),
+        "spec.cluster.controlPlane.count",
+        11,
+        "at least 3 control planes",
+    ),
+    (
+        "dedicated without workers",
+        BASE.replace(
+            "      count: 1\n    workers:\n      count: 2\n",
+            "      count: 1\n      dedicated: true\n",
+        ),
+        "spec.cluster.controlPlane.dedicated",
+        12,
+        "nowhere to run workloads",
+    ),
+    (
+        "spot percent too high",
+        BASE + "    nodePools:\n      - {name: s, spot: {maxPricePercent: 150}}\n",
+        "spec.cluster.nodePools[0].spot.maxPricePercent",
+        15,
+        "between 1 and 100",
+    ),
+    (
+        "duplicate pool",
+        BASE + "    nodePools:\n      - {name: workers, count: 1}\n",
+        "spec.cluster.nodePools[0].name",
+        15,
+        "duplicate pool name 'workers'",
+    ),
+    (
+        "ssh pool without hosts",
+        BASE + "    nodePools:\n      - {name: lab, provider: ssh}\n",
+        "spec.cluster.nodePools[0].hosts",
+        15,
+        "needs hosts",
+    ),
+    (
+        "ssh pool count mismatch",
+        BASE + "    nodePools:\n      - name: lab\n        provider: ssh\n        count: 2\n"
+        "        hosts: [{address: 192.0.2.1}]\n",
+        "spec.cluster.nodePools[0].count",
+        17,
+        "must match",
+    ),
+    (
+        "unknown apiVersion",
+        BASE.replace("v1alpha1", "v1"),
+        "apiVersion",
+        1,
+        "clusterdeck.dev/v1alpha1",
+    ),
+    (
+        "cilium not yet",
+        BASE + "  kubernetes: {cni: cilium}\n",
+        "spec.kubernetes.cni",
+        14,
+        "not supported yet",
+    ),
     ("overlay not yet", BASE + "  overlay: {}\n", "spec.overlay", 14, "not supported yet"),
-    ("region in the wrong place",
-     BASE.replace("  cluster:\n", "  cluster:\n    region: us-west-2\n"),
-     "spec.cluster.region", 10, "spec.aws.region"),
-    ("zone outside region", BASE.replace("region: us-west-2",
-                                          "region: us-west-2\n    availabilityZones: [eu-west-1a]"),
-     "spec.aws.availabilityZones[0]", 9, "not in region"),
-    ("keepalived without vip",
-     "apiVersion: clusterdeck.dev/v1alpha1\nkind: Environment\nmetadata: {name: x}\nspec:\n"
-     "  provider: ssh\n  cluster:\n    controlPlane:\n      hosts: [{address: a}, {address: b},"
-     " {address: c}]\n    highAvailability: {enabled: true, loadBalancer: keepalived}\n",
-     "spec.cluster.highAvailability.vip", 9, "needs a vip"),
-    ("nlb for ssh machines",
-     "apiVersion: clusterdeck.dev/v1alpha1\nkind: Environment\nmetadata: {name: x}\nspec:\n"
-     "  provider: ssh\n  cluster:\n    controlPlane:\n      hosts: [{address: a}, {address: b},"
-     " {address: c}]\n    highAvailability: {enabled: true}\n",
-     "spec.cluster.highAvailability.loadBalancer", 9, "keepalived"),
-    ("old kubernetes", BASE + "  kubernetes: {version: v1.29.3}\n", "spec.kubernetes.version",
-     14, "v1.31 or newer"),
-    ("aws without key pair", BASE.replace("  auth: {keyName: k}\n", ""), "spec.auth.keyName", None,
-     "key pair"),
+    (
+        "region in the wrong place",
+        BASE.replace("  cluster:\n", "  cluster:\n    region: us-west-2\n"),
+        "spec.cluster.region",
+        10,
+        "spec.aws.region",
+    ),
+    (
+        "zone outside region",
+        BASE.replace("region: us-west-2", "region: us-west-2\n    availabilityZones: [eu-west-1a]"),
+        "spec.aws.availabilityZones[0]",
+        9,
+        "not in region",
+    ),
+    (
+        "keepalived without vip",
+        "apiVersion: clusterdeck.dev/v1alpha1\nkind: Environment\nmetadata: {name: x}\nspec:\n"
+        "  provider: ssh\n  cluster:\n    controlPlane:\n      hosts: [{address: a}, {address: b},"
+        " {address: c}]\n    highAvailability: {enabled: true, loadBalancer: keepalived}\n",
+        "spec.cluster.highAvailability.vip",
+        9,
+        "needs a vip",
+    ),
+    (
+        "nlb for ssh machines",
+        "apiVersion: clusterdeck.dev/v1alpha1\nkind: Environment\nmetadata: {name: x}\nspec:\n"
+        "  provider: ssh\n  cluster:\n    controlPlane:\n      hosts: [{address: a}, {address: b},"
+        " {address: c}]\n    highAvailability: {enabled: true}\n",
+        "spec.cluster.highAvailability.loadBalancer",
+        9,
+        "keepalived",
+    ),
+    (
+        "old kubernetes",
+        BASE + "  kubernetes: {version: v1.29.3}\n",
+        "spec.kubernetes.version",
+        14,
+        "v1.31 or newer",
+    ),
+    (
+        "aws without key pair",
+        BASE.replace("  auth: {keyName: k}\n", ""),
+        "spec.auth.keyName",
+        None,
+        "key pair",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("text", "path", "line", "phrase"),
-                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("text", "path", "line", "phrase"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_mistake_is_named_with_path_and_line(text, path, line, phrase) -> None:
     found = issues(text)
     matching = [f for f in found if f[0] == path]
     assert matching, f"expected an error at {path}, got {found}"
-    got_path, got_line, message = matching[0]
+    _, got_line, message = matching[0]
     if line is not None:
         assert got_line == line, (found, line)
     assert phrase in message
@@ -155,8 +280,10 @@ def test_load_text_raises_spec_error_with_all_issues() -> None:
 
 
 def test_ssh_host_count_defaults_to_the_hosts_listed() -> None:
-    env = load_text(BASE + "    nodePools:\n      - name: lab\n        provider: ssh\n"
-                           "        hosts: [{address: 192.0.2.1}, {address: 192.0.2.2}]\n")
+    env = load_text(
+        BASE + "    nodePools:\n      - name: lab\n        provider: ssh\n"
+        "        hosts: [{address: 192.0.2.1}, {address: 192.0.2.2}]\n"
+    )
     assert env.spec.cluster.node_pools[0].count is None
 
 

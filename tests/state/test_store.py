@@ -1,4 +1,4 @@
-"""The SQLite store: private file, schema migrations, locks that survive nothing but their holder."""
+"""The SQLite store: a private file, schema migrations, and locks that die with their holder."""
 
 from __future__ import annotations
 
@@ -81,7 +81,10 @@ def test_lock_excludes_a_second_process_and_dies_with_its_holder(tmp_path) -> No
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
         store = SqliteStore(path)
-        with pytest.raises(LockedError, match=r"locked by create \(pid \d+"), store.lock("e", "create"):
+        with (
+            pytest.raises(LockedError, match=r"locked by create \(pid \d+"),
+            store.lock("e", "create"),
+        ):
             pass
         assert store.environment("e") is not None, "reads still work while locked"
         with store.lock("other", "create"):
