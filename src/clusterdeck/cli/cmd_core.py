@@ -30,17 +30,31 @@ PROMPT_NODE_COUNT = 5
 
 
 def register(app: typer.Typer) -> None:
-    app.command(help="Check a file: every mistake with its field path, line and column.")(validate)
     app.command(
-        help="Show everything create would build, before anything exists. "
-        "No credentials, no network."
+        help="Check a file: every mistake with its field path, line and column. "
+        "Exit 0 when valid, 2 when not.",
+        epilog="Examples:  clusterdeck validate -f cluster.yaml   |   "
+        "clusterdeck validate -f cluster.yaml -o json | jq '.errors[].path'",
+    )(validate)
+    app.command(
+        help="Show everything create would build, before anything exists: cloud resources, "
+        "every security-group rule with its source, instances per pool and zone, the load "
+        "balancer, the API endpoint and each node's bootstrap phases. No credentials, no network.",
+        epilog="Examples:  clusterdeck plan -f examples/aws-ha.yaml   |   "
+        "clusterdeck plan -f cluster.yaml -o json > plan.json",
     )(plan)
-    app.command("list", help="Environments in the state store.")(list_environments)
     app.command(
-        help="What the store knows of an environment: nodes, addresses, endpoint, "
-        "and what is still missing."
+        "list", help="Environments in the state store.", epilog="Example:  clusterdeck list -o json"
+    )(list_environments)
+    app.command(
+        help="What the store knows of an environment: nodes with their IDs and addresses, "
+        "the API endpoint, and what the plan still lacks.",
+        epilog="Examples:  clusterdeck status gpu-lab   |   clusterdeck status gpu-lab -o json",
     )(status)
-    app.command(help="JSON Schema of the Environment file, for editors.")(schema)
+    app.command(
+        help="JSON Schema of the Environment file, for editors (e.g. yaml-language-server).",
+        epilog="Example:  clusterdeck schema > environment.schema.json",
+    )(schema)
     app.command(help="Print the clusterdeck version.")(version)
 
 

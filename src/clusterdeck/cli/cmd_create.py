@@ -21,10 +21,16 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.
 
 def register(app: typer.Typer) -> None:
     app.command(
-        help="Create the environment, or finish creating it: a re-run after a crash "
-        "creates only what is missing."
+        help="Create the environment, or finish creating it: the plan is shown and confirmed "
+        "first, and a re-run after a crash creates only what is missing.",
+        epilog="Examples:  clusterdeck create -f cluster.yaml --infra-only   |   "
+        "CI=true clusterdeck create -f cluster.yaml --infra-only --yes",
     )(create)
-    app.command(help="Delete everything clusterdeck created for an environment.")(delete)
+    app.command(
+        help="Delete everything clusterdeck created for an environment, in dependency order, "
+        "and list anything that is still there.",
+        epilog="Example:  clusterdeck delete gpu-lab --yes",
+    )(delete)
 
 
 def create(
