@@ -1,0 +1,37 @@
+"""The SSH layer: every connection to a node, command quoting and secret masking.
+
+Other layers use :class:`Connections` (one pooled, retried, host-key-checked connection per
+node), :class:`Command` / :class:`Script` (argv objects, quoted once, secrets masked) and the
+errors in :mod:`clusterdeck.transport.errors`. Nothing here prints; retries are reported as
+events.
+"""
+
+from clusterdeck.transport.command import MASK, Command, Masker, Script, Secret, upload_command
+from clusterdeck.transport.errors import (
+    AuthFailed,
+    CommandFailed,
+    ConnectionDropped,
+    DeadlineExceeded,
+    HostKeyChanged,
+    HostKeyUnknown,
+    Unreachable,
+)
+from clusterdeck.transport.hostkeys import (
+    HostKey,
+    HostKeyPolicy,
+    KnownHostsOnly,
+    MemoryHostKeys,
+    PinnedHostKeys,
+    known_hosts_line,
+)
+from clusterdeck.transport.run import OutputSink, Result
+from clusterdeck.transport.ssh import Connection, Connections, ConnectOptions, Endpoint
+from clusterdeck.transport.ssm import PluginMissing, SsmRoute
+
+__all__ = [
+    "MASK", "AuthFailed", "Command", "CommandFailed", "ConnectOptions", "Connection",
+    "ConnectionDropped", "Connections", "DeadlineExceeded", "Endpoint", "HostKey",
+    "HostKeyChanged", "HostKeyPolicy", "HostKeyUnknown", "KnownHostsOnly", "Masker",
+    "MemoryHostKeys", "OutputSink", "PinnedHostKeys", "PluginMissing", "Result", "Script",
+    "Secret", "SsmRoute", "Unreachable", "known_hosts_line", "upload_command",
+]

@@ -1,0 +1,98 @@
+"""Running one command or script on an open connection: deadline, output, masking, result.
+
+Output is streamed line by line to an optional sink (the node's log file) with every secret
+of the command masked; the caller gets the real output back in the :class:`Result`. A command
+past its deadline is signalled, its channel closed, and :class:`DeadlineExceeded` raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncssh
+
+from clusterdeck.errors import PermanentError, TransientError
+from clusterdeck.transport.command import Command, Masker, Script
+from clusterdeck.transport.errors import CommandFailed, DeadlineExceeded, translate
+
+OutputSink = Callable[[str], None]
+"""Receives masked text lines for a node's log (``$ command``, output, ``exit``)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    host: str
+    command: str  # as shown: secrets masked
+    exit_status: int
+    stdout: str
+    stderr: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+async def _pump(stream: asyncssh.SSHReader[bytes], parts: list[bytes],
+                output: OutputSink | None, mask: Masker, prefix: str) -> None:
+    while True:
+        line = await stream.readline()
+        if not line:
+            return
+        parts.append(line)
+        if output is not None:
+            output(prefix + mask(line.decode(errors="replace").rstrip("\n")))
+
+
+async def run_on(conn: asyncssh.SSHClientConnection, host: str, command: Command | Script, *,
+                 timeout: float | None, check: bool, output: OutputSink | None) -> Result:
+    wire = command.wire()
+    mask = Masker(wire.secrets)
+    if output is not None:
+        output(f"$ {wire.shown}")
+    started = time.monotonic()
+    out: list[bytes] = []
+    err: list[bytes] = []
+    process: asyncssh.SSHClientProcess[bytes] | None = None
+    try:
+        process = await conn.create_process(wire.line, encoding=None)
+        if wire.stdin:
+            process.stdin.write(wire.stdin)
+        process.stdin.write_eof()
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(_pump(process.stdout, out, output, mask, ""),
+                                 _pump(process.stderr, err, output, mask, "stderr: "))
+            completed = await process.wait()
+    except TimeoutError as exc:
+        if process is not None:
+            with contextlib.suppress(Exception):
+                process.send_signal("KILL")
+            process.close()
+        if output is not None:
+            output(f"deadline of {timeout:g}s passed; stopped")
+        if timeout is not None:
+            raise DeadlineExceeded(host, wire.shown, timeout) from exc
+        raise translate(host, exc) from exc
+    except (TransientError, PermanentError):
+        raise
+    except Exception as exc:
+        if output is not None:
+            output(f"connection problem: {mask(str(exc))}")
+        raise translate(host, exc) from exc
+    duration = time.monotonic() - started
+    status = completed.exit_status
+    if status is None:  # killed by a signal, or the channel closed without a status
+        status = 255
+    stdout = b"".join(out).decode(errors="replace")
+    stderr = b"".join(err).decode(errors="replace")
+    if output is not None:
+        output(f"exit {status} ({duration:.2f}s)")
+    result = Result(host, wire.shown, status, stdout, stderr, duration)
+    if check and status != 0:
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        raise CommandFailed(host, wire.shown, status, mask(lines[-1]) if lines else "")
+    return result
