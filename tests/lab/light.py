@@ -96,12 +96,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+"""Processes this Python process started (holders, sshd), waited for when they stop."""
+
+
+def _spawn(argv: Sequence[str], log: Path) -> int:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                start_new_session=True)
+    _CHILDREN[proc.pid] = proc
+    return proc.pid
+
+
 def _kill(pid: int, sig: int = signal.SIGTERM) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
 
 
 def _reap(pid: int) -> None:
+    proc = _CHILDREN.get(pid)
+    if proc is not None:
+        if proc.poll() is not None:
+            del _CHILDREN[pid]
+        return
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
 
@@ -254,17 +271,11 @@ class Lab:
             self.hosts[h.name] = h
         self.save()
         run(["ip", "-batch", "-"], input="\n".join(batch) + "\n")
-        procs = []
         for h in hosts:
-            proc = subprocess.Popen(
+            h.holder_pid = _spawn(
                 ["ip", "netns", "exec", h.netns, "unshare", "--uts", "--mount",
                  "--propagation", "private", "sh", "-c", _HOLDER, "holder", h.dir, h.name,
-                 f"{h.address}/{SLOT_PREFIX}", *private_dirs],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=open(h.path / "holder.log", "wb"),  # noqa: SIM115
-                start_new_session=True)
-            h.holder_pid = proc.pid
-            procs.append(proc)
+                 f"{h.address}/{SLOT_PREFIX}", *private_dirs], h.path / "holder.log")
         self.save()
         _wait_for(lambda: all((h.path / "ready").exists() for h in hosts), 30,
                   lambda: "lab host holders did not come up: " + ", ".join(
@@ -310,13 +321,8 @@ class Lab:
         (host.path / "sshd_config").write_text(config)
 
     def start_sshd(self, host: LabHost, *, wait: bool = True) -> None:
-        log = open(host.path / "sshd.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen([*host.nsenter(), "/usr/sbin/sshd", "-D", "-e", "-f",
-                                 str(host.path / "sshd_config")],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
-        log.close()
-        host.sshd_pid = proc.pid
+        host.sshd_pid = _spawn([*host.nsenter(), "/usr/sbin/sshd", "-D", "-e", "-f",
+                                str(host.path / "sshd_config")], host.path / "sshd.log")
         if wait:
             self.save()
             wait_for_ports([(host.address, 22)], 15)

@@ -19,6 +19,7 @@ from clusterdeck.errors import PermanentError, TransientError
 from clusterdeck.transport.command import Command, Masker, Script
 from clusterdeck.transport.errors import CommandFailed, DeadlineExceeded, translate
 
+_OPEN_ATTEMPTS = 5
 OutputSink = Callable[[str], None]
 """Receives masked text lines for a node's log (``$ command``, output, ``exit``)."""
 
@@ -48,6 +49,20 @@ async def _pump(stream: asyncssh.SSHReader[bytes], parts: list[bytes],
             output(prefix + mask(line.decode(errors="replace").rstrip("\n")))
 
 
+async def _open_session(conn: asyncssh.SSHClientConnection, line: str
+                        ) -> asyncssh.SSHClientProcess[bytes]:
+    """Open the session channel; a refusal ("no more sessions": sshd frees closed sessions
+    a moment late) is retried briefly, since the command has not started yet."""
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            return await conn.create_process(line, encoding=None)
+        except asyncssh.ChannelOpenError:
+            if attempt + 1 == _OPEN_ATTEMPTS or conn.is_closed():
+                raise
+            await asyncio.sleep(0.02 * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
 async def run_on(conn: asyncssh.SSHClientConnection, host: str, command: Command | Script, *,
                  timeout: float | None, check: bool, output: OutputSink | None) -> Result:
     wire = command.wire()
@@ -59,7 +74,7 @@ async def run_on(conn: asyncssh.SSHClientConnection, host: str, command: Command
     err: list[bytes] = []
     process: asyncssh.SSHClientProcess[bytes] | None = None
     try:
-        process = await conn.create_process(wire.line, encoding=None)
+        process = await _open_session(conn, wire.line)
         if wire.stdin:
             process.stdin.write(wire.stdin)
         process.stdin.write_eof()
@@ -67,6 +82,9 @@ async def run_on(conn: asyncssh.SSHClientConnection, host: str, command: Command
             await asyncio.gather(_pump(process.stdout, out, output, mask, ""),
                                  _pump(process.stderr, err, output, mask, "stderr: "))
             completed = await process.wait()
+            # sshd frees the session slot (MaxSessions) only once the channel is closed
+            process.close()
+            await process.wait_closed()
     except TimeoutError as exc:
         if process is not None:
             with contextlib.suppress(Exception):
