@@ -1,0 +1,94 @@
+"""Build the kubeadm documents for one node from its node config.
+
+``init_documents`` gives the first control plane's ``--config`` (InitConfiguration,
+ClusterConfiguration, KubeletConfiguration). ``join_document`` gives a joining node's
+JoinConfiguration; with ``material`` it carries the secrets and is meant only for the 0600
+file uploaded at join time, without it it is the review copy written by ``render``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clusterdeck.bootstrap.kubeadm import (
+    APIEndpoint,
+    APIServer,
+    Arg,
+    BootstrapTokenDiscovery,
+    ClusterConfiguration,
+    Discovery,
+    InitConfiguration,
+    JoinConfiguration,
+    JoinControlPlane,
+    K8sModel,
+    KubeletConfiguration,
+    Networking,
+    NodeRegistration,
+    Taint,
+)
+from clusterdeck.bootstrap.nodeconfig import NodeConfig
+from clusterdeck.model.topology import Role
+from clusterdeck.spec.k8s_names import parse_taint
+
+
+@dataclass(frozen=True)
+class JoinMaterial:
+    """What a node needs to join: secrets, so ``repr`` never shows them."""
+
+    token: str
+    ca_cert_hash: str
+    certificate_key: str | None = None
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.token, self.ca_cert_hash, self.certificate_key) if s]
+
+    def __repr__(self) -> str:
+        return "JoinMaterial(token=***, ca_cert_hash=***, certificate_key=***)"
+
+
+def _taints(cfg: NodeConfig) -> list[Taint]:
+    taints = []
+    for text in cfg.taints:
+        parsed = parse_taint(text)
+        taints.append(Taint(key=parsed.key, value=parsed.value or None,
+                            effect=parsed.effect))
+    return taints
+
+
+def registration(cfg: NodeConfig) -> NodeRegistration:
+    kubelet_args = []
+    if cfg.machine.private_ip:
+        kubelet_args.append(Arg(name="node-ip", value=cfg.machine.private_ip))
+    # an explicit list, even when empty: [] means "no taint", absent would mean kubeadm's default
+    return NodeRegistration(name=cfg.name, taints=_taints(cfg),
+                            kubelet_extra_args=kubelet_args or None)
+
+
+def init_documents(cfg: NodeConfig, cert_sans: list[str]) -> list[K8sModel]:
+    init = InitConfiguration(
+        node_registration=registration(cfg),
+        local_api_endpoint=APIEndpoint(advertise_address=cfg.machine.private_ip),
+    )
+    cluster = ClusterConfiguration(
+        cluster_name=cfg.environment,
+        kubernetes_version=cfg.kubernetes.version,
+        control_plane_endpoint=cfg.endpoint.address,
+        networking=Networking(service_subnet=cfg.kubernetes.service_cidr,
+                              pod_subnet=cfg.kubernetes.pod_cidr),
+        api_server=APIServer(cert_sans=cert_sans),
+    )
+    return [init, cluster, KubeletConfiguration()]
+
+
+def join_document(cfg: NodeConfig, material: JoinMaterial | None = None) -> JoinConfiguration:
+    discovery = Discovery(bootstrap_token=BootstrapTokenDiscovery(
+        api_server_endpoint=cfg.endpoint.address,
+        token=material.token if material else None,
+        ca_cert_hashes=[material.ca_cert_hash] if material else None))
+    control_plane = None
+    if cfg.role is Role.CONTROL_PLANE:
+        control_plane = JoinControlPlane(
+            local_api_endpoint=APIEndpoint(advertise_address=cfg.machine.private_ip),
+            certificate_key=material.certificate_key if material else None)
+    return JoinConfiguration(node_registration=registration(cfg), discovery=discovery,
+                             control_plane=control_plane)

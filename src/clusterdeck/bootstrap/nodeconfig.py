@@ -1,0 +1,196 @@
+"""The typed node config: everything one node's phases need, in one file (``node.json``).
+
+It is built from the spec, the topology, the plan and what is known about the machines
+(addresses from the store, the NLB's DNS name). The same file serves phases pushed over SSH
+today and phases pulled by a node agent at boot later. It never holds join material (token,
+CA hash, certificate key): those reach a node at join time only, as a 0600 file.
+
+Supported operating systems: Ubuntu 22.04 and 24.04 (the packages come from Ubuntu's archive,
+pkgs.k8s.io and NVIDIA's repository). Debian 12 is accepted by the scripts (same apt
+packages) but has only been exercised in the lab.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clusterdeck.model.phases import Phase
+from clusterdeck.model.plan import NodePlan, Plan
+from clusterdeck.model.topology import Node, Role, Topology
+from clusterdeck.spec.models import Environment, LoadBalancerKind
+
+NODE_CONFIG_SCHEMA = "clusterdeck.dev/node/v1alpha1"
+SUPPORTED_OS = {"ubuntu": ["22.04", "24.04"], "debian": ["12"]}
+PKGS_REVISION = "1.1"  # pkgs.k8s.io Debian revision of every current kubeadm/kubelet/kubectl
+PENDING = "pending.invalid"  # RFC 6761: a name that never resolves, marks "known after create"
+LOCAL_API = "https://127.0.0.1:6443"
+JOIN_FILE = "/run/clusterdeck/kubeadm-join.yaml"
+BUNDLE_ON_NODE = "/var/lib/clusterdeck/bundle"
+DEFAULT_INTERFACE = "eth0"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MachineFacts(Model):
+    """What is known of one machine: from the provider's ``node/<name>`` record."""
+
+    private_ip: str | None = None
+    public_ip: str | None = None
+    public_name: str | None = None
+    interface: str | None = None
+
+
+class KubernetesSettings(Model):
+    version: str  # v1.33.4
+    minor: str  # v1.33
+    package_version: str  # 1.33.4-1.1
+    cni: str
+    cni_version: str
+    pod_cidr: str
+    service_cidr: str
+
+
+class EndpointSettings(Model):
+    kind: Literal["nlb", "vip", "control-plane"]
+    host: str
+    port: int
+    known: bool
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class NvidiaSettings(Model):
+    driver: bool = False
+    driver_branch: str = "570"
+    toolkit: bool = False
+    toolkit_version: str | None = None
+    cdi: bool = True
+
+
+class KeepalivedSettings(Model):
+    vip: str
+    api_port: int
+    priority: int
+    peers: list[str]
+    interface: str
+    interface_known: bool
+
+
+class PhaseEntry(Model):
+    name: str
+    script: str  # path inside the bundle
+    runs_on: Literal["self", "control-plane"] = "self"
+
+
+class NodeConfig(Model):
+    schema_: Literal["clusterdeck.dev/node/v1alpha1"] = Field(
+        default="clusterdeck.dev/node/v1alpha1", alias="schema")
+    environment: str
+    name: str
+    role: Role
+    pool: str
+    provider: str
+    first_control_plane: bool
+    machine: MachineFacts
+    kubernetes: KubernetesSettings
+    endpoint: EndpointSettings
+    containerd_version: str | None = None
+    nvidia: NvidiaSettings
+    keepalived: KeepalivedSettings | None = None
+    labels: dict[str, str]
+    taints: list[str]
+    remove_control_plane_taint: bool
+    phases: list[PhaseEntry]
+    files: dict[str, str] = Field(default_factory=dict)
+    pending: list[str] = Field(default_factory=list)
+    supported_os: dict[str, list[str]] = Field(default_factory=lambda: dict(SUPPORTED_OS))
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=2) + "\n"
+
+
+def kubernetes_settings(env: Environment, cni_version: str) -> KubernetesSettings:
+    k8s = env.spec.kubernetes
+    major_minor = ".".join(k8s.version.split(".")[:2])
+    return KubernetesSettings(
+        version=k8s.version, minor=major_minor,
+        package_version=f"{k8s.version.removeprefix('v')}-{PKGS_REVISION}",
+        cni=k8s.cni.value, cni_version=cni_version, pod_cidr=k8s.pod_cidr,
+        service_cidr=k8s.service_cidr)
+
+
+def endpoint(env: Environment, topology: Topology, facts: dict[str, MachineFacts],
+             nlb_dns: str | None) -> EndpointSettings:
+    """The control-plane endpoint every node and kubeconfig uses (HA: NLB or VIP)."""
+    ha = env.spec.cluster.high_availability
+    if ha.enabled and ha.load_balancer is LoadBalancerKind.NLB:
+        return EndpointSettings(kind="nlb", host=nlb_dns or f"{env.name}-nlb.{PENDING}",
+                                port=6443, known=nlb_dns is not None)
+    if ha.enabled and ha.load_balancer is LoadBalancerKind.KEEPALIVED and ha.vip:
+        return EndpointSettings(kind="vip", host=ha.vip, port=ha.api_port, known=True)
+    first = topology.control_planes()[0]
+    address = private_address(first, facts.get(first.name))
+    return EndpointSettings(kind="control-plane", host=address or f"{first.name}.{PENDING}",
+                            port=6443, known=address is not None)
+
+
+def private_address(node: Node, facts: MachineFacts | None) -> str | None:
+    if facts is not None and facts.private_ip:
+        return facts.private_ip
+    return node.host.address if node.host is not None else None
+
+
+def cert_sans(topology: Topology, facts: dict[str, MachineFacts],
+              ep: EndpointSettings) -> list[str]:
+    """API server certificate names: endpoint, every control plane's public address and name,
+    and the loopback names the control planes' own kubeconfigs use."""
+    sans: list[str] = []
+    candidates: list[str | None] = [ep.host if ep.known else None]
+    for cp in topology.control_planes():
+        f = facts.get(cp.name, MachineFacts())
+        candidates += [f.public_ip, f.public_name, cp.host.address if cp.host else None]
+    candidates += ["127.0.0.1", "localhost"]
+    for item in candidates:
+        if item and item not in sans:
+            sans.append(item)
+    return sans
+
+
+def keepalived_settings(env: Environment, topology: Topology, node: Node,
+                        facts: dict[str, MachineFacts]) -> KeepalivedSettings | None:
+    ha = env.spec.cluster.high_availability
+    if node.role is not Role.CONTROL_PLANE or not ha.enabled or \
+            ha.load_balancer is not LoadBalancerKind.KEEPALIVED or ha.vip is None:
+        return None
+    peers = [addr for cp in topology.control_planes() if cp.name != node.name
+             for addr in [private_address(cp, facts.get(cp.name))] if addr]
+    own = facts.get(node.name, MachineFacts())
+    return KeepalivedSettings(vip=ha.vip, api_port=ha.api_port,
+                              priority=200 - node.index * 10, peers=peers,
+                              interface=own.interface or DEFAULT_INTERFACE,
+                              interface_known=own.interface is not None)
+
+
+def phase_entries(plan_node: NodePlan) -> list[PhaseEntry]:
+    entries = []
+    for i, name in enumerate(plan_node.phases, start=1):
+        runs_on: Literal["self", "control-plane"] = "self"
+        if name == Phase.NODE_LABELS_TAINTS.value and plan_node.role != Role.CONTROL_PLANE.value:
+            runs_on = "control-plane"
+        entries.append(PhaseEntry(name=name, script=f"phases/{i:02d}-{name}.sh", runs_on=runs_on))
+    return entries
+
+
+def node_plan(plan: Plan, name: str) -> NodePlan:
+    for item in plan.nodes:
+        if item.name == name:
+            return item
+    raise LookupError(f"node {name} is not in the plan")

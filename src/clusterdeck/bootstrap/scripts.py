@@ -1,0 +1,65 @@
+"""Phase scripts: one self-contained bash script per phase, rendered from jinja2 templates.
+
+Every value that reaches a script goes through the ``q`` filter (``shlex.quote``) or the
+``comment`` filter (one line, for comments and log text), and undefined variables are an
+error (StrictUndefined), so a script never carries an unquoted or missing value. The
+templates live in ``templates/``; each includes a header with ``set -euo pipefail`` and
+small check-before-change helpers, so a script needs nothing else on the node.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jinja2
+
+from clusterdeck.bootstrap.nodeconfig import JOIN_FILE, LOCAL_API, NodeConfig
+from clusterdeck.model.phases import PHASE_PURPOSE, Phase
+
+_SAFE_COMMENT = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _quote(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"refusing to shell-quote {value!r}: pass a string")
+    text = str(value)
+    # always quoted (shlex.quote leaves "safe" words bare, which shellcheck then misreads,
+    # e.g. a-b-c as arithmetic); same escaping rule as shlex.quote
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def _comment(value: Any) -> str:
+    """Text for a comment or a log message: one line, no control characters."""
+    return _SAFE_COMMENT.sub(" ", str(value))
+
+
+def environment() -> jinja2.Environment:
+    # autoescape is for HTML; these are bash scripts, where the q filter does the quoting
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("clusterdeck.bootstrap", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701
+        keep_trailing_newline=True,
+        trim_blocks=False,
+        # bash uses "{#" (${#array[@]}), so jinja comments get a marker bash never has
+        comment_start_string="{#-jinja",
+        comment_end_string="jinja-#}",
+    )
+    env.filters["q"] = _quote
+    env.filters["comment"] = _comment
+    return env
+
+
+_ENV: jinja2.Environment | None = None
+
+
+def render_phase(cfg: NodeConfig, phase: str, *, upload_certs: bool = False) -> str:
+    """The bash script for one phase of one node."""
+    global _ENV
+    if _ENV is None:
+        _ENV = environment()
+    template = _ENV.get_template(f"{phase}.sh.j2")
+    return template.render(cfg=cfg, phase=phase, purpose=PHASE_PURPOSE[Phase(phase)],
+                           local_api=LOCAL_API, join_file=JOIN_FILE,
+                           upload_certs=upload_certs)

@@ -1,0 +1,55 @@
+"""``clusterdeck render``: every node's scripts and config files, written for review.
+
+Nothing runs and nothing is created: the files are what ``create`` would upload to each
+node. When the environment already exists in the store, the recorded addresses are used;
+otherwise values known only after create are placeholders ending in ``.pending.invalid``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clusterdeck import api
+from clusterdeck.bootstrap import facts as bootstrap_facts
+from clusterdeck.bootstrap.render import ClusterFacts, render_environment, write_bundle
+from clusterdeck.cli.cmd_core import FileOpt, existing_store, load_checked
+from clusterdeck.cli.context import state
+from clusterdeck.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        help="Write every node's bootstrap bundle (node.json, phase scripts, kubeadm, "
+        "containerd, CNI, load-balancer and cloud-init files) to a directory for review. "
+        "Runs nothing, creates nothing.",
+        epilog="Example:  clusterdeck render -f cluster.yaml -d out/ && ls out/*/phases",
+    )(render)
+
+
+def render(
+    ctx: typer.Context,
+    file: FileOpt,
+    directory: Annotated[Path, typer.Option("--dir", "-d", help="Output directory.",
+                                            file_okay=False)],
+) -> None:
+    app = state(ctx)
+    env = load_checked(app, file)
+    store = existing_store(app)
+    recorded = store.environment(env.name) if store else None
+    topology, the_plan = api.plan(env, store)
+    facts = ClusterFacts()
+    if store is not None and recorded is not None:
+        facts = bootstrap_facts.from_records(store.resources(env.name), recorded.outputs,
+                                             the_plan.endpoint.kind)
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--dir {directory} exists and is not a directory")
+    bundle = render_environment(env, topology, the_plan, facts)
+    written = write_bundle(bundle, directory)
+    app.console.print(f"wrote {len(written)} files for {len(bundle.configs)} nodes to "
+                      f"{directory}", highlight=False)
+    for node, items in bundle.pending().items():
+        app.err.print(f"[yellow]note[/]: {node}: known after create: {'; '.join(items)}",
+                      highlight=False)

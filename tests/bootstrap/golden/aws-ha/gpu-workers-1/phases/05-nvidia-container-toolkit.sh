@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# clusterdeck phase nvidia-container-toolkit for node gpu-workers-1: NVIDIA container toolkit, containerd runtime and CDI specs
+# Rendered by clusterdeck from gpu's node config. Safe to re-run:
+# every step checks the machine before it changes anything.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PHASE='nvidia-container-toolkit'
+NODE='gpu-workers-1'
+BUNDLE="${CLUSTERDECK_BUNDLE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+export BUNDLE
+
+log() { printf '[%s %s] %s\n' "$NODE" "$PHASE" "$*"; }
+fail() { printf '[%s %s] error: %s\n' "$NODE" "$PHASE" "$*" >&2; exit 1; }
+
+# retry N CMD...: transient failures (mirrors, network) are retried with a growing pause
+retry() {
+  local tries=$1 n=1
+  shift
+  until "$@"; do
+    if [ "$n" -ge "$tries" ]; then
+      return 1
+    fi
+    sleep $((n * 2))
+    n=$((n + 1))
+  done
+}
+
+# install_file SRC DEST MODE: copy only when the content differs; prints "changed" if it did
+install_file() {
+  if [ -f "$2" ] && cmp -s "$1" "$2"; then
+    return 0
+  fi
+  install -D -m "$3" "$1" "$2"
+  echo changed
+}
+
+# pkg_version NAME: the installed version of a Debian package, empty when absent
+pkg_version() {
+  dpkg-query -W -f='${db:Status-Status} ${Version}\n' "$1" 2>/dev/null \
+    | awk '$1 == "installed" { print $2 }'
+}
+
+apt_updated=0
+apt_update() {
+  if [ "$apt_updated" -eq 0 ]; then
+    retry 5 apt-get update -q
+    apt_updated=1
+  fi
+}
+
+apt_install() {
+  apt_update
+  retry 5 apt-get install -y -q --no-install-recommends "$@"
+}
+
+check_os() {
+  # shellcheck disable=SC1091
+  . /etc/os-release
+  case "${ID:-}:${VERSION_ID:-}" in
+    'ubuntu:22.04') ;;
+    'ubuntu:24.04') ;;
+    'debian:12') ;;
+    *) fail "unsupported OS ${PRETTY_NAME:-unknown}: clusterdeck supports Ubuntu 22.04 and 24.04" ;;
+  esac
+}
+
+# has_nvidia_gpu: a PCI device of vendor 0x10de (NVIDIA) is present
+has_nvidia_gpu() {
+  local vendor
+  for vendor in /sys/bus/pci/devices/*/vendor; do
+    [ -r "$vendor" ] || continue
+    if [ "$(cat "$vendor")" = "0x10de" ]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+
+WANT_VERSION=''
+ENABLE_CDI=true
+if ! has_nvidia_gpu; then
+  log "no NVIDIA GPU on this machine: no container toolkit needed"
+  exit 0
+fi
+keyring=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+if [ ! -s "$keyring" ]; then
+  log "adding NVIDIA's package signing key"
+  tmp="$(mktemp)"
+  retry 5 curl -fsSL --proto '=https' https://nvidia.github.io/libnvidia-container/gpgkey -o "$tmp"
+  gpg --batch --yes --dearmor -o "$keyring" "$tmp"
+  rm -f "$tmp"
+fi
+if [ -n "$(install_file "$BUNDLE/files/nvidia-container-toolkit.list" /etc/apt/sources.list.d/nvidia-container-toolkit.list 0644)" ]; then
+  apt_updated=0
+fi
+have="$(pkg_version nvidia-container-toolkit)"
+if [ -z "$have" ] || { [ -n "$WANT_VERSION" ] && [ "${have#"$WANT_VERSION"}" = "$have" ]; }; then
+  log "installing nvidia-container-toolkit ${WANT_VERSION}"
+  if [ -n "$WANT_VERSION" ]; then
+    apt_install "nvidia-container-toolkit=${WANT_VERSION}*" "nvidia-container-toolkit-base=${WANT_VERSION}*"
+  else
+    apt_install nvidia-container-toolkit
+  fi
+  systemctl restart containerd
+fi
+if [ "$ENABLE_CDI" = "true" ]; then
+  mkdir -p /etc/cdi
+  tmp="$(mktemp)"
+  nvidia-ctk cdi generate --output="$tmp" >/dev/null
+  if [ -n "$(install_file "$tmp" /etc/cdi/nvidia.yaml 0644)" ]; then
+    log "CDI specs written to /etc/cdi/nvidia.yaml"
+  fi
+  rm -f "$tmp"
+fi
+log "NVIDIA container toolkit ready (containerd runtime 'nvidia')"

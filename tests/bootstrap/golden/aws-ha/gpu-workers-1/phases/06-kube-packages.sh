@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# clusterdeck phase kube-packages for node gpu-workers-1: kubeadm, kubelet and kubectl pinned to the cluster version
+# Rendered by clusterdeck from gpu's node config. Safe to re-run:
+# every step checks the machine before it changes anything.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PHASE='kube-packages'
+NODE='gpu-workers-1'
+BUNDLE="${CLUSTERDECK_BUNDLE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+export BUNDLE
+
+log() { printf '[%s %s] %s\n' "$NODE" "$PHASE" "$*"; }
+fail() { printf '[%s %s] error: %s\n' "$NODE" "$PHASE" "$*" >&2; exit 1; }
+
+# retry N CMD...: transient failures (mirrors, network) are retried with a growing pause
+retry() {
+  local tries=$1 n=1
+  shift
+  until "$@"; do
+    if [ "$n" -ge "$tries" ]; then
+      return 1
+    fi
+    sleep $((n * 2))
+    n=$((n + 1))
+  done
+}
+
+# install_file SRC DEST MODE: copy only when the content differs; prints "changed" if it did
+install_file() {
+  if [ -f "$2" ] && cmp -s "$1" "$2"; then
+    return 0
+  fi
+  install -D -m "$3" "$1" "$2"
+  echo changed
+}
+
+# pkg_version NAME: the installed version of a Debian package, empty when absent
+pkg_version() {
+  dpkg-query -W -f='${db:Status-Status} ${Version}\n' "$1" 2>/dev/null \
+    | awk '$1 == "installed" { print $2 }'
+}
+
+apt_updated=0
+apt_update() {
+  if [ "$apt_updated" -eq 0 ]; then
+    retry 5 apt-get update -q
+    apt_updated=1
+  fi
+}
+
+apt_install() {
+  apt_update
+  retry 5 apt-get install -y -q --no-install-recommends "$@"
+}
+
+check_os() {
+  # shellcheck disable=SC1091
+  . /etc/os-release
+  case "${ID:-}:${VERSION_ID:-}" in
+    'ubuntu:22.04') ;;
+    'ubuntu:24.04') ;;
+    'debian:12') ;;
+    *) fail "unsupported OS ${PRETTY_NAME:-unknown}: clusterdeck supports Ubuntu 22.04 and 24.04" ;;
+  esac
+}
+
+# has_nvidia_gpu: a PCI device of vendor 0x10de (NVIDIA) is present
+has_nvidia_gpu() {
+  local vendor
+  for vendor in /sys/bus/pci/devices/*/vendor; do
+    [ -r "$vendor" ] || continue
+    if [ "$(cat "$vendor")" = "0x10de" ]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+
+MINOR='v1.33'
+WANT='1.33.4-1.1'
+keyring=/etc/apt/keyrings/kubernetes-apt-keyring.gpg
+if [ ! -s "$keyring" ]; then
+  log "adding the Kubernetes package signing key for ${MINOR}"
+  for tool in curl gpg; do
+    command -v "$tool" >/dev/null 2>&1 || apt_install ca-certificates curl gpg
+  done
+  install -d -m 0755 /etc/apt/keyrings
+  tmp="$(mktemp)"
+  retry 5 curl -fsSL --proto '=https' "https://pkgs.k8s.io/core:/stable:/${MINOR}/deb/Release.key" -o "$tmp"
+  gpg --batch --yes --dearmor -o "$keyring" "$tmp"
+  rm -f "$tmp"
+fi
+if [ -n "$(install_file "$BUNDLE/files/kubernetes.list" /etc/apt/sources.list.d/kubernetes.list 0644)" ]; then
+  apt_updated=0
+fi
+need=()
+for pkg in kubelet kubeadm kubectl; do
+  if [ "$(pkg_version "$pkg")" != "$WANT" ]; then
+    need+=("${pkg}=${WANT}")
+  fi
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-mark unhold kubelet kubeadm kubectl >/dev/null 2>&1 || true
+  apt_install --allow-downgrades --allow-change-held-packages "${need[@]}"
+fi
+for pkg in kubelet kubeadm kubectl; do
+  if ! apt-mark showhold | grep -qx "$pkg"; then
+    apt-mark hold "$pkg" >/dev/null
+  fi
+done
+if ! systemctl is-enabled --quiet kubelet; then
+  systemctl enable kubelet
+fi
+log "kubelet, kubeadm and kubectl ${WANT} installed and held"

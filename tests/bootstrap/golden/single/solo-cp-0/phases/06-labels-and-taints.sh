@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# clusterdeck phase labels-and-taints for node solo-cp-0: apply the topology's labels and taints (untaint when not dedicated)
+# Rendered by clusterdeck from solo's node config. Safe to re-run:
+# every step checks the machine before it changes anything.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PHASE='labels-and-taints'
+NODE='solo-cp-0'
+BUNDLE="${CLUSTERDECK_BUNDLE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+export BUNDLE
+
+log() { printf '[%s %s] %s\n' "$NODE" "$PHASE" "$*"; }
+fail() { printf '[%s %s] error: %s\n' "$NODE" "$PHASE" "$*" >&2; exit 1; }
+
+# retry N CMD...: transient failures (mirrors, network) are retried with a growing pause
+retry() {
+  local tries=$1 n=1
+  shift
+  until "$@"; do
+    if [ "$n" -ge "$tries" ]; then
+      return 1
+    fi
+    sleep $((n * 2))
+    n=$((n + 1))
+  done
+}
+
+# install_file SRC DEST MODE: copy only when the content differs; prints "changed" if it did
+install_file() {
+  if [ -f "$2" ] && cmp -s "$1" "$2"; then
+    return 0
+  fi
+  install -D -m "$3" "$1" "$2"
+  echo changed
+}
+
+# pkg_version NAME: the installed version of a Debian package, empty when absent
+pkg_version() {
+  dpkg-query -W -f='${db:Status-Status} ${Version}\n' "$1" 2>/dev/null \
+    | awk '$1 == "installed" { print $2 }'
+}
+
+apt_updated=0
+apt_update() {
+  if [ "$apt_updated" -eq 0 ]; then
+    retry 5 apt-get update -q
+    apt_updated=1
+  fi
+}
+
+apt_install() {
+  apt_update
+  retry 5 apt-get install -y -q --no-install-recommends "$@"
+}
+
+check_os() {
+  # shellcheck disable=SC1091
+  . /etc/os-release
+  case "${ID:-}:${VERSION_ID:-}" in
+    'ubuntu:22.04') ;;
+    'ubuntu:24.04') ;;
+    'debian:12') ;;
+    *) fail "unsupported OS ${PRETTY_NAME:-unknown}: clusterdeck supports Ubuntu 22.04 and 24.04" ;;
+  esac
+}
+
+# has_nvidia_gpu: a PCI device of vendor 0x10de (NVIDIA) is present
+has_nvidia_gpu() {
+  local vendor
+  for vendor in /sys/bus/pci/devices/*/vendor; do
+    [ -r "$vendor" ] || continue
+    if [ "$(cat "$vendor")" = "0x10de" ]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Runs on a control plane (it needs the cluster admin credentials), for node ${NODE}.
+
+export KUBECONFIG="${CLUSTERDECK_KUBECONFIG:-/etc/kubernetes/admin.conf}"
+for i in $(seq 1 60); do
+  if kubectl get node "$NODE" >/dev/null 2>&1; then
+    break
+  fi
+  [ "$i" -lt 60 ] || fail "node ${NODE} has not registered with the API server after 120 s"
+  sleep 2
+done
+
+labels=(
+  'clusterdeck.dev/managed=true'
+  'clusterdeck.dev/role=control-plane'
+  'clusterdeck.dev/pool=control-plane'
+)
+taints=(
+)
+current_taints="$(kubectl get node "$NODE" -o jsonpath='{range .spec.taints[*]}{.key}={.value}:{.effect}{"\n"}{end}')"
+if [ "${#labels[@]}" -gt 0 ]; then
+  kubectl label node "$NODE" --overwrite "${labels[@]}" >/dev/null
+fi
+for taint in "${taints[@]}"; do
+  key="${taint%%[=:]*}"
+  effect="${taint##*:}"
+  value=""
+  case "$taint" in *=*) value="${taint#*=}"; value="${value%:*}" ;; esac
+  if ! printf '%s\n' "$current_taints" | grep -qxF "${key}=${value}:${effect}"; then
+    log "adding taint $taint"
+    kubectl taint node "$NODE" "$taint" --overwrite >/dev/null
+  fi
+done
+# not dedicated: the control-plane taint is removed after every join or replacement
+if printf '%s\n' "$current_taints" | grep -qxF "node-role.kubernetes.io/control-plane=:NoSchedule"; then
+  log "removing the control-plane taint (control planes also run workloads)"
+  kubectl taint node "$NODE" node-role.kubernetes.io/control-plane:NoSchedule- >/dev/null
+fi
+log "labels and taints of ${NODE} as specified"

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# clusterdeck phase containerd for node lab-cp-0: containerd with the systemd cgroup driver
+# Rendered by clusterdeck from lab's node config. Safe to re-run:
+# every step checks the machine before it changes anything.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PHASE='containerd'
+NODE='lab-cp-0'
+BUNDLE="${CLUSTERDECK_BUNDLE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+export BUNDLE
+
+log() { printf '[%s %s] %s\n' "$NODE" "$PHASE" "$*"; }
+fail() { printf '[%s %s] error: %s\n' "$NODE" "$PHASE" "$*" >&2; exit 1; }
+
+# retry N CMD...: transient failures (mirrors, network) are retried with a growing pause
+retry() {
+  local tries=$1 n=1
+  shift
+  until "$@"; do
+    if [ "$n" -ge "$tries" ]; then
+      return 1
+    fi
+    sleep $((n * 2))
+    n=$((n + 1))
+  done
+}
+
+# install_file SRC DEST MODE: copy only when the content differs; prints "changed" if it did
+install_file() {
+  if [ -f "$2" ] && cmp -s "$1" "$2"; then
+    return 0
+  fi
+  install -D -m "$3" "$1" "$2"
+  echo changed
+}
+
+# pkg_version NAME: the installed version of a Debian package, empty when absent
+pkg_version() {
+  dpkg-query -W -f='${db:Status-Status} ${Version}\n' "$1" 2>/dev/null \
+    | awk '$1 == "installed" { print $2 }'
+}
+
+apt_updated=0
+apt_update() {
+  if [ "$apt_updated" -eq 0 ]; then
+    retry 5 apt-get update -q
+    apt_updated=1
+  fi
+}
+
+apt_install() {
+  apt_update
+  retry 5 apt-get install -y -q --no-install-recommends "$@"
+}
+
+check_os() {
+  # shellcheck disable=SC1091
+  . /etc/os-release
+  case "${ID:-}:${VERSION_ID:-}" in
+    'ubuntu:22.04') ;;
+    'ubuntu:24.04') ;;
+    'debian:12') ;;
+    *) fail "unsupported OS ${PRETTY_NAME:-unknown}: clusterdeck supports Ubuntu 22.04 and 24.04" ;;
+  esac
+}
+
+# has_nvidia_gpu: a PCI device of vendor 0x10de (NVIDIA) is present
+has_nvidia_gpu() {
+  local vendor
+  for vendor in /sys/bus/pci/devices/*/vendor; do
+    [ -r "$vendor" ] || continue
+    if [ "$(cat "$vendor")" = "0x10de" ]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+
+WANT_VERSION=''
+have="$(pkg_version containerd)"
+if [ -z "$have" ] || { [ -n "$WANT_VERSION" ] && [ "${have#"$WANT_VERSION"}" = "$have" ]; }; then
+  log "installing containerd ${WANT_VERSION:-from the distribution}"
+  if [ -n "$WANT_VERSION" ]; then
+    apt_install "containerd=${WANT_VERSION}*"
+  else
+    apt_install containerd
+  fi
+fi
+if ! apt-mark showhold | grep -qx containerd; then
+  apt-mark hold containerd >/dev/null
+fi
+
+changed="$(install_file "$BUNDLE/files/containerd.toml" /etc/containerd/config.toml 0644)"
+if ! systemctl is-enabled --quiet containerd; then
+  systemctl enable containerd
+fi
+if [ -n "$changed" ] || ! systemctl is-active --quiet containerd; then
+  log "restarting containerd with the rendered config"
+  systemctl restart containerd
+fi
+log "containerd $(pkg_version containerd) running with the systemd cgroup driver"

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# clusterdeck phase api-load-balancer for node lab-cp-1: keepalived virtual IP and HAProxy in front of the API servers
+# Rendered by clusterdeck from lab's node config. Safe to re-run:
+# every step checks the machine before it changes anything.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PHASE='api-load-balancer'
+NODE='lab-cp-1'
+BUNDLE="${CLUSTERDECK_BUNDLE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+export BUNDLE
+
+log() { printf '[%s %s] %s\n' "$NODE" "$PHASE" "$*"; }
+fail() { printf '[%s %s] error: %s\n' "$NODE" "$PHASE" "$*" >&2; exit 1; }
+
+# retry N CMD...: transient failures (mirrors, network) are retried with a growing pause
+retry() {
+  local tries=$1 n=1
+  shift
+  until "$@"; do
+    if [ "$n" -ge "$tries" ]; then
+      return 1
+    fi
+    sleep $((n * 2))
+    n=$((n + 1))
+  done
+}
+
+# install_file SRC DEST MODE: copy only when the content differs; prints "changed" if it did
+install_file() {
+  if [ -f "$2" ] && cmp -s "$1" "$2"; then
+    return 0
+  fi
+  install -D -m "$3" "$1" "$2"
+  echo changed
+}
+
+# pkg_version NAME: the installed version of a Debian package, empty when absent
+pkg_version() {
+  dpkg-query -W -f='${db:Status-Status} ${Version}\n' "$1" 2>/dev/null \
+    | awk '$1 == "installed" { print $2 }'
+}
+
+apt_updated=0
+apt_update() {
+  if [ "$apt_updated" -eq 0 ]; then
+    retry 5 apt-get update -q
+    apt_updated=1
+  fi
+}
+
+apt_install() {
+  apt_update
+  retry 5 apt-get install -y -q --no-install-recommends "$@"
+}
+
+check_os() {
+  # shellcheck disable=SC1091
+  . /etc/os-release
+  case "${ID:-}:${VERSION_ID:-}" in
+    'ubuntu:22.04') ;;
+    'ubuntu:24.04') ;;
+    'debian:12') ;;
+    *) fail "unsupported OS ${PRETTY_NAME:-unknown}: clusterdeck supports Ubuntu 22.04 and 24.04" ;;
+  esac
+}
+
+# has_nvidia_gpu: a PCI device of vendor 0x10de (NVIDIA) is present
+has_nvidia_gpu() {
+  local vendor
+  for vendor in /sys/bus/pci/devices/*/vendor; do
+    [ -r "$vendor" ] || continue
+    if [ "$(cat "$vendor")" = "0x10de" ]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+
+IFACE='host0'
+OWN_IP='10.77.0.12'
+for pkg in keepalived haproxy; do
+  if [ -z "$(pkg_version "$pkg")" ]; then
+    log "installing $pkg"
+    apt_install "$pkg"
+  fi
+done
+if [ -n "$OWN_IP" ] && ! ip -o -4 addr show dev "$IFACE" 2>/dev/null | grep -q "inet ${OWN_IP}/"; then
+  fail "keepalived.conf names interface ${IFACE}, which does not carry ${OWN_IP}; re-render once the node's interface is known"
+fi
+haproxy -c -q -f "$BUNDLE/files/haproxy.cfg" || fail "haproxy.cfg does not validate"
+keepalived -t -f "$BUNDLE/files/keepalived.conf" || fail "keepalived.conf does not validate"
+for svc in haproxy keepalived; do
+  case "$svc" in
+    haproxy) changed="$(install_file "$BUNDLE/files/haproxy.cfg" /etc/haproxy/haproxy.cfg 0644)" ;;
+    keepalived) changed="$(install_file "$BUNDLE/files/keepalived.conf" /etc/keepalived/keepalived.conf 0644)" ;;
+  esac
+  if ! systemctl is-enabled --quiet "$svc"; then
+    systemctl enable "$svc"
+  fi
+  if [ -n "$changed" ] || ! systemctl is-active --quiet "$svc"; then
+    log "(re)starting $svc"
+    systemctl restart "$svc"
+  fi
+done
+log "HAProxy on port 8443 and keepalived for VIP 10.77.0.100 running"

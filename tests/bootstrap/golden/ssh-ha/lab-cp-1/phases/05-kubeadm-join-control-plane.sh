@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# clusterdeck phase kubeadm-join-control-plane for node lab-cp-1: join as a control plane (one at a time, etcd member add)
+# Rendered by clusterdeck from lab's node config. Safe to re-run:
+# every step checks the machine before it changes anything.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PHASE='kubeadm-join-control-plane'
+NODE='lab-cp-1'
+BUNDLE="${CLUSTERDECK_BUNDLE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+export BUNDLE
+
+log() { printf '[%s %s] %s\n' "$NODE" "$PHASE" "$*"; }
+fail() { printf '[%s %s] error: %s\n' "$NODE" "$PHASE" "$*" >&2; exit 1; }
+
+# retry N CMD...: transient failures (mirrors, network) are retried with a growing pause
+retry() {
+  local tries=$1 n=1
+  shift
+  until "$@"; do
+    if [ "$n" -ge "$tries" ]; then
+      return 1
+    fi
+    sleep $((n * 2))
+    n=$((n + 1))
+  done
+}
+
+# install_file SRC DEST MODE: copy only when the content differs; prints "changed" if it did
+install_file() {
+  if [ -f "$2" ] && cmp -s "$1" "$2"; then
+    return 0
+  fi
+  install -D -m "$3" "$1" "$2"
+  echo changed
+}
+
+# pkg_version NAME: the installed version of a Debian package, empty when absent
+pkg_version() {
+  dpkg-query -W -f='${db:Status-Status} ${Version}\n' "$1" 2>/dev/null \
+    | awk '$1 == "installed" { print $2 }'
+}
+
+apt_updated=0
+apt_update() {
+  if [ "$apt_updated" -eq 0 ]; then
+    retry 5 apt-get update -q
+    apt_updated=1
+  fi
+}
+
+apt_install() {
+  apt_update
+  retry 5 apt-get install -y -q --no-install-recommends "$@"
+}
+
+check_os() {
+  # shellcheck disable=SC1091
+  . /etc/os-release
+  case "${ID:-}:${VERSION_ID:-}" in
+    'ubuntu:22.04') ;;
+    'ubuntu:24.04') ;;
+    'debian:12') ;;
+    *) fail "unsupported OS ${PRETTY_NAME:-unknown}: clusterdeck supports Ubuntu 22.04 and 24.04" ;;
+  esac
+}
+
+# has_nvidia_gpu: a PCI device of vendor 0x10de (NVIDIA) is present
+has_nvidia_gpu() {
+  local vendor
+  for vendor in /sys/bus/pci/devices/*/vendor; do
+    [ -r "$vendor" ] || continue
+    if [ "$(cat "$vendor")" = "0x10de" ]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+
+LOCAL_API='https://127.0.0.1:6443'
+# point_local FILE: this control plane's own kubeconfigs talk to its local API server, so they
+# never depend on the load balancer reaching back to the node that asks (NLBs do not hairpin)
+point_local() {
+  local file=$1 server
+  [ -f "$file" ] || return 0
+  server="$(kubectl --kubeconfig="$file" config view -o jsonpath='{.clusters[0].cluster.server}')"
+  if [ "$server" != "$LOCAL_API" ]; then
+    local cluster
+    cluster="$(kubectl --kubeconfig="$file" config view -o jsonpath='{.clusters[0].name}')"
+    kubectl --kubeconfig="$file" config set-cluster "$cluster" --server="$LOCAL_API" >/dev/null
+    echo changed
+  fi
+}
+
+local_kubeconfigs() {
+  local changed=""
+  for file in /etc/kubernetes/admin.conf /etc/kubernetes/super-admin.conf /etc/kubernetes/kubelet.conf; do
+    changed="${changed}$(point_local "$file")"
+  done
+  if [ -n "$changed" ]; then
+    log "control-plane kubeconfigs now use ${LOCAL_API}"
+    systemctl restart kubelet
+  fi
+}
+
+wait_api() {
+  for _ in $(seq 1 120); do
+    if kubectl --kubeconfig=/etc/kubernetes/admin.conf get --raw=/readyz >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 2
+  done
+  fail "the local API server did not become ready in 240 s (journalctl -u kubelet)"
+}
+
+
+DEFAULT_JOIN_FILE='/run/clusterdeck/kubeadm-join.yaml'
+JOIN_FILE="${CLUSTERDECK_JOIN_FILE:-$DEFAULT_JOIN_FILE}"
+if [ -f /etc/kubernetes/kubelet.conf ] && [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ]; then
+  log "already a control plane of the cluster: not joining again"
+else
+  [ -s "$JOIN_FILE" ] || fail "no join configuration at $JOIN_FILE: clusterdeck uploads it (0600) at join time"
+  log "kubeadm join as a control plane"
+  kubeadm join --config "$JOIN_FILE"
+fi
+rm -f "$JOIN_FILE"
+local_kubeconfigs
+wait_api
+log "control plane ${NODE} joined"

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# clusterdeck phase os-prep for node lab-workers-1: swap off, kernel modules overlay and br_netfilter, sysctls for bridged traffic
+# Rendered by clusterdeck from lab's node config. Safe to re-run:
+# every step checks the machine before it changes anything.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PHASE='os-prep'
+NODE='lab-workers-1'
+BUNDLE="${CLUSTERDECK_BUNDLE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+export BUNDLE
+
+log() { printf '[%s %s] %s\n' "$NODE" "$PHASE" "$*"; }
+fail() { printf '[%s %s] error: %s\n' "$NODE" "$PHASE" "$*" >&2; exit 1; }
+
+# retry N CMD...: transient failures (mirrors, network) are retried with a growing pause
+retry() {
+  local tries=$1 n=1
+  shift
+  until "$@"; do
+    if [ "$n" -ge "$tries" ]; then
+      return 1
+    fi
+    sleep $((n * 2))
+    n=$((n + 1))
+  done
+}
+
+# install_file SRC DEST MODE: copy only when the content differs; prints "changed" if it did
+install_file() {
+  if [ -f "$2" ] && cmp -s "$1" "$2"; then
+    return 0
+  fi
+  install -D -m "$3" "$1" "$2"
+  echo changed
+}
+
+# pkg_version NAME: the installed version of a Debian package, empty when absent
+pkg_version() {
+  dpkg-query -W -f='${db:Status-Status} ${Version}\n' "$1" 2>/dev/null \
+    | awk '$1 == "installed" { print $2 }'
+}
+
+apt_updated=0
+apt_update() {
+  if [ "$apt_updated" -eq 0 ]; then
+    retry 5 apt-get update -q
+    apt_updated=1
+  fi
+}
+
+apt_install() {
+  apt_update
+  retry 5 apt-get install -y -q --no-install-recommends "$@"
+}
+
+check_os() {
+  # shellcheck disable=SC1091
+  . /etc/os-release
+  case "${ID:-}:${VERSION_ID:-}" in
+    'ubuntu:22.04') ;;
+    'ubuntu:24.04') ;;
+    'debian:12') ;;
+    *) fail "unsupported OS ${PRETTY_NAME:-unknown}: clusterdeck supports Ubuntu 22.04 and 24.04" ;;
+  esac
+}
+
+# has_nvidia_gpu: a PCI device of vendor 0x10de (NVIDIA) is present
+has_nvidia_gpu() {
+  local vendor
+  for vendor in /sys/bus/pci/devices/*/vendor; do
+    [ -r "$vendor" ] || continue
+    if [ "$(cat "$vendor")" = "0x10de" ]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+
+check_os
+
+# swap: kubelet refuses to run with swap on
+if [ -n "$(swapon --show --noheadings 2>/dev/null)" ]; then
+  log "turning swap off"
+  swapoff -a
+fi
+if grep -Eq '^[^#][^[:space:]]*[[:space:]]+[^[:space:]]+[[:space:]]+swap[[:space:]]' /etc/fstab; then
+  log "commenting out swap in /etc/fstab (backup in /etc/fstab.clusterdeck.bak)"
+  sed -r -i.clusterdeck.bak 's/^([^#][^[:space:]]*[[:space:]]+[^[:space:]]+[[:space:]]+swap[[:space:]].*)$/# \1/' /etc/fstab
+fi
+
+# kernel modules for the container runtime and bridged pod traffic
+install_file "$BUNDLE/files/modules-k8s.conf" /etc/modules-load.d/k8s.conf 0644 >/dev/null
+for module in overlay br_netfilter; do
+  if [ ! -d "/sys/module/$module" ]; then
+    log "loading kernel module $module"
+    modprobe "$module"
+  fi
+done
+
+# sysctls: bridged traffic through iptables, forwarding on
+install_file "$BUNDLE/files/sysctl-k8s.conf" /etc/sysctl.d/99-kubernetes.conf 0644 >/dev/null
+while IFS='=' read -r key value; do
+  key="$(echo "$key" | tr -d '[:space:]')"
+  value="$(echo "$value" | tr -d '[:space:]')"
+  [ -n "$key" ] || continue
+  case "$key" in \#*) continue ;; esac
+  if [ "$(sysctl -n "$key" 2>/dev/null || true)" != "$value" ]; then
+    log "setting $key=$value"
+    sysctl -q -w "$key=$value"
+  fi
+done < /etc/sysctl.d/99-kubernetes.conf
+log "OS prepared"
