@@ -165,12 +165,12 @@ class Connections:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def get(self, endpoint: Endpoint) -> Connection:
+    async def get(self, endpoint: Endpoint, output: OutputSink | None = None) -> Connection:
         """The live connection to ``endpoint``, opening (with retries) if there is none."""
         slot = self._slots.setdefault(endpoint, _Slot())
         async with slot.lock:
             if slot.conn is None or slot.conn.closed:
-                slot.conn = await self._connect_with_retry(endpoint)
+                slot.conn = await self._connect_with_retry(endpoint, output)
             return slot.conn
 
     def forget(self, endpoint: Endpoint) -> None:
@@ -184,7 +184,7 @@ class Connections:
                   timeout: float | None = None, check: bool = True,
                   output: OutputSink | None = None) -> Result:
         """Get the node's connection and run one command on it; a dropped one is forgotten."""
-        conn = await self.get(endpoint)
+        conn = await self.get(endpoint, output)
         try:
             return await conn.run(command, timeout=timeout, check=check, output=output)
         except ConnectionDropped:
@@ -199,7 +199,8 @@ class Connections:
         self._slots.clear()
 
     # connecting ---------------------------------------------------------------------------
-    async def _connect_with_retry(self, endpoint: Endpoint) -> Connection:
+    async def _connect_with_retry(self, endpoint: Endpoint,
+                                  output: OutputSink | None) -> Connection:
         opts = self.options
         started = time.monotonic()
         reason = ""
@@ -212,9 +213,11 @@ class Connections:
                     break
                 self.retries += 1
                 delay = backoff_delay(attempt, opts.backoff, opts.max_backoff)
+                message = f"{reason}; attempt {attempt + 2} of {opts.attempts} in {delay:.1f}s"
                 self.events(Event(EventKind.RETRYING, endpoint.name or endpoint.host, "connect",
-                                  f"{reason}; attempt {attempt + 2} of {opts.attempts} "
-                                  f"in {delay:.1f}s"))
+                                  message, group=endpoint.name))
+                if output is not None:
+                    output(f"connect to {endpoint.label}: retrying, {message}")
                 await asyncio.sleep(delay)
         raise Unreachable(endpoint.label, reason, opts.attempts, time.monotonic() - started)
 
