@@ -191,6 +191,48 @@ class Connections:
             self.forget(endpoint)
             raise
 
+    async def wait_for_banner(self, endpoint: Endpoint, timeout: float) -> str:
+        """Wait until the node's sshd answers with its banner (a booting host refuses or
+        times out first); return the banner line. Through a bastion the TCP connection is
+        opened by the bastion. SSM routes have no TCP path of their own: returns ""."""
+        if endpoint.ssm is not None:
+            return ""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        attempt = 0
+        while True:
+            remaining = started + timeout - loop.time()
+            try:
+                async with self._handshake_gate(endpoint):
+                    return await asyncio.wait_for(self._read_banner(endpoint),
+                                                  max(0.1, min(remaining, 10.0)))
+            except (TransientError, PermanentError):
+                raise
+            except (OSError, TimeoutError, asyncssh.Error, EOFError) as exc:
+                reason = describe(exc)
+            attempt += 1
+            delay = backoff_delay(attempt - 1, self.options.backoff, self.options.max_backoff)
+            if loop.time() + delay > started + timeout:
+                raise Unreachable(endpoint.label, reason, attempt, loop.time() - started)
+            await asyncio.sleep(delay)
+
+    async def _read_banner(self, endpoint: Endpoint) -> str:
+        reader: Any
+        writer: Any
+        if endpoint.jump is not None:
+            bastion = await self.get(endpoint.jump)
+            reader, writer = await bastion.raw.open_connection(endpoint.host, endpoint.port)
+        else:
+            reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+        try:
+            line = await reader.readline()
+        finally:
+            writer.close()
+        text = bytes(line).decode(errors="replace").strip()
+        if not text.startswith("SSH-"):
+            raise EOFError("no SSH banner" if not text else f"not an SSH server ({text[:40]!r})")
+        return text
+
     async def close(self) -> None:
         conns = [s.conn for s in self._slots.values() if s.conn is not None]
         for conn in conns:

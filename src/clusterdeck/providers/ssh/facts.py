@@ -1,0 +1,92 @@
+"""What a registered host is: OS, architecture, CPUs, memory and the GPUs lspci sees.
+
+One small POSIX sh script gathers everything in a single round trip and prints ``key=value``
+lines; :func:`parse` turns them into the ``facts`` dict stored with the node. When ``lspci``
+is missing (minimal images often lack pciutils) GPUs are recorded as unknown, not as none.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from clusterdeck.transport import Script
+
+FACTS_SCRIPT = r"""
+set -u
+if [ -r /etc/os-release ]; then . /etc/os-release; fi
+echo "os_id=${ID:-unknown}"
+echo "os_version=${VERSION_ID:-}"
+echo "os=${PRETTY_NAME:-$(uname -s)}"
+echo "arch=$(uname -m)"
+echo "kernel=$(uname -r)"
+echo "cpus=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)"
+echo "memory_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
+echo "hostname=$(hostname)"
+echo "addresses=$(hostname -I 2>/dev/null || true)"
+if [ -d /run/systemd/system ]; then echo "init=systemd"; else echo "init=other"; fi
+if command -v lspci >/dev/null 2>&1; then
+  echo "lspci=yes"
+  lspci -nn 2>/dev/null | grep -Ei 'vga compatible|3d controller|display controller' \
+    | sed 's/^/gpu=/' || true
+else
+  echo "lspci=no"
+fi
+"""
+
+_VENDORS = {"10de": "nvidia", "1002": "amd", "8086": "intel"}
+_PCI_ID = re.compile(r"\[([0-9a-f]{4}):([0-9a-f]{4})\]")
+
+
+def script() -> Script:
+    return Script(FACTS_SCRIPT, name="facts")
+
+
+def _gpu(line: str) -> dict[str, str]:
+    slot, _, description = line.partition(" ")
+    ids = _PCI_ID.findall(description)
+    vendor_id, device_id = ids[-1] if ids else ("", "")
+    return {"slot": slot, "vendor": _VENDORS.get(vendor_id, vendor_id or "unknown"),
+            "pci_id": f"{vendor_id}:{device_id}" if vendor_id else "",
+            "description": description.strip()}
+
+
+def parse(output: str) -> dict[str, Any]:
+    """The facts dict from the script's output (unknown keys are ignored)."""
+    values: dict[str, str] = {}
+    gpus: list[dict[str, str]] = []
+    for line in output.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if key == "gpu":
+            gpus.append(_gpu(value))
+        else:
+            values[key] = value.strip()
+    facts: dict[str, Any] = {
+        "os": values.get("os", "unknown"),
+        "os_id": values.get("os_id", "unknown"),
+        "os_version": values.get("os_version", ""),
+        "arch": values.get("arch", "unknown"),
+        "kernel": values.get("kernel", ""),
+        "cpus": _int(values.get("cpus")),
+        "memory_mib": (_int(values.get("memory_kib")) or 0) // 1024 or None,
+        "hostname": values.get("hostname", ""),
+        "addresses": values.get("addresses", "").split(),
+        "init": values.get("init", "other"),
+    }
+    if values.get("lspci") == "yes":
+        facts["gpus"] = gpus
+        facts["nvidia_gpus"] = sum(1 for g in gpus if g["vendor"] == "nvidia")
+    else:
+        facts["gpus"] = None  # unknown: lspci is not installed
+        facts["nvidia_gpus"] = None
+        facts["notes"] = ["lspci not installed (package pciutils): GPUs not probed"]
+    return facts
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
