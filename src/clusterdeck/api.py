@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clusterdeck.errors import NotFoundError, UsageError
+from clusterdeck import pipeline
+from clusterdeck.errors import NotFoundError
 from clusterdeck.events import EventSink, discard
 from clusterdeck.model.observed import Observed, ObservedNode
 from clusterdeck.model.plan import Plan
@@ -68,10 +69,12 @@ class CreateResult:
     environment: str
     plan: Plan
     results: dict[str, InfraResult] = field(default_factory=dict)
+    bootstrap: pipeline.BootstrapResult | None = None
 
     @property
     def failed(self) -> dict[str, str]:
-        return {k: v for r in self.results.values() for k, v in r.failed.items()}
+        failed = {k: v for r in self.results.values() for k, v in r.failed.items()}
+        return {**failed, **(self.bootstrap.failed if self.bootstrap else {})}
 
 
 def create(
@@ -83,10 +86,6 @@ def create(
     events: EventSink = discard,
 ) -> CreateResult:
     """Reconcile the environment's infrastructure (and, later, its nodes) with the file."""
-    if not infra_only:
-        raise UsageError(
-            "node bootstrap (kubeadm) is not available yet; run create with --infra-only"
-        )
     with store.lock(env.name, "create"):
         store.save_environment(env.name, env.spec.provider.value, effective_spec(env, dedicated))
         topology, the_plan = plan(env, store, dedicated=dedicated)
@@ -107,7 +106,13 @@ def create(
                 spec=env,
             )
             result.results[name] = provider.apply(ctx)
-        store.set_status(env.name, "failed" if result.failed else "infra-ready")
+        if result.failed or infra_only:
+            store.set_status(env.name, "failed" if result.failed else "infra-ready")
+            return result
+        result.bootstrap = pipeline.bootstrap(env, store, topology, the_plan, events=events)
+        ready = not result.bootstrap.failed
+        outputs = {"endpoint": result.bootstrap.server} if result.bootstrap.server else {}
+        store.set_status(env.name, "ready" if ready else "bootstrap-failed", **outputs)
         return result
 
 

@@ -163,8 +163,16 @@ def status(
     ctx: typer.Context,
     environment: Annotated[str, typer.Argument(help="Environment name.")],
     output: OutputOpt = Output.TEXT,
+    live: Annotated[bool, typer.Option("--live", help="Ask a reachable control plane: API "
+                                       "health, each node's Ready state, version, roles, "
+                                       "taints.")] = False,
 ) -> None:
     app = state(ctx)
+    if live:
+        from clusterdeck.cli import cmd_cluster
+
+        cmd_cluster.live_status(app, environment, output)
+        return
     view = api.status(app.store(), environment)
     rec = view.record
     nodes = [

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from clusterdeck import api
-from clusterdeck.cli import render
+from clusterdeck.cli import cmd_cluster, render
 from clusterdeck.cli.cmd_core import FileOpt, ask_dedicated, load_checked
 from clusterdeck.cli.context import confirm, progress, state
 from clusterdeck.errors import ClusterdeckError
@@ -41,6 +41,8 @@ def create(
         typer.Option("--infra-only", help="Stop once machines, network and load balancer exist."),
     ] = False,
     yes: YesOpt = False,
+    kubeconfig: cmd_cluster.KubeconfigOpt = None,
+    merge_kubeconfig: cmd_cluster.MergeOpt = False,
 ) -> None:
     app = state(ctx)
     env = load_checked(app, file)
@@ -64,6 +66,9 @@ def create(
             f"{len(result.failed)} part(s) of {env.name!r} failed; fix the "
             "cause and run the same command again to resume"
         )
+    if result.bootstrap is not None and result.bootstrap.kubeconfig is not None:
+        cmd_cluster.deliver_kubeconfig(app, env.name, result.bootstrap.kubeconfig, kubeconfig,
+                                       merge_kubeconfig)
     ready = sum(len(r.ready) for r in result.results.values())
     app.console.print(
         f"[green]{env.name}[/]: {ready} node(s) ready"

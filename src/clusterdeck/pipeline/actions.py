@@ -1,0 +1,149 @@
+"""What each kind of step does on a node, over the transport.
+
+Phase scripts go as files on stdin (never on a command line); the bundle goes as one tar
+archive; join material is read from the first control plane without logging its output and
+reaches a joining node only as a 0600 file. A failed phase raises an error naming the node,
+the phase and the last lines of its output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import shlex
+import tarfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from clusterdeck.bootstrap import kubeadm
+from clusterdeck.bootstrap.kubeadm_build import JoinMaterial, join_document
+from clusterdeck.bootstrap.nodeconfig import BUNDLE_ON_NODE, JOIN_FILE, NodeConfig
+from clusterdeck.bootstrap.render import Artifact
+from clusterdeck.errors import PermanentError, TransientError
+from clusterdeck.transport import Command, Connections, Endpoint, Masker, Script
+
+ADMIN_CONF = "/etc/kubernetes/admin.conf"
+KUBECTL = ["kubectl", f"--kubeconfig={ADMIN_CONF}"]
+TAIL_LINES = 8
+_CERT_KEY = re.compile(r"^[0-9a-f]{64}$")
+Log = Callable[[str], None]
+
+
+def bundle_tar(files: dict[str, Artifact]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for rel, artifact in sorted(files.items()):
+            data = artifact.content.encode()
+            info = tarfile.TarInfo(rel)
+            info.size = len(data)
+            info.mode = artifact.mode
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+async def upload_bundle(conns: Connections, endpoint: Endpoint, files: dict[str, Artifact],
+                        log: Log) -> None:
+    unpack = ('umask 077; rm -rf "$1.new" && mkdir -p "$1.new" && tar -x -C "$1.new" '
+              '&& rm -rf "$1" && mv "$1.new" "$1"')
+    await conns.run(endpoint, Command(["sh", "-c", unpack, "clusterdeck-bundle", BUNDLE_ON_NODE],
+                                      stdin=bundle_tar(files), name="upload bundle"),
+                    output=log, timeout=120)
+
+
+def _tail(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return " | ".join(lines[-TAIL_LINES:])
+
+
+async def run_phase(conns: Connections, endpoint: Endpoint, node: str, phase: str, script: str,
+                    log: Log, *, timeout: float, secrets: list[str] | None = None) -> None:
+    result = await conns.run(endpoint, Script(script, interpreter="/bin/bash", name=phase,
+                                              env={"CLUSTERDECK_BUNDLE": BUNDLE_ON_NODE}),
+                             output=log, timeout=timeout, check=False)
+    if result.exit_status != 0:
+        mask = Masker(secrets or [])
+        raise PermanentError(f"{node}: phase {phase} failed with status {result.exit_status}; "
+                             f"last lines: {mask(_tail(result.stdout + result.stderr))}")
+
+
+async def fetch_join_material(conns: Connections, endpoint: Endpoint, *, certificate_key: bool,
+                              log: Log) -> JoinMaterial:
+    """A fresh token (2 h TTL) and CA hash, and for HA a fresh certificate key. The output of
+    these commands is secret: it is parsed here and never written to a log."""
+    log("creating a bootstrap token and reading the CA hash (output not logged)")
+    res = await conns.run(endpoint, Command(["kubeadm", "token", "create", "--ttl", "2h0m0s",
+                                             "--print-join-command"], name="kubeadm token"),
+                          timeout=120)
+    words = shlex.split(res.stdout.strip().splitlines()[-1] if res.stdout.strip() else "")
+    try:
+        token = words[words.index("--token") + 1]
+        ca_hash = words[words.index("--discovery-token-ca-cert-hash") + 1]
+    except (ValueError, IndexError):
+        raise TransientError(f"{endpoint.label}: kubeadm token create printed no join "
+                             "command") from None
+    key = None
+    if certificate_key:
+        log("uploading control-plane certificates for joining control planes (key not logged)")
+        res = await conns.run(endpoint, Command(["kubeadm", "init", "phase", "upload-certs",
+                                                 "--upload-certs"], name="kubeadm upload-certs"),
+                              timeout=120)
+        keys = [w for w in res.stdout.split() if _CERT_KEY.match(w)]
+        if not keys:
+            raise TransientError(f"{endpoint.label}: upload-certs printed no certificate key")
+        key = keys[-1]
+    return JoinMaterial(token=token, ca_cert_hash=ca_hash, certificate_key=key)
+
+
+async def upload_join_config(conns: Connections, endpoint: Endpoint, cfg: NodeConfig,
+                             material: JoinMaterial, log: Log) -> None:
+    text = kubeadm.to_yaml(join_document(cfg, material))
+    await conns.run(endpoint, Command(["mkdir", "-p", "-m", "0700", "/run/clusterdeck"]),
+                    output=log, timeout=30)
+    conn = await conns.get(endpoint)
+    await conn.upload(JOIN_FILE, text.encode(), mode=0o600, timeout=30, output=log)
+
+
+async def nodes_json(conns: Connections, endpoint: Endpoint, timeout: float = 30
+                     ) -> dict[str, Any]:
+    res = await conns.run(endpoint, Command([*KUBECTL, "get", "nodes", "-o", "json"]),
+                          timeout=timeout)
+    data: dict[str, Any] = json.loads(res.stdout)
+    return data
+
+
+def ready_nodes(data: dict[str, Any]) -> set[str]:
+    ready = set()
+    for item in data.get("items", []):
+        for cond in item.get("status", {}).get("conditions", []):
+            if cond.get("type") == "Ready" and cond.get("status") == "True":
+                ready.add(item["metadata"]["name"])
+    return ready
+
+
+async def wait_ready(conns: Connections, endpoint: Endpoint, expected: list[str], log: Log,
+                     *, timeout: float, interval: float = 2.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    missing = list(expected)
+    while True:
+        try:
+            ready = ready_nodes(await nodes_json(conns, endpoint))
+            missing = [n for n in expected if n not in ready]
+        except (TransientError, PermanentError, ValueError) as exc:
+            log(f"cannot list nodes yet: {exc}")
+        if not missing:
+            log(f"all {len(expected)} nodes Ready")
+            return expected
+        if time.monotonic() >= deadline:
+            raise PermanentError(f"not Ready after {timeout:g}s: {', '.join(missing)}")
+        log(f"waiting for {len(missing)} nodes to be Ready: {', '.join(missing[:10])}")
+        await asyncio.sleep(interval)
+
+
+async def read_admin_conf(conns: Connections, endpoint: Endpoint) -> str:
+    res = await conns.run(endpoint, Command(["cat", ADMIN_CONF], name="read admin.conf"),
+                          timeout=30)
+    return res.stdout

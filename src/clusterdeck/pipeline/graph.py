@@ -1,0 +1,85 @@
+"""The shape of a cluster bootstrap as a dependency graph, with no I/O.
+
+Each node's phases form a chain that starts at once (a worker installs its packages while the
+first control plane initialises). The cross-node edges are only the real ones:
+- join material is fetched once, after ``kubeadm init`` on the first control plane;
+- control planes join one at a time (etcd membership changes one by one), each after the
+  previous one;
+- a worker joins as soon as the join material exists and its own packages are in;
+- labels and taints follow each node's own join, run with the admin credentials of the first
+  control plane;
+- the cluster is checked Ready after every node is labelled and the CNI is applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from clusterdeck.bootstrap.nodeconfig import NodeConfig
+from clusterdeck.model.phases import Phase
+from clusterdeck.model.topology import Role
+
+Kind = Literal["upload", "phase", "join-material", "ready", "kubeconfig"]
+JOIN_MATERIAL = "join-material"
+READY = "cluster/ready"
+KUBECONFIG = "cluster/kubeconfig"
+JOIN_PHASES = {Phase.KUBEADM_JOIN_CONTROL_PLANE.value, Phase.KUBEADM_JOIN_WORKER.value}
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    id: str
+    kind: Kind
+    subject: str
+    node: str  # the node whose phase it is ("" for cluster-wide steps)
+    phase: str = ""
+    runs_on: str = ""  # node the commands run on
+    needs: tuple[str, ...] = field(default_factory=tuple)
+
+
+def step_id(node: str, phase: str) -> str:
+    return f"{node}/{phase}"
+
+
+def build(configs: dict[str, NodeConfig]) -> list[StepSpec]:
+    cps = sorted((c for c in configs.values() if c.role is Role.CONTROL_PLANE),
+                 key=lambda c: (not c.first_control_plane, c.name))
+    if not cps or not cps[0].first_control_plane:
+        raise ValueError("the topology has no first control plane")
+    first = cps[0].name
+    has_kubernetes = any(p.name == Phase.KUBEADM_INIT.value for p in cps[0].phases)
+    specs: list[StepSpec] = []
+    previous_cp_join: str | None = None
+    label_steps: list[str] = []
+    for cfg in [*cps, *(c for c in configs.values() if c.role is Role.WORKER)]:
+        upload = step_id(cfg.name, "upload")
+        specs.append(StepSpec(upload, "upload", cfg.name, cfg.name, runs_on=cfg.name))
+        before = upload
+        for entry in cfg.phases:
+            needs = [before]
+            if entry.name in JOIN_PHASES:
+                needs.append(JOIN_MATERIAL)
+                if entry.name == Phase.KUBEADM_JOIN_CONTROL_PLANE.value and previous_cp_join:
+                    needs.append(previous_cp_join)
+            if entry.name == Phase.NODE_LABELS_TAINTS.value:
+                needs.append(step_id(first, Phase.KUBEADM_INIT.value))
+                label_steps.append(step_id(cfg.name, entry.name))
+            runs_on = first if entry.runs_on == "control-plane" else cfg.name
+            sid = step_id(cfg.name, entry.name)
+            specs.append(StepSpec(sid, "phase", cfg.name, cfg.name, entry.name, runs_on,
+                                  tuple(dict.fromkeys(needs))))
+            if entry.name == Phase.KUBEADM_JOIN_CONTROL_PLANE.value:
+                previous_cp_join = sid
+            before = sid
+    if not has_kubernetes:
+        return specs
+    init = step_id(first, Phase.KUBEADM_INIT.value)
+    specs.append(StepSpec(JOIN_MATERIAL, "join-material", first, first, runs_on=first,
+                          needs=(init,)))
+    specs.append(StepSpec(KUBECONFIG, "kubeconfig", first, first, runs_on=first, needs=(init,)))
+    cni = [step_id(first, Phase.CNI.value)] if any(
+        p.name == Phase.CNI.value for p in cps[0].phases) else []
+    specs.append(StepSpec(READY, "ready", "cluster", "", runs_on=first,
+                          needs=tuple([*label_steps, *cni])))
+    return specs

@@ -1,0 +1,201 @@
+"""Run the node pipeline for an environment, fetch its kubeconfig, ask it for live status.
+
+``bootstrap`` renders every node's bundle from the spec and the recorded machines, turns
+the graph of :mod:`clusterdeck.pipeline.graph` into executor steps and runs them; events
+and their timings go to the store (``clusterdeck events``). A re-run does the same and
+finds every phase already done, so a create that was stopped midway resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusterdeck.bootstrap import facts as bootstrap_facts
+from clusterdeck.bootstrap.kubeadm_build import JoinMaterial
+from clusterdeck.bootstrap.render import Bundle, ClusterFacts, render_environment
+from clusterdeck.engine import Executor, RunReport, Step, StepContext
+from clusterdeck.errors import PermanentError, TransientError
+from clusterdeck.events import EventSink, discard
+from clusterdeck.model.plan import Plan
+from clusterdeck.model.topology import Role, Topology
+from clusterdeck.pipeline import actions, graph
+from clusterdeck.pipeline import kubeconfig as kc
+from clusterdeck.pipeline.targets import Target, targets
+from clusterdeck.spec.models import Environment
+from clusterdeck.state.store import StateStore
+from clusterdeck.transport import Command, Connections, PinnedHostKeys
+
+PHASE_DEADLINE = 1800.0
+READY_TIMEOUT = 600.0
+
+
+@dataclass
+class BootstrapResult:
+    report: RunReport
+    failed: dict[str, str] = field(default_factory=dict)
+    kubeconfig: dict[str, Any] | None = None  # for the user: server = public endpoint
+    server: str = ""
+
+
+def public_server(env: Environment, topology: Topology, facts: ClusterFacts,
+                  plan: Plan) -> str:
+    kind = plan.endpoint.kind
+    if kind == "nlb" and facts.nlb_dns:
+        return f"https://{facts.nlb_dns}:6443"
+    if kind == "vip":
+        return plan.endpoint.url()
+    first = topology.control_planes()[0]
+    machine = facts.machines.get(first.name)
+    host = (machine.public_ip if machine else None) or (
+        first.host.address if first.host else None) or (machine.private_ip if machine else None)
+    if host is None:
+        raise PermanentError(f"no address recorded for {first.name}")
+    return f"https://{host}:6443"
+
+
+def _facts(store: StateStore, env: Environment, plan: Plan) -> ClusterFacts:
+    record = store.environment(env.name)
+    outputs = record.outputs if record else {}
+    return bootstrap_facts.from_records(store.resources(env.name), outputs, plan.endpoint.kind)
+
+
+def _targets(store: StateStore, env: Environment, topology: Topology) -> dict[str, Target]:
+    record = store.environment(env.name)
+    return targets(env, topology, store.resources(env.name), record.outputs if record else {})
+
+
+def _steps(specs: list[graph.StepSpec], bundle: Bundle, tgt: dict[str, Target],
+           conns: Connections, ready_timeout: float) -> list[Step]:
+    configs = bundle.configs
+    ha = sum(1 for c in configs.values() if c.role is Role.CONTROL_PLANE) > 1
+    steps: list[Step] = []
+
+    def bind(spec: graph.StepSpec) -> Callable[[StepContext], Awaitable[Any]]:
+        async def run(ctx: StepContext) -> Any:
+            endpoint = tgt[spec.runs_on].endpoint
+            if spec.kind == "upload":
+                await actions.upload_bundle(conns, endpoint, bundle.files[spec.node], ctx.write)
+                return None
+            if spec.kind == "join-material":
+                return await actions.fetch_join_material(conns, endpoint, certificate_key=ha,
+                                                         log=ctx.write)
+            if spec.kind == "kubeconfig":
+                return await actions.read_admin_conf(conns, endpoint)
+            if spec.kind == "ready":
+                return await actions.wait_ready(conns, endpoint, list(configs), ctx.write,
+                                                timeout=ready_timeout)
+            cfg = configs[spec.node]
+            script = bundle.files[spec.node][next(
+                p.script for p in cfg.phases if p.name == spec.phase)].content
+            secrets: list[str] = []
+            if spec.phase in graph.JOIN_PHASES:
+                material: JoinMaterial = ctx.need(graph.JOIN_MATERIAL)
+                secrets = material.secrets()
+                await actions.upload_join_config(conns, endpoint, cfg, material, ctx.write)
+            await actions.run_phase(conns, endpoint, spec.node, spec.phase, script, ctx.write,
+                                    timeout=PHASE_DEADLINE, secrets=secrets)
+            return None
+        return run
+
+    for spec in specs:
+        steps.append(Step(id=spec.id, run=bind(spec), subject=spec.subject, needs=spec.needs,
+                          name=spec.phase or spec.kind, retries=2))
+    return steps
+
+
+def bootstrap(env: Environment, store: StateStore, topology: Topology, plan: Plan, *,
+              events: EventSink = discard, ready_timeout: float = READY_TIMEOUT,
+              concurrency: int = 100) -> BootstrapResult:
+    """Bring every node of the environment into the cluster (idempotent; re-run resumes)."""
+    facts = _facts(store, env, plan)
+    bundle = render_environment(env, topology, plan, facts)
+    tgt = _targets(store, env, topology)
+    specs = graph.build(bundle.configs)
+
+    async def go() -> RunReport:
+        async with Connections(host_keys=PinnedHostKeys(store, env.name), events=events) as c:
+            steps = _steps(specs, bundle, tgt, c, ready_timeout)
+            executor = Executor(concurrency=concurrency, events=events, store=store,
+                                environment=env.name)
+            return await executor.run(steps)
+
+    report = asyncio.run(go())
+    result = BootstrapResult(report)
+    by_id = {s.id: s for s in specs}
+    for step_id, exc in report.failed.items():
+        spec = by_id[step_id]
+        result.failed.setdefault(spec.subject, f"{spec.phase or spec.kind}: {exc}")
+    admin = report.results.get(graph.KUBECONFIG)
+    if isinstance(admin, str) and admin:
+        result.server = public_server(env, topology, facts, plan)
+        result.kubeconfig = kc.for_user(admin, env.name, result.server)
+    return result
+
+
+def fetch_kubeconfig(env: Environment, store: StateStore, topology: Topology,
+                     plan: Plan) -> dict[str, Any]:
+    """The admin kubeconfig from the first reachable control plane, server = public endpoint."""
+    facts = _facts(store, env, plan)
+    tgt = _targets(store, env, topology)
+
+    async def go() -> str:
+        errors = []
+        async with Connections(host_keys=PinnedHostKeys(store, env.name)) as conns:
+            for cp in topology.control_planes():
+                try:
+                    return await actions.read_admin_conf(conns, tgt[cp.name].endpoint)
+                except (TransientError, PermanentError) as exc:
+                    errors.append(f"{cp.name}: {exc}")
+        raise PermanentError("no control plane gave its admin.conf: " + "; ".join(errors))
+
+    return kc.for_user(asyncio.run(go()), env.name, public_server(env, topology, facts, plan))
+
+
+def live_status(env: Environment, store: StateStore, topology: Topology) -> dict[str, Any]:
+    """API health and every node's state, from the first control plane that answers."""
+    tgt = _targets(store, env, topology)
+
+    async def go() -> dict[str, Any]:
+        tried = []
+        async with Connections(host_keys=PinnedHostKeys(store, env.name)) as conns:
+            for cp in topology.control_planes():
+                endpoint = tgt[cp.name].endpoint
+                try:
+                    health = await conns.run(endpoint, Command(
+                        [*actions.KUBECTL, "get", "--raw=/readyz"]), timeout=20, check=False)
+                    data = await actions.nodes_json(conns, endpoint, timeout=20)
+                except (TransientError, PermanentError, ValueError) as exc:
+                    tried.append({"control_plane": cp.name, "error": str(exc)})
+                    continue
+                return {"environment": env.name, "asked": cp.name,
+                        "api": {"healthy": health.exit_status == 0,
+                                "detail": health.stdout.strip() or health.stderr.strip()},
+                        "nodes": _node_rows(data, [n.name for n in topology.nodes]),
+                        "unreachable": tried}
+        raise PermanentError("no control plane answered: " + "; ".join(
+            f"{t['control_plane']}: {t['error']}" for t in tried))
+
+    return asyncio.run(go())
+
+
+def _node_rows(data: dict[str, Any], expected: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    seen = set()
+    for item in data.get("items", []):
+        meta, status = item.get("metadata", {}), item.get("status", {})
+        name = meta.get("name", "")
+        seen.add(name)
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in status.get("conditions", []))
+        roles = sorted(k.split("/", 1)[1] for k in meta.get("labels", {})
+                       if k.startswith("node-role.kubernetes.io/"))
+        taints = [f"{t['key']}{'=' + t['value'] if t.get('value') else ''}:{t['effect']}"
+                  for t in item.get("spec", {}).get("taints", []) or []]
+        rows.append({"name": name, "ready": ready, "roles": roles, "taints": taints,
+                     "version": status.get("nodeInfo", {}).get("kubeletVersion", "")})
+    rows += [{"name": n, "ready": False, "roles": [], "taints": [], "version": "",
+              "missing": True} for n in expected if n not in seen]
+    return rows
