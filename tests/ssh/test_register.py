@@ -110,12 +110,12 @@ def test_a_refused_host_is_named_in_one_line_and_nothing_is_marked_ready(
     assert time.monotonic() - started < 20
     assert result.code == 1
     failed_lines = [line for line in result.err.splitlines() if line.startswith("failed:")]
-    assert failed_lines == [f"failed: refuse-worker-2: {down.address}:22: connection refused; "
+    assert failed_lines == [f"failed: refuse-workers-2: {down.address}:22: connection refused; "
                             f"gave up after {failed_lines[0].split('after ')[1]}"]
     store = SqliteStore(isolated / "state.db")
     states = {r.key: r.data["state"] for r in store.resources("refuse")}
-    assert states == {"node/refuse-cp-0": "reachable", "node/refuse-worker-0": "reachable",
-                      "node/refuse-worker-1": "reachable"}
+    assert states == {"node/refuse-cp-0": "reachable", "node/refuse-workers-0": "reachable",
+                      "node/refuse-workers-1": "reachable"}
     assert store.environment("refuse").status == "failed"  # type: ignore[union-attr]
 
 
@@ -132,8 +132,8 @@ def test_a_changed_host_key_stops_registration_naming_the_host(
     second = run_cli(["create", "-f", str(spec), "--infra-only", "--yes"], capsys, monkeypatch)
     assert second.code == 1
     line = next(line for line in second.err.splitlines() if line.startswith("failed:"))
-    assert line.startswith(f"failed: rekey-worker-0: {hosts[1].address}:22: host key of "
-                           f"rekey-worker-0 ({hosts[1].address}) changed")
+    assert line.startswith(f"failed: rekey-workers-0: {hosts[1].address}:22: host key of "
+                           f"rekey-workers-0 ({hosts[1].address}) changed")
     states = {r.key: r.data["state"] for r in SqliteStore(isolated / "state.db")
               .resources("rekey")}
-    assert "ready" not in states.values()
+    assert states == {"node/rekey-cp-0": "reachable", "node/rekey-workers-0": "unreachable"}

@@ -25,6 +25,7 @@ from clusterdeck.transport import Connections, ConnectOptions, Endpoint, PinnedH
 
 READY = "ready"
 REACHABLE = "reachable"
+UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,12 @@ async def register(ctx: ApplyContext, options: RegisterOptions) -> InfraResult:
             ready.append(node.name)
             ctx.events(Event(EventKind.FINISHED, node.name, "done", "registered",
                              group=node.name))
+    recorded = {r.key: r for r in ctx.store.resources(ctx.environment)}
     for name in sorted(failed):
+        before = recorded.get(f"{NODE_PREFIX}{name}")
+        if before is not None:  # known from an earlier run: no longer ready
+            ctx.store.record_resource(ctx.environment, before.key, before.kind,
+                                      before.provider_id, {**before.data, "state": UNREACHABLE,
+                                                           "error": failed[name]})
         ctx.events(Event(EventKind.FAILED, name, "register", failed[name], group=name))
     return InfraResult(ready=sorted(ready), failed=failed)
