@@ -40,22 +40,30 @@ def _free_port() -> int:
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    env = {**os.environ, "MOTO_AMIS_PATH": str(FIXTURES / "amis.json"),
-           "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true",
-           "MOTO_ENABLE_AMI_VALIDATION": "true", "MOTO_ENABLE_KEYPAIR_VALIDATION": "true"}
+    env = {
+        **os.environ,
+        "MOTO_AMIS_PATH": str(FIXTURES / "amis.json"),
+        "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true",
+        "MOTO_ENABLE_AMI_VALIDATION": "true",
+        "MOTO_ENABLE_KEYPAIR_VALIDATION": "true",
+    }
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                 "-p", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
             urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
             break
-        except OSError:
+        except OSError as exc:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}")
+                raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}") from exc
             time.sleep(0.1)
     try:
         yield url
@@ -87,8 +95,14 @@ class Aws:
 def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Aws]:
     request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
     urllib.request.urlopen(request, timeout=10).close()
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_RETRY_MODE",
-                "CLUSTERDECK_CALLER_IP_URL", "CLUSTERDECK_TEST_CRASH_AFTER"):
+    for var in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_RETRY_MODE",
+        "CLUSTERDECK_CALLER_IP_URL",
+        "CLUSTERDECK_TEST_CRASH_AFTER",
+    ):
         monkeypatch.delenv(var, raising=False)
     state_path = tmp_path / "state.db"
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)

@@ -33,15 +33,24 @@ def tagged(environment: str, region: str = "us-west-2") -> dict[str, list[str]]:
     found: dict[str, list[str]] = {
         "vpc": [v["VpcId"] for v in ec2.describe_vpcs(Filters=flt)["Vpcs"]],
         "subnet": [s["SubnetId"] for s in ec2.describe_subnets(Filters=flt)["Subnets"]],
-        "igw": [g["InternetGatewayId"]
-                for g in ec2.describe_internet_gateways(Filters=flt)["InternetGateways"]],
+        "igw": [
+            g["InternetGatewayId"]
+            for g in ec2.describe_internet_gateways(Filters=flt)["InternetGateways"]
+        ],
         "rtb": [r["RouteTableId"] for r in ec2.describe_route_tables(Filters=flt)["RouteTables"]],
         "sg": [g["GroupId"] for g in ec2.describe_security_groups(Filters=flt)["SecurityGroups"]],
         "eip": [a["AllocationId"] for a in ec2.describe_addresses(Filters=flt)["Addresses"]],
-        "nat": [n["NatGatewayId"] for n in ec2.describe_nat_gateways(Filter=flt)["NatGateways"]
-                if n["State"] not in ("deleted", "deleting")],
-        "instance": [i["InstanceId"] for r in ec2.describe_instances(Filters=flt)["Reservations"]
-                     for i in r["Instances"] if i["State"]["Name"] != "terminated"],
+        "nat": [
+            n["NatGatewayId"]
+            for n in ec2.describe_nat_gateways(Filter=flt)["NatGateways"]
+            if n["State"] not in ("deleted", "deleting")
+        ],
+        "instance": [
+            i["InstanceId"]
+            for r in ec2.describe_instances(Filters=flt)["Reservations"]
+            for i in r["Instances"]
+            if i["State"]["Name"] != "terminated"
+        ],
         "volume": [v["VolumeId"] for v in ec2.describe_volumes(Filters=flt)["Volumes"]],
     }
     lbs = elb.describe_load_balancers()["LoadBalancers"]
@@ -49,7 +58,7 @@ def tagged(environment: str, region: str = "us-west-2") -> dict[str, list[str]]:
     arns = [x["LoadBalancerArn"] for x in lbs] + [x["TargetGroupArn"] for x in tgs]
     owned = set()
     for start in range(0, len(arns), 20):
-        for desc in elb.describe_tags(ResourceArns=arns[start:start + 20])["TagDescriptions"]:
+        for desc in elb.describe_tags(ResourceArns=arns[start : start + 20])["TagDescriptions"]:
             if any(t["Key"] == ENV_TAG and t["Value"] == environment for t in desc["Tags"]):
                 owned.add(desc["ResourceArn"])
     found["load-balancer"] = [x["LoadBalancerArn"] for x in lbs if x["LoadBalancerArn"] in owned]
@@ -66,17 +75,25 @@ def create(env: Environment, store: SqliteStore) -> tuple[api.CreateResult, Coll
     return api.create(env, store, infra_only=True, events=events), events
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300
-        ) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """The real ``clusterdeck`` entry point in a child process (so it can be killed)."""
     code = "from clusterdeck.cli.main import run; run()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          env=env or dict(os.environ), timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env or dict(os.environ),
+        timeout=timeout,
+        check=False,
+    )
 
 
 def instances(environment: str, region: str = "us-west-2") -> list[dict[str, Any]]:
     ec2 = boto3.client("ec2", region_name=region)
-    flt = [{"Name": f"tag:{ENV_TAG}", "Values": [environment]},
-           {"Name": "instance-state-name", "Values": ["pending", "running"]}]
-    return [i for r in ec2.describe_instances(Filters=flt)["Reservations"]
-            for i in r["Instances"]]
+    flt = [
+        {"Name": f"tag:{ENV_TAG}", "Values": [environment]},
+        {"Name": "instance-state-name", "Values": ["pending", "running"]},
+    ]
+    return [i for r in ec2.describe_instances(Filters=flt)["Reservations"] for i in r["Instances"]]

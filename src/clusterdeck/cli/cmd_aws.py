@@ -30,9 +30,14 @@ def register(app: typer.Typer) -> None:
 def cleanup(
     ctx: typer.Context,
     environment: Annotated[str, typer.Argument(help="Environment name (metadata.name).")],
-    region: Annotated[str | None, typer.Option(
-        "--region", help="AWS region; default: the one the store remembers, else AWS_REGION "
-        "or the profile's region.")] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region",
+            help="AWS region; default: the one the store remembers, else AWS_REGION "
+            "or the profile's region.",
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")] = False,
 ) -> None:
     app = state(ctx)
@@ -44,21 +49,21 @@ def cleanup(
         app.console.print(f"Nothing tagged for environment {environment!r} in {region}.")
         _forget_if_done(app, environment, known)
         return
-    table = render.table_(f"{environment} in {region}: {len(found)} tagged resource(s)",
-                          "resource")
+    table = render.table_(f"{environment} in {region}: {len(found)} tagged resource(s)", "resource")
     for line in found:
         table.add_row(line)
     app.err.print(table)
-    confirm(app, f"Delete these {len(found)} resource(s) of {environment!r} in {region}?",
-            yes=yes)
+    confirm(app, f"Delete these {len(found)} resource(s) of {environment!r} in {region}?", yes=yes)
     records = store.resources(environment) if known else []
     with progress(app, f"Cleaning up {environment} in {region}") as sink:
         left = aws.cleanup(environment, region, store, sink, records)
     if left:
         for item in left:
             app.err.print(f"[red]still there[/]: {item}", highlight=False)
-        raise ClusterdeckError(f"{len(left)} resource(s) tagged for {environment!r} remain in "
-                               f"{region}; run cleanup again")
+        raise ClusterdeckError(
+            f"{len(left)} resource(s) tagged for {environment!r} remain in "
+            f"{region}; run cleanup again"
+        )
     app.console.print(f"[green]cleaned up[/] {environment} in {region}")
     _forget_if_done(app, environment, known)
 

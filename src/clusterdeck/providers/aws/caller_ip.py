@@ -25,8 +25,10 @@ DEFAULT_URL = "https://checkip.amazonaws.com"
 TIMEOUT = 5.0
 ATTEMPTS = 3
 
-HINT = ("set spec.aws.ingressCidrs to the addresses allowed to reach SSH and the API "
-        f"(e.g. [203.0.113.7/32]) or {IP_ENV}; clusterdeck never opens them to 0.0.0.0/0")
+HINT = (
+    "set spec.aws.ingressCidrs to the addresses allowed to reach SSH and the API "
+    f"(e.g. [203.0.113.7/32]) or {IP_ENV}; clusterdeck never opens them to 0.0.0.0/0"
+)
 
 
 def _parse(text: str, origin: str) -> str:
@@ -35,8 +37,9 @@ def _parse(text: str, origin: str) -> str:
         address = ipaddress.ip_address(value)
     except ValueError:
         shown = value[:60] + ("..." if len(value) > 60 else "")
-        raise PermanentError(f"cannot find your public IP: {origin} answered {shown!r}, "
-                             f"not an IP address; {HINT}") from None
+        raise PermanentError(
+            f"cannot find your public IP: {origin} answered {shown!r}, not an IP address; {HINT}"
+        ) from None
     if address.is_unspecified or address.is_multicast:
         raise PermanentError(f"cannot use {address} from {origin} as your public IP; {HINT}")
     return f"{address}/{address.max_prefixlen}"

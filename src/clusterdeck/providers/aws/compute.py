@@ -63,8 +63,7 @@ def ensure(run: AwsRun, plan: Plan, env: Environment, prepared: Prepared) -> Lau
         run.info(INSTANCES, f"launching {total} instance(s) in {len(to_launch)} group(s)")
         errors: list[ClusterdeckError] = []
         with ThreadPoolExecutor(max_workers=min(8, len(to_launch))) as pool:
-            futures = [pool.submit(_launch, run, g, names, env, prepared)
-                       for g, names in to_launch]
+            futures = [pool.submit(_launch, run, g, names, env, prepared) for g, names in to_launch]
             for (group, _), future in zip(to_launch, futures, strict=True):
                 try:
                     result.instances.update(future.result())
@@ -83,8 +82,13 @@ def ensure(run: AwsRun, plan: Plan, env: Environment, prepared: Prepared) -> Lau
     return result
 
 
-def _adopt(run: AwsRun, group: InstanceGroupPlan, env: Environment,
-           records: dict[str, ResourceRecord], result: Launched) -> list[str]:
+def _adopt(
+    run: AwsRun,
+    group: InstanceGroupPlan,
+    env: Environment,
+    records: dict[str, ResourceRecord],
+    result: Launched,
+) -> list[str]:
     """Match existing instances of the group to its nodes; return the nodes still missing."""
     live = {i.id: i for i in run.inventory.live_instances() if i.key == group.key}
     mapped: dict[str, Instance] = {}
@@ -99,10 +103,15 @@ def _adopt(run: AwsRun, group: InstanceGroupPlan, env: Environment,
         mapped[name] = inst
         _record(run, group, env, name, inst)
         run.emit(EventKind.INFO, INSTANCES, name, "adopted", f"{inst.id} (tagged, not recorded)")
-    for extra in free[len(adopted):]:
-        run.emit(EventKind.INFO, INSTANCES, extra.id, "not needed",
-                 f"tagged for {group.key} but the plan has no node for it; delete removes it")
-    missing = missing[len(adopted):]
+    for extra in free[len(adopted) :]:
+        run.emit(
+            EventKind.INFO,
+            INSTANCES,
+            extra.id,
+            "not needed",
+            f"tagged for {group.key} but the plan has no node for it; delete removes it",
+        )
+    missing = missing[len(adopted) :]
     result.instances.update(mapped)
     return missing
 
@@ -112,30 +121,51 @@ def _token(run: AwsRun, group: InstanceGroupPlan, names: list[str]) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()[:48]
 
 
-def _launch(run: AwsRun, group: InstanceGroupPlan, names: list[str], env: Environment,
-            prepared: Prepared) -> dict[str, Instance]:
+def _launch(
+    run: AwsRun, group: InstanceGroupPlan, names: list[str], env: Environment, prepared: Prepared
+) -> dict[str, Instance]:
     image = prepared.image_for(group.instance_type)
     name_tag = names[0] if len(names) == 1 else f"{run.environment}-{group.pool}"
     tag_list = tags.tags(run.environment, group.key, name_tag, role=group.role, pool=group.pool)
     kwargs: dict[str, Any] = {
-        "ImageId": image.id, "InstanceType": group.instance_type,
-        "MinCount": len(names), "MaxCount": len(names),
-        "NetworkInterfaces": [{
-            "DeviceIndex": 0, "SubnetId": run.ids[group.subnet],
-            "Groups": [run.ids[group.security_group]],
-            "AssociatePublicIpAddress": group.public_ip, "DeleteOnTermination": True}],
-        "BlockDeviceMappings": [{"DeviceName": image.root_device, "Ebs": {
-            "VolumeSize": group.root_volume_gb, "VolumeType": "gp3",
-            "DeleteOnTermination": True, "Encrypted": True}}],
-        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled",
-                            "HttpPutResponseHopLimit": 2},
+        "ImageId": image.id,
+        "InstanceType": group.instance_type,
+        "MinCount": len(names),
+        "MaxCount": len(names),
+        "NetworkInterfaces": [
+            {
+                "DeviceIndex": 0,
+                "SubnetId": run.ids[group.subnet],
+                "Groups": [run.ids[group.security_group]],
+                "AssociatePublicIpAddress": group.public_ip,
+                "DeleteOnTermination": True,
+            }
+        ],
+        "BlockDeviceMappings": [
+            {
+                "DeviceName": image.root_device,
+                "Ebs": {
+                    "VolumeSize": group.root_volume_gb,
+                    "VolumeType": "gp3",
+                    "DeleteOnTermination": True,
+                    "Encrypted": True,
+                },
+            }
+        ],
+        "MetadataOptions": {
+            "HttpTokens": "required",
+            "HttpEndpoint": "enabled",
+            "HttpPutResponseHopLimit": 2,
+        },
         "TagSpecifications": [tags.spec("instance", tag_list), tags.spec("volume", tag_list)],
     }
     if env.spec.auth.key_name:
         kwargs["KeyName"] = env.spec.auth.key_name
     if group.market == "spot":
-        options: dict[str, Any] = {"SpotInstanceType": "one-time",
-                                   "InstanceInterruptionBehavior": "terminate"}
+        options: dict[str, Any] = {
+            "SpotInstanceType": "one-time",
+            "InstanceInterruptionBehavior": "terminate",
+        }
         limit = prepared.spot_limits.get(group.key)
         if limit:
             options["MaxPrice"] = limit
@@ -143,8 +173,14 @@ def _launch(run: AwsRun, group: InstanceGroupPlan, names: list[str], env: Enviro
     what = f"{len(names)} x {group.instance_type} for {group.pool} in {group.zone}"
     token = _token(run, group, names)
     for _ in range(2):
-        out = run.call(run.session.ec2.run_instances, what, INSTANCES, settle=tuple(EVENTUAL),
-                       ClientToken=token, **kwargs)
+        out = run.call(
+            run.session.ec2.run_instances,
+            what,
+            INSTANCES,
+            settle=tuple(EVENTUAL),
+            ClientToken=token,
+            **kwargs,
+        )
         launched = instances_from([out])
         if all(i.state in ("pending", "running") for i in launched):
             break
@@ -156,25 +192,36 @@ def _launch(run: AwsRun, group: InstanceGroupPlan, names: list[str], env: Enviro
     mapped = dict(zip(names, launched, strict=False))
     for name, inst in mapped.items():
         _record(run, group, env, name, inst)
-    run.emit(EventKind.INFO, INSTANCES, group.key, "launched", f"{len(mapped)} x "
-             f"{group.instance_type}")
+    run.emit(
+        EventKind.INFO, INSTANCES, group.key, "launched", f"{len(mapped)} x {group.instance_type}"
+    )
     return mapped
 
 
-def _record(run: AwsRun, group: InstanceGroupPlan, env: Environment, name: str,
-            inst: Instance) -> None:
+def _record(
+    run: AwsRun, group: InstanceGroupPlan, env: Environment, name: str, inst: Instance
+) -> None:
     run.record(record_key(group, name), "instance", inst.id, **_data(run, group, env, inst))
 
 
-def _data(run: AwsRun, group: InstanceGroupPlan, env: Environment, inst: Instance
-          ) -> dict[str, Any]:
+def _data(
+    run: AwsRun, group: InstanceGroupPlan, env: Environment, inst: Instance
+) -> dict[str, Any]:
     bastion = run.ids.get("bastion-address")
     ssh_host = inst.public_ip if group.public_ip else inst.private_ip
     data: dict[str, Any] = {
-        "role": group.role, "pool": group.pool, "zone": group.zone, "group": group.key,
-        "instance_type": group.instance_type, "market": group.market,
-        "private_ip": inst.private_ip, "public_ip": inst.public_ip, "ssh_host": ssh_host,
-        "ssh_port": 22, "ssh_user": env.spec.auth.username, "state": inst.state,
+        "role": group.role,
+        "pool": group.pool,
+        "zone": group.zone,
+        "group": group.key,
+        "instance_type": group.instance_type,
+        "market": group.market,
+        "private_ip": inst.private_ip,
+        "public_ip": inst.public_ip,
+        "ssh_host": ssh_host,
+        "ssh_port": 22,
+        "ssh_user": env.spec.auth.username,
+        "state": inst.state,
     }
     if bastion and group.role != "bastion":
         data["bastion"] = bastion
@@ -190,9 +237,14 @@ def _wait_running(run: AwsRun, result: Launched) -> None:
     delay = 1.0
     by_id = {inst.id: name for name, inst in result.instances.items()}
     while waiting:
-        described = collect(run.session.ec2, "describe_instances", "Reservations",
-                            "waiting for instances", Filters=tags.env_filter(run.environment),
-                            PaginationConfig={"PageSize": 1000})
+        described = collect(
+            run.session.ec2,
+            "describe_instances",
+            "Reservations",
+            "waiting for instances",
+            Filters=tags.env_filter(run.environment),
+            PaginationConfig={"PageSize": 1000},
+        )
         for inst in instances_from(described):
             name = by_id.get(inst.id)
             if name is None or name not in waiting:
@@ -215,8 +267,9 @@ def _wait_running(run: AwsRun, result: Launched) -> None:
         result.instances.pop(name, None)
 
 
-def _record_all(run: AwsRun, plan: Plan, env: Environment, result: Launched,
-                before: dict[str, ResourceRecord]) -> None:
+def _record_all(
+    run: AwsRun, plan: Plan, env: Environment, result: Launched, before: dict[str, ResourceRecord]
+) -> None:
     """Write every node's final addresses and state (bastion first: nodes point to it)."""
     groups = sorted(plan.instance_groups, key=lambda g: g.role != "bastion")
     for group in groups:
@@ -227,8 +280,11 @@ def _record_all(run: AwsRun, plan: Plan, env: Environment, result: Launched,
             if group.role == "bastion" and inst.public_ip:
                 run.ids["bastion-address"] = f"{inst.public_ip}:22"
             old = before.get(record_key(group, name))
-            if old is None or old.provider_id != inst.id or old.data != _data(
-                    run, group, env, inst):
+            if (
+                old is None
+                or old.provider_id != inst.id
+                or old.data != _data(run, group, env, inst)
+            ):
                 _record(run, group, env, name, inst)
 
 
@@ -240,8 +296,14 @@ def _source_dest_off(run: AwsRun, instances: list[Instance]) -> None:
     ec2 = run.session.ec2
 
     def off(eni: str) -> None:
-        run.call(ec2.modify_network_interface_attribute, f"network interface {eni}", INSTANCES,
-                 settle=tuple(EVENTUAL), NetworkInterfaceId=eni, SourceDestCheck={"Value": False})
+        run.call(
+            ec2.modify_network_interface_attribute,
+            f"network interface {eni}",
+            INSTANCES,
+            settle=tuple(EVENTUAL),
+            NetworkInterfaceId=eni,
+            SourceDestCheck={"Value": False},
+        )
 
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         list(pool.map(off, enis))

@@ -37,16 +37,34 @@ from clusterdeck.errors import ClusterdeckError, PermanentError, TransientError,
 
 T = TypeVar("T")
 
-THROTTLING = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-    "TooManyRequestsException", "RequestLimitExceeded", "RequestThrottled", "SlowDown",
-    "EC2ThrottledException", "PriorRequestNotComplete", "BandwidthLimitExceeded",
-    "ProvisionedThroughputExceededException", "TransactionInProgressException",
-})
-SERVER = frozenset({
-    "InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable",
-    "InternalServerError", "ServerInternal", "ServiceUnavailableException",
-})
+THROTTLING = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "SlowDown",
+        "EC2ThrottledException",
+        "PriorRequestNotComplete",
+        "BandwidthLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+    }
+)
+SERVER = frozenset(
+    {
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "Unavailable",
+        "InternalServerError",
+        "ServerInternal",
+        "ServiceUnavailableException",
+    }
+)
 # Service Quotas names, so the user knows which quota to raise.
 QUOTAS = {
     "VpcLimitExceeded": "VPCs per Region",
@@ -72,37 +90,84 @@ QUOTAS = {
     "TooManyTags": "Tags per resource",
     "ResourceLimitExceeded": "the resource's quota",
 }
-CAPACITY = frozenset({
-    "InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientCapacity",
-    "InsufficientReservedInstanceCapacity", "InsufficientFreeAddressesInSubnet",
-    "InsufficientAddressCapacity", "InsufficientCapacityOnOutpost", "SpotMaxPriceTooLow",
-    "Unsupported", "UnsupportedOperation",
-})
-AUTH = frozenset({
-    "AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "SignatureDoesNotMatch",
-    "ExpiredToken", "ExpiredTokenException", "RequestExpired", "AccessDenied",
-    "AccessDeniedException", "OptInRequired", "UnrecognizedClientException", "Blocked",
-    "PendingVerification", "MissingAuthenticationToken", "InvalidAccessKeyId",
-    "AuthFailure.ServiceLinkedRoleCreationNotPermitted",
-})
-BUSY = frozenset({
-    "DependencyViolation", "ResourceInUse", "IncorrectState", "IncorrectInstanceState",
-    "InvalidNetworkInterface.InUse", "InvalidIPAddress.InUse", "InvalidAddress.Locked",
-    "InvalidState", "OperationNotPermitted",
-})
-NOT_FOUND_EXTRA = frozenset({
-    "LoadBalancerNotFound", "TargetGroupNotFound", "ListenerNotFound", "ParameterNotFound",
-    "InvalidAssociationID.NotFound", "InvalidAllocationID.NotFound", "NatGatewayNotFound",
-    "InvalidGroup.NotFound", "InvalidPermission.NotFound", "Gateway.NotAttached",
-})
+CAPACITY = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientHostCapacity",
+        "InsufficientCapacity",
+        "InsufficientReservedInstanceCapacity",
+        "InsufficientFreeAddressesInSubnet",
+        "InsufficientAddressCapacity",
+        "InsufficientCapacityOnOutpost",
+        "SpotMaxPriceTooLow",
+        "Unsupported",
+        "UnsupportedOperation",
+    }
+)
+AUTH = frozenset(
+    {
+        "AuthFailure",
+        "UnauthorizedOperation",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "AccessDenied",
+        "AccessDeniedException",
+        "OptInRequired",
+        "UnrecognizedClientException",
+        "Blocked",
+        "PendingVerification",
+        "MissingAuthenticationToken",
+        "InvalidAccessKeyId",
+        "AuthFailure.ServiceLinkedRoleCreationNotPermitted",
+    }
+)
+BUSY = frozenset(
+    {
+        "DependencyViolation",
+        "ResourceInUse",
+        "IncorrectState",
+        "IncorrectInstanceState",
+        "InvalidNetworkInterface.InUse",
+        "InvalidIPAddress.InUse",
+        "InvalidAddress.Locked",
+        "InvalidState",
+        "OperationNotPermitted",
+    }
+)
+NOT_FOUND_EXTRA = frozenset(
+    {
+        "LoadBalancerNotFound",
+        "TargetGroupNotFound",
+        "ListenerNotFound",
+        "ParameterNotFound",
+        "InvalidAssociationID.NotFound",
+        "InvalidAllocationID.NotFound",
+        "NatGatewayNotFound",
+        "InvalidGroup.NotFound",
+        "InvalidPermission.NotFound",
+        "Gateway.NotAttached",
+    }
+)
 # Right after a create, AWS may not yet know the new ID everywhere (eventual consistency).
-EVENTUAL = frozenset({
-    "InvalidVpcID.NotFound", "InvalidSubnetID.NotFound", "InvalidGroup.NotFound",
-    "InvalidInstanceID.NotFound", "InvalidInternetGatewayID.NotFound",
-    "InvalidRouteTableID.NotFound", "InvalidAllocationID.NotFound", "NatGatewayNotFound",
-    "InvalidNetworkInterfaceID.NotFound", "TargetGroupNotFound", "LoadBalancerNotFound",
-    "InvalidTarget",
-})
+EVENTUAL = frozenset(
+    {
+        "InvalidVpcID.NotFound",
+        "InvalidSubnetID.NotFound",
+        "InvalidGroup.NotFound",
+        "InvalidInstanceID.NotFound",
+        "InvalidInternetGatewayID.NotFound",
+        "InvalidRouteTableID.NotFound",
+        "InvalidAllocationID.NotFound",
+        "NatGatewayNotFound",
+        "InvalidNetworkInterfaceID.NotFound",
+        "TargetGroupNotFound",
+        "LoadBalancerNotFound",
+        "InvalidTarget",
+    }
+)
 
 
 class AwsNotFound(PermanentError):
@@ -116,7 +181,8 @@ class AwsBusy(TransientError):
 def error_code(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", "")) or str(
-            exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+        )
     return ""
 
 
@@ -154,7 +220,8 @@ def _translate(exc: BaseException, what: str) -> ClusterdeckError:
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return PermanentError(
             f"{what}: no usable AWS credentials ({exc}); configure them with AWS_PROFILE, "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or `aws configure`")
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or `aws configure`"
+        )
     if isinstance(exc, ProfileNotFound):
         return UsageError(f"{what}: {exc}; check AWS_PROFILE")
     if isinstance(exc, NoRegionError):
@@ -169,21 +236,30 @@ def _translate(exc: BaseException, what: str) -> ClusterdeckError:
     message = _aws_message(exc)
     status = _status(exc)
     if code in THROTTLING:
-        return TransientError(f"{what}: AWS is throttling requests ({code}) and kept doing so "
-                              "through the retries; wait a minute and run the command again")
+        return TransientError(
+            f"{what}: AWS is throttling requests ({code}) and kept doing so "
+            "through the retries; wait a minute and run the command again"
+        )
     if code in SERVER or status >= 500:
-        return TransientError(f"{what}: AWS had a server error ({code or status}: {message}); "
-                              "retried, still failing; run the command again later")
+        return TransientError(
+            f"{what}: AWS had a server error ({code or status}: {message}); "
+            "retried, still failing; run the command again later"
+        )
     if code in QUOTAS or code.endswith("LimitExceeded"):
         quota = QUOTAS.get(code, code)
-        return PermanentError(f"{what}: quota reached: {quota} ({code}: {message}); free some "
-                              "up or request an increase in the Service Quotas console")
+        return PermanentError(
+            f"{what}: quota reached: {quota} ({code}: {message}); free some "
+            "up or request an increase in the Service Quotas console"
+        )
     if code in CAPACITY:
-        return PermanentError(f"{what}: AWS has no capacity for it ({code}: {message}); try "
-                              "another instance type or availability zone, or later")
+        return PermanentError(
+            f"{what}: AWS has no capacity for it ({code}: {message}); try "
+            "another instance type or availability zone, or later"
+        )
     if code in AUTH:
-        return PermanentError(f"{what}: not allowed with the current AWS credentials "
-                              f"({code}: {message})")
+        return PermanentError(
+            f"{what}: not allowed with the current AWS credentials ({code}: {message})"
+        )
     if code in BUSY:
         return AwsBusy(f"{what}: still in use ({code}: {message})")
     if is_not_found(code):
@@ -193,12 +269,18 @@ def _translate(exc: BaseException, what: str) -> ClusterdeckError:
 
 def backoff(attempt: int, base: float = 0.5, cap: float = 15.0) -> float:
     """Full-jitter exponential backoff: uniform between 0 and ``base * 2**attempt`` (capped)."""
-    return random.uniform(0, min(cap, base * (2 ** attempt)))
+    return random.uniform(0, min(cap, base * (2**attempt)))
 
 
-def call(fn: Callable[..., T], what: str, *, settle: Iterable[str] = (),
-         timeout: float = 120.0, on_retry: Callable[[str], None] | None = None,
-         **kwargs: Any) -> T:
+def call(
+    fn: Callable[..., T],
+    what: str,
+    *,
+    settle: Iterable[str] = (),
+    timeout: float = 120.0,
+    on_retry: Callable[[str], None] | None = None,
+    **kwargs: Any,
+) -> T:
     """``fn(**kwargs)`` with errors translated; codes in ``settle`` retried until ``timeout``."""
     settle_codes = frozenset(settle)
     deadline = time.monotonic() + timeout
@@ -217,8 +299,9 @@ def call(fn: Callable[..., T], what: str, *, settle: Iterable[str] = (),
             raise translate(exc, what) from exc
 
 
-def collect(client: Any, operation: str, result_key: str, what: str,
-            **kwargs: Any) -> list[dict[str, Any]]:
+def collect(
+    client: Any, operation: str, result_key: str, what: str, **kwargs: Any
+) -> list[dict[str, Any]]:
     """Every item of a paginated describe, each page fetched through :func:`call`."""
     iterator = iter(client.get_paginator(operation).paginate(**kwargs))
     items: list[dict[str, Any]] = []

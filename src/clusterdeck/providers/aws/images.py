@@ -38,8 +38,9 @@ class Image:
     source: str  # how it was found: spec.aws.ami | ssm | describe-images
 
 
-def resolve(session: AwsSession, os_image: OsImage, explicit: str | None,
-            architectures: set[str]) -> dict[str, Image]:
+def resolve(
+    session: AwsSession, os_image: OsImage, explicit: str | None, architectures: set[str]
+) -> dict[str, Image]:
     """An image per architecture (``x86_64``/``arm64``) needed by the instance types."""
     if explicit:
         return _explicit(session, explicit, architectures)
@@ -55,64 +56,104 @@ def _explicit(session: AwsSession, ami: str, architectures: set[str]) -> dict[st
     try:
         found = call(session.ec2.describe_images, what, ImageIds=[ami])["Images"]
     except ClusterdeckError as exc:
-        raise PermanentError(f"spec.aws.ami: image {ami} cannot be used in {session.region} "
-                             f"({exc})") from exc
+        raise PermanentError(
+            f"spec.aws.ami: image {ami} cannot be used in {session.region} ({exc})"
+        ) from exc
     if not found:
         raise PermanentError(f"spec.aws.ami: image {ami} does not exist in {session.region}")
     raw = found[0]
-    image = Image(ami, str(raw.get("Architecture")), str(raw.get("RootDeviceName", "/dev/sda1")),
-                  str(raw.get("Name", "")), "spec.aws.ami")
+    image = Image(
+        ami,
+        str(raw.get("Architecture")),
+        str(raw.get("RootDeviceName", "/dev/sda1")),
+        str(raw.get("Name", "")),
+        "spec.aws.ami",
+    )
     wrong = architectures - {image.architecture}
     if wrong:
-        raise PermanentError(f"spec.aws.ami: image {ami} is {image.architecture}, but instance "
-                             f"types of this environment need {', '.join(sorted(wrong))}")
+        raise PermanentError(
+            f"spec.aws.ami: image {ami} is {image.architecture}, but instance "
+            f"types of this environment need {', '.join(sorted(wrong))}"
+        )
     return dict.fromkeys(architectures, image)
 
 
-def _from_ssm(session: AwsSession, os_image: OsImage, architectures: set[str]
-              ) -> dict[str, Image]:
-    names = {SSM_PATHS[os_image].format(arch=ARCH_NAMES[a]): a for a in architectures
-             if a in ARCH_NAMES}
+def _from_ssm(session: AwsSession, os_image: OsImage, architectures: set[str]) -> dict[str, Image]:
+    names = {
+        SSM_PATHS[os_image].format(arch=ARCH_NAMES[a]): a for a in architectures if a in ARCH_NAMES
+    }
     if not names:
         return {}
     try:
-        out = call(session.ssm.get_parameters, f"SSM public parameters for {os_image.value}",
-                   Names=sorted(names))
+        out = call(
+            session.ssm.get_parameters,
+            f"SSM public parameters for {os_image.value}",
+            Names=sorted(names),
+        )
     except ClusterdeckError:
         return {}  # fall back to DescribeImages
-    ids = {names[p["Name"]]: str(p["Value"]) for p in out.get("Parameters", [])
-           if p.get("Name") in names}
+    ids = {
+        names[p["Name"]]: str(p["Value"])
+        for p in out.get("Parameters", [])
+        if p.get("Name") in names
+    }
     if not ids:
         return {}
-    described = call(session.ec2.describe_images, f"{os_image.value} images",
-                     ImageIds=sorted(set(ids.values())))["Images"]
+    described = call(
+        session.ec2.describe_images, f"{os_image.value} images", ImageIds=sorted(set(ids.values()))
+    )["Images"]
     by_id = {i["ImageId"]: i for i in described}
-    return {arch: Image(ami, arch, str(by_id[ami].get("RootDeviceName", "/dev/sda1")),
-                        str(by_id[ami].get("Name", "")), "ssm")
-            for arch, ami in ids.items() if ami in by_id}
+    return {
+        arch: Image(
+            ami,
+            arch,
+            str(by_id[ami].get("RootDeviceName", "/dev/sda1")),
+            str(by_id[ami].get("Name", "")),
+            "ssm",
+        )
+        for arch, ami in ids.items()
+        if ami in by_id
+    }
 
 
-def _from_describe(session: AwsSession, os_image: OsImage, architectures: set[str]
-                   ) -> dict[str, Image]:
-    patterns = [NAME_PATTERNS[os_image].format(arch=ARCH_NAMES[a]) for a in architectures
-                if a in ARCH_NAMES]
-    out = call(session.ec2.describe_images, f"Canonical {os_image.value} images",
-               Owners=[CANONICAL], Filters=[
-                   {"Name": "name", "Values": patterns},
-                   {"Name": "state", "Values": ["available"]},
-                   {"Name": "architecture", "Values": sorted(architectures)}])
+def _from_describe(
+    session: AwsSession, os_image: OsImage, architectures: set[str]
+) -> dict[str, Image]:
+    patterns = [
+        NAME_PATTERNS[os_image].format(arch=ARCH_NAMES[a]) for a in architectures if a in ARCH_NAMES
+    ]
+    out = call(
+        session.ec2.describe_images,
+        f"Canonical {os_image.value} images",
+        Owners=[CANONICAL],
+        Filters=[
+            {"Name": "name", "Values": patterns},
+            {"Name": "state", "Values": ["available"]},
+            {"Name": "architecture", "Values": sorted(architectures)},
+        ],
+    )
     newest: dict[str, dict[str, object]] = {}
     for raw in out.get("Images", []):
         arch = str(raw.get("Architecture"))
-        if arch in architectures and (arch not in newest or str(raw.get("CreationDate", "")) >
-                                      str(newest[arch].get("CreationDate", ""))):
+        if arch in architectures and (
+            arch not in newest
+            or str(raw.get("CreationDate", "")) > str(newest[arch].get("CreationDate", ""))
+        ):
             newest[arch] = dict(raw)
     missing = architectures - set(newest)
     if missing:
         raise PermanentError(
             f"spec.aws.os: no {os_image.value} image for {', '.join(sorted(missing))} found in "
             f"{session.region} (neither in SSM public parameters nor owned by Canonical "
-            f"{CANONICAL}); set spec.aws.ami to an image ID")
-    return {arch: Image(str(raw["ImageId"]), arch, str(raw.get("RootDeviceName", "/dev/sda1")),
-                        str(raw.get("Name", "")), "describe-images")
-            for arch, raw in newest.items()}
+            f"{CANONICAL}); set spec.aws.ami to an image ID"
+        )
+    return {
+        arch: Image(
+            str(raw["ImageId"]),
+            arch,
+            str(raw.get("RootDeviceName", "/dev/sda1")),
+            str(raw.get("Name", "")),
+            "describe-images",
+        )
+        for arch, raw in newest.items()
+    }

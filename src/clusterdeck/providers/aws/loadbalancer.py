@@ -34,7 +34,8 @@ def ensure(run: AwsRun, plan: Plan, vpc: str, control_planes: list[str]) -> str 
         raise PermanentError(
             f"{' and '.join(run.inventory.foreign)} already exist(s) in {run.region} but "
             f"do(es) not belong to environment {run.environment!r}; delete or rename it, or "
-            "choose another environment name")
+            "choose another environment name"
+        )
     res = {r.key: r for r in plan.resources}
     tg = _target_group(run, res["nlb/target-group"], vpc)
     _register(run, tg, control_planes)
@@ -58,12 +59,23 @@ def _target_group(run: AwsRun, r: ResourcePlan, vpc: str) -> str:
         run.ids[r.key] = found.id
         return found.id
     run.info(LOAD_BALANCER, f"creating target group {r.name}")
-    out = run.call(run.session.elbv2.create_target_group, f"target group {r.name}",
-                   LOAD_BALANCER, settle=tuple(EVENTUAL), Name=r.name, Protocol="TCP",
-                   Port=PORT, VpcId=vpc, TargetType="instance", HealthCheckProtocol="TCP",
-                   HealthCheckPort=str(PORT), HealthCheckIntervalSeconds=10,
-                   HealthyThresholdCount=2, UnhealthyThresholdCount=2,
-                   Tags=_tag_list(run, r))
+    out = run.call(
+        run.session.elbv2.create_target_group,
+        f"target group {r.name}",
+        LOAD_BALANCER,
+        settle=tuple(EVENTUAL),
+        Name=r.name,
+        Protocol="TCP",
+        Port=PORT,
+        VpcId=vpc,
+        TargetType="instance",
+        HealthCheckProtocol="TCP",
+        HealthCheckPort=str(PORT),
+        HealthCheckIntervalSeconds=10,
+        HealthyThresholdCount=2,
+        UnhealthyThresholdCount=2,
+        Tags=_tag_list(run, r),
+    )
     arn = out["TargetGroups"][0]["TargetGroupArn"]
     run.record(r.key, r.kind, arn, name=r.name, port=PORT)
     return arn
@@ -71,19 +83,34 @@ def _target_group(run: AwsRun, r: ResourcePlan, vpc: str) -> str:
 
 def _register(run: AwsRun, tg: str, instance_ids: list[str]) -> None:
     elb = run.session.elbv2
-    health = run.call(elb.describe_target_health, "target group members", LOAD_BALANCER,
-                      settle=tuple(EVENTUAL), TargetGroupArn=tg)
+    health = run.call(
+        elb.describe_target_health,
+        "target group members",
+        LOAD_BALANCER,
+        settle=tuple(EVENTUAL),
+        TargetGroupArn=tg,
+    )
     registered = {d["Target"]["Id"] for d in health.get("TargetHealthDescriptions", [])}
     missing = [i for i in instance_ids if i not in registered]
     stale = [i for i in registered if i not in instance_ids]
     if missing:
         run.info(LOAD_BALANCER, f"registering {len(missing)} control plane(s)")
-        run.call(elb.register_targets, "control planes as targets", LOAD_BALANCER,
-                 settle=tuple(EVENTUAL), TargetGroupArn=tg,
-                 Targets=[{"Id": i, "Port": PORT} for i in missing])
+        run.call(
+            elb.register_targets,
+            "control planes as targets",
+            LOAD_BALANCER,
+            settle=tuple(EVENTUAL),
+            TargetGroupArn=tg,
+            Targets=[{"Id": i, "Port": PORT} for i in missing],
+        )
     if stale:
-        run.call(elb.deregister_targets, "replaced control planes", LOAD_BALANCER,
-                 TargetGroupArn=tg, Targets=[{"Id": i, "Port": PORT} for i in stale])
+        run.call(
+            elb.deregister_targets,
+            "replaced control planes",
+            LOAD_BALANCER,
+            TargetGroupArn=tg,
+            Targets=[{"Id": i, "Port": PORT} for i in stale],
+        )
 
 
 def _load_balancer(run: AwsRun, r: ResourcePlan) -> tuple[str, str]:
@@ -93,10 +120,18 @@ def _load_balancer(run: AwsRun, r: ResourcePlan) -> tuple[str, str]:
         return found.id, str(found.raw.get("DNSName", ""))
     subnets = [run.ids[k] for k in r.depends_on if k.startswith("subnet/public/")]
     run.info(LOAD_BALANCER, f"creating network load balancer {r.name}")
-    out = run.call(run.session.elbv2.create_load_balancer, f"load balancer {r.name}",
-                   LOAD_BALANCER, settle=tuple(EVENTUAL), Name=r.name, Type="network",
-                   Scheme="internet-facing", IpAddressType="ipv4", Subnets=subnets,
-                   Tags=_tag_list(run, r))
+    out = run.call(
+        run.session.elbv2.create_load_balancer,
+        f"load balancer {r.name}",
+        LOAD_BALANCER,
+        settle=tuple(EVENTUAL),
+        Name=r.name,
+        Type="network",
+        Scheme="internet-facing",
+        IpAddressType="ipv4",
+        Subnets=subnets,
+        Tags=_tag_list(run, r),
+    )
     lb = out["LoadBalancers"][0]
     arn, dns = lb["LoadBalancerArn"], lb["DNSName"]
     run.record(r.key, r.kind, arn, name=r.name, dns_name=dns)
@@ -109,15 +144,21 @@ def _wait_active(run: AwsRun, arn: str) -> None:
     delay = 2.0
     announced = False
     while True:
-        out = run.call(run.session.elbv2.describe_load_balancers, "load balancer state",
-                       LOAD_BALANCER, settle=tuple(EVENTUAL), LoadBalancerArns=[arn])
+        out = run.call(
+            run.session.elbv2.describe_load_balancers,
+            "load balancer state",
+            LOAD_BALANCER,
+            settle=tuple(EVENTUAL),
+            LoadBalancerArns=[arn],
+        )
         state = out["LoadBalancers"][0].get("State", {})
         code = state.get("Code", "active")
         if code == "active":
             return
         if code in ("failed", "active_impaired") or time.monotonic() > deadline:
-            raise PermanentError(f"load balancer {arn} is {code}: "
-                                 f"{state.get('Reason', 'no reason given')}")
+            raise PermanentError(
+                f"load balancer {arn} is {code}: {state.get('Reason', 'no reason given')}"
+            )
         if not announced:
             run.info(LOAD_BALANCER, "waiting for the load balancer to become active")
             announced = True
@@ -130,9 +171,15 @@ def _listener(run: AwsRun, r: ResourcePlan, lb_arn: str, tg: str) -> None:
         if found.raw.get("Port") == PORT and found.raw.get("LoadBalancerArn") == lb_arn:
             run.ids[r.key] = found.id
             return
-    out = run.call(run.session.elbv2.create_listener, f"listener {r.name}", LOAD_BALANCER,
-                   settle=tuple(EVENTUAL), LoadBalancerArn=lb_arn, Protocol="TCP", Port=PORT,
-                   DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
-                   Tags=_tag_list(run, r))
-    run.record(r.key, r.kind, out["Listeners"][0]["ListenerArn"], port=PORT,
-               load_balancer=lb_arn)
+    out = run.call(
+        run.session.elbv2.create_listener,
+        f"listener {r.name}",
+        LOAD_BALANCER,
+        settle=tuple(EVENTUAL),
+        LoadBalancerArn=lb_arn,
+        Protocol="TCP",
+        Port=PORT,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
+        Tags=_tag_list(run, r),
+    )
+    run.record(r.key, r.kind, out["Listeners"][0]["ListenerArn"], port=PORT, load_balancer=lb_arn)

@@ -54,8 +54,11 @@ class Instance:
 
     @property
     def order(self) -> tuple[str, int, str]:
-        return (self.launch_time.isoformat() if self.launch_time else "", self.launch_index,
-                self.id)
+        return (
+            self.launch_time.isoformat() if self.launch_time else "",
+            self.launch_index,
+            self.id,
+        )
 
 
 @dataclass
@@ -75,8 +78,9 @@ class Inventory:
         return items[0] if items else None
 
     def all(self, kind: str | None = None) -> list[Found]:
-        return [f for items in self.by_key.values() for f in items
-                if kind is None or f.kind == kind]
+        return [
+            f for items in self.by_key.values() for f in items if kind is None or f.kind == kind
+        ]
 
     def live_instances(self) -> list[Instance]:
         return [i for i in self.instances if i.state not in ("shutting-down", "terminated")]
@@ -94,8 +98,14 @@ def _key(tag_map: dict[str, str], fallback: str) -> str:
     return tag_map.get(tags.KEY) or fallback
 
 
-def discover(session: AwsSession, environment: str, *, lb_names: Iterable[str] = (),
-             tg_names: Iterable[str] = (), scan_load_balancers: bool = False) -> Inventory:
+def discover(
+    session: AwsSession,
+    environment: str,
+    *,
+    lb_names: Iterable[str] = (),
+    tg_names: Iterable[str] = (),
+    scan_load_balancers: bool = False,
+) -> Inventory:
     """Everything tagged for ``environment`` in the session's region."""
     inv = Inventory(environment)
     ec2 = session.ec2
@@ -116,24 +126,41 @@ def discover(session: AwsSession, environment: str, *, lb_names: Iterable[str] =
         inv.add(Found(_key(t, "igw"), "internet-gateway", igw["InternetGatewayId"], t, igw))
     for rtb in pages("describe_route_tables", "RouteTables", Filters=flt):
         t = tags.as_dict(rtb.get("Tags"))
-        inv.add(Found(_key(t, f"rtb/?/{rtb['RouteTableId']}"), "route-table",
-                      rtb["RouteTableId"], t, rtb))
+        inv.add(
+            Found(
+                _key(t, f"rtb/?/{rtb['RouteTableId']}"), "route-table", rtb["RouteTableId"], t, rtb
+            )
+        )
     nat_filter = [*flt, {"Name": "state", "Values": LIVE_NAT_STATES}]
     for nat in pages("describe_nat_gateways", "NatGateways", Filter=nat_filter):
         t = tags.as_dict(nat.get("Tags"))
-        inv.add(Found(_key(t, f"nat/?/{nat['NatGatewayId']}"), "nat-gateway",
-                      nat["NatGatewayId"], t, nat))
+        inv.add(
+            Found(
+                _key(t, f"nat/?/{nat['NatGatewayId']}"), "nat-gateway", nat["NatGatewayId"], t, nat
+            )
+        )
     addresses = call(lambda: ec2.describe_addresses(Filters=flt), what)
     for eip in addresses.get("Addresses", []):
         t = tags.as_dict(eip.get("Tags"))
-        inv.add(Found(_key(t, f"eip/?/{eip.get('AllocationId')}"), "elastic-ip",
-                      str(eip.get("AllocationId")), t, dict(eip)))
+        inv.add(
+            Found(
+                _key(t, f"eip/?/{eip.get('AllocationId')}"),
+                "elastic-ip",
+                str(eip.get("AllocationId")),
+                t,
+                dict(eip),
+            )
+        )
     for sg in pages("describe_security_groups", "SecurityGroups", Filters=flt):
         t = tags.as_dict(sg.get("Tags"))
         inv.add(Found(_key(t, f"sg/?/{sg['GroupId']}"), "security-group", sg["GroupId"], t, sg))
     instance_filter = [*flt, {"Name": "instance-state-name", "Values": LIVE_INSTANCE_STATES}]
-    for res in pages("describe_instances", "Reservations", Filters=instance_filter,
-                     PaginationConfig={"PageSize": PAGE}):
+    for res in pages(
+        "describe_instances",
+        "Reservations",
+        Filters=instance_filter,
+        PaginationConfig={"PageSize": PAGE},
+    ):
         inv.instances.extend(_instance(i) for i in res.get("Instances", []))
     _load_balancers(session, inv, list(lb_names), list(tg_names), scan_load_balancers)
     return inv
@@ -142,21 +169,31 @@ def discover(session: AwsSession, environment: str, *, lb_names: Iterable[str] =
 def _instance(raw: Mapping[str, Any]) -> Instance:
     t = tags.as_dict(raw.get("Tags"))
     return Instance(
-        id=raw["InstanceId"], key=t.get(tags.KEY, ""), state=raw["State"]["Name"],
+        id=raw["InstanceId"],
+        key=t.get(tags.KEY, ""),
+        state=raw["State"]["Name"],
         zone=raw.get("Placement", {}).get("AvailabilityZone", ""),
-        instance_type=raw.get("InstanceType", ""), private_ip=raw.get("PrivateIpAddress"),
-        public_ip=raw.get("PublicIpAddress"), launch_index=int(raw.get("AmiLaunchIndex", 0)),
-        launch_time=raw.get("LaunchTime"), lifecycle=raw.get("InstanceLifecycle", "on-demand"),
-        tags=t, interfaces=[(n["NetworkInterfaceId"], bool(n.get("SourceDestCheck", True)))
-                            for n in raw.get("NetworkInterfaces", [])])
+        instance_type=raw.get("InstanceType", ""),
+        private_ip=raw.get("PrivateIpAddress"),
+        public_ip=raw.get("PublicIpAddress"),
+        launch_index=int(raw.get("AmiLaunchIndex", 0)),
+        launch_time=raw.get("LaunchTime"),
+        lifecycle=raw.get("InstanceLifecycle", "on-demand"),
+        tags=t,
+        interfaces=[
+            (n["NetworkInterfaceId"], bool(n.get("SourceDestCheck", True)))
+            for n in raw.get("NetworkInterfaces", [])
+        ],
+    )
 
 
 def instances_from(reservations: Iterable[Mapping[str, Any]]) -> list[Instance]:
     return [_instance(i) for r in reservations for i in r.get("Instances", [])]
 
 
-def _load_balancers(session: AwsSession, inv: Inventory, lb_names: list[str],
-                    tg_names: list[str], scan: bool) -> None:
+def _load_balancers(
+    session: AwsSession, inv: Inventory, lb_names: list[str], tg_names: list[str], scan: bool
+) -> None:
     elb = session.elbv2
     what = f"listing load balancers of environment {inv.environment!r}"
     lbs: list[dict[str, Any]] = []
@@ -167,16 +204,24 @@ def _load_balancers(session: AwsSession, inv: Inventory, lb_names: list[str],
     else:
         for name in lb_names:
             with contextlib.suppress(AwsNotFound):
-                lbs += [dict(x) for x in call(lambda n=name: elb.describe_load_balancers(
-                    Names=[n]), what)["LoadBalancers"]]
+                lbs += [
+                    dict(x)
+                    for x in call(lambda n=name: elb.describe_load_balancers(Names=[n]), what)[
+                        "LoadBalancers"
+                    ]
+                ]
         for name in tg_names:
             with contextlib.suppress(AwsNotFound):
-                tgs += [dict(x) for x in call(lambda n=name: elb.describe_target_groups(
-                    Names=[n]), what)["TargetGroups"]]
+                tgs += [
+                    dict(x)
+                    for x in call(lambda n=name: elb.describe_target_groups(Names=[n]), what)[
+                        "TargetGroups"
+                    ]
+                ]
     arns = [x["LoadBalancerArn"] for x in lbs] + [x["TargetGroupArn"] for x in tgs]
     tag_maps: dict[str, dict[str, str]] = {}
     for start in range(0, len(arns), ELB_TAG_BATCH):
-        batch = arns[start:start + ELB_TAG_BATCH]
+        batch = arns[start : start + ELB_TAG_BATCH]
         described = call(lambda b=batch: elb.describe_tags(ResourceArns=b), what)
         for desc in described.get("TagDescriptions", []):
             tag_maps[desc["ResourceArn"]] = tags.as_dict(desc.get("Tags"))
@@ -186,10 +231,12 @@ def _load_balancers(session: AwsSession, inv: Inventory, lb_names: list[str],
             if not scan:
                 inv.foreign.append(f"load balancer {lb['LoadBalancerName']}")
         else:
-            inv.add(Found(_key(t, "nlb"), "network-load-balancer", lb["LoadBalancerArn"], t,
-                          dict(lb)))
-            listeners = call(lambda a=lb["LoadBalancerArn"]: elb.describe_listeners(
-                LoadBalancerArn=a), what).get("Listeners", [])
+            inv.add(
+                Found(_key(t, "nlb"), "network-load-balancer", lb["LoadBalancerArn"], t, dict(lb))
+            )
+            listeners = call(
+                lambda a=lb["LoadBalancerArn"]: elb.describe_listeners(LoadBalancerArn=a), what
+            ).get("Listeners", [])
             for lst in listeners:
                 inv.add(Found("nlb/listener", "listener", lst["ListenerArn"], {}, dict(lst)))
     for tg in tgs:
@@ -198,6 +245,8 @@ def _load_balancers(session: AwsSession, inv: Inventory, lb_names: list[str],
             if not scan:
                 inv.foreign.append(f"target group {tg['TargetGroupName']}")
         else:
-            inv.add(Found(_key(t, "nlb/target-group"), "target-group", tg["TargetGroupArn"], t,
-                          dict(tg)))
-
+            inv.add(
+                Found(
+                    _key(t, "nlb/target-group"), "target-group", tg["TargetGroupArn"], t, dict(tg)
+                )
+            )

@@ -44,8 +44,10 @@ def field_of(env: Environment, group: InstanceGroupPlan) -> str:
         return "spec.cluster.controlPlane.instanceType"
     for loc, name, _ in rules.pools(env):
         if name == group.pool:
-            return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc
-                           ).lstrip(".") + ".instanceType"
+            return (
+                "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+                + ".instanceType"
+            )
     return f"pool {group.pool}"
 
 
@@ -65,7 +67,8 @@ def prepare(session: AwsSession, env: Environment, plan: Plan, topology: Topolog
         node = next((n for n in topology.nodes if n.name in group.nodes), None)
         if node is not None and node.spot is not None:
             out.spot_limits[group.key] = pricing.spot_limit(
-                session, node.spot, group.instance_type, group.pool, cache)
+                session, node.spot, group.instance_type, group.pool, cache
+            )
     return out
 
 
@@ -76,60 +79,80 @@ def _key_pair(session: AwsSession, env: Environment) -> None:
     try:
         call(session.ec2.describe_key_pairs, f"EC2 key pair {name}", KeyNames=[name])
     except AwsNotFound as exc:
-        raise PermanentError(f"spec.auth.keyName: EC2 key pair {name!r} does not exist in "
-                             f"{session.region}; create or import it there first") from exc
+        raise PermanentError(
+            f"spec.auth.keyName: EC2 key pair {name!r} does not exist in "
+            f"{session.region}; create or import it there first"
+        ) from exc
 
 
-def _instance_types(session: AwsSession, env: Environment, groups: list[InstanceGroupPlan]
-                    ) -> dict[str, str]:
+def _instance_types(
+    session: AwsSession, env: Environment, groups: list[InstanceGroupPlan]
+) -> dict[str, str]:
     wanted = sorted({g.instance_type for g in groups})
     arch: dict[str, str] = {}
     for start in range(0, len(wanted), TYPES_PER_CALL):
-        batch = wanted[start:start + TYPES_PER_CALL]
+        batch = wanted[start : start + TYPES_PER_CALL]
         try:
-            found: list[dict[str, Any]] = [dict(x) for x in call(
-                session.ec2.describe_instance_types, "instance types",
-                InstanceTypes=batch)["InstanceTypes"]]
+            found: list[dict[str, Any]] = [
+                dict(x)
+                for x in call(
+                    session.ec2.describe_instance_types, "instance types", InstanceTypes=batch
+                )["InstanceTypes"]
+            ]
         except ClusterdeckError as exc:
             if not aws_code(exc).startswith("InvalidInstanceType"):
                 raise
             found = _one_by_one(session, env, groups, batch)
         for item in found:
             supported = item.get("ProcessorInfo", {}).get("SupportedArchitectures", [])
-            arch[item["InstanceType"]] = "x86_64" if "x86_64" in supported or not supported \
-                else str(supported[0])
+            arch[item["InstanceType"]] = (
+                "x86_64" if "x86_64" in supported or not supported else str(supported[0])
+            )
     return arch
 
 
-def _one_by_one(session: AwsSession, env: Environment, groups: list[InstanceGroupPlan],
-                batch: list[str]) -> list[dict[str, Any]]:
+def _one_by_one(
+    session: AwsSession, env: Environment, groups: list[InstanceGroupPlan], batch: list[str]
+) -> list[dict[str, Any]]:
     """Find which of ``batch`` AWS rejects, to name the field; raise for the first one."""
     found: list[dict[str, Any]] = []
     for instance_type in batch:
         try:
-            found += [dict(x) for x in call(
-                session.ec2.describe_instance_types, f"instance type {instance_type}",
-                InstanceTypes=[instance_type])["InstanceTypes"]]
+            found += [
+                dict(x)
+                for x in call(
+                    session.ec2.describe_instance_types,
+                    f"instance type {instance_type}",
+                    InstanceTypes=[instance_type],
+                )["InstanceTypes"]
+            ]
         except ClusterdeckError as exc:
             if not aws_code(exc).startswith("InvalidInstanceType"):
                 raise
             group = next(g for g in groups if g.instance_type == instance_type)
-            raise PermanentError(f"{field_of(env, group)}: instance type {instance_type!r} does "
-                                 f"not exist in {session.region}") from exc
+            raise PermanentError(
+                f"{field_of(env, group)}: instance type {instance_type!r} does "
+                f"not exist in {session.region}"
+            ) from exc
     return found
 
 
 def _offerings(session: AwsSession, env: Environment, groups: list[InstanceGroupPlan]) -> None:
     types = sorted({g.instance_type for g in groups})
     zones = sorted({g.zone for g in groups})
-    offered = collect(session.ec2, "describe_instance_type_offerings", "InstanceTypeOfferings",
-                      "instance type offerings", LocationType="availability-zone", Filters=[
-                          {"Name": "instance-type", "Values": types},
-                          {"Name": "location", "Values": zones}])
+    offered = collect(
+        session.ec2,
+        "describe_instance_type_offerings",
+        "InstanceTypeOfferings",
+        "instance type offerings",
+        LocationType="availability-zone",
+        Filters=[{"Name": "instance-type", "Values": types}, {"Name": "location", "Values": zones}],
+    )
     have = {(o["InstanceType"], o["Location"]) for o in offered}
     for group in groups:
         if (group.instance_type, group.zone) not in have:
             raise PermanentError(
                 f"{field_of(env, group)}: instance type {group.instance_type!r} is not offered "
                 f"in availability zone {group.zone!r} (or that zone does not exist in "
-                f"{session.region}); pick another type or set availabilityZones")
+                f"{session.region}); pick another type or set availabilityZones"
+            )

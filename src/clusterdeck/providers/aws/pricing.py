@@ -17,8 +17,9 @@ from clusterdeck.providers.aws.errors import call
 from clusterdeck.providers.aws.session import AwsSession
 
 
-def spot_limit(session: AwsSession, spot: SpotRequest, instance_type: str, pool: str,
-               cache: dict[str, Decimal]) -> str | None:
+def spot_limit(
+    session: AwsSession, spot: SpotRequest, instance_type: str, pool: str, cache: dict[str, Decimal]
+) -> str | None:
     """The MaxPrice to send (None: AWS caps at the on-demand price)."""
     if spot.max_price:
         return spot.max_price
@@ -31,23 +32,35 @@ def spot_limit(session: AwsSession, spot: SpotRequest, instance_type: str, pool:
 
 
 def on_demand_price(session: AwsSession, instance_type: str, pool: str) -> Decimal:
-    hint = (f"pool {pool!r}: spot.maxPricePercent needs the on-demand price of {instance_type} "
-            f"in {session.region} from the AWS Pricing API")
+    hint = (
+        f"pool {pool!r}: spot.maxPricePercent needs the on-demand price of {instance_type} "
+        f"in {session.region} from the AWS Pricing API"
+    )
     suggestion = 'set spot.maxPrice (USD per hour, e.g. "0.40") instead of maxPricePercent'
-    filters = {"instanceType": instance_type, "regionCode": session.region,
-               "operatingSystem": "Linux", "tenancy": "Shared", "preInstalledSw": "NA",
-               "capacitystatus": "Used", "licenseModel": "No License required"}
+    filters = {
+        "instanceType": instance_type,
+        "regionCode": session.region,
+        "operatingSystem": "Linux",
+        "tenancy": "Shared",
+        "preInstalledSw": "NA",
+        "capacitystatus": "Used",
+        "licenseModel": "No License required",
+    }
     try:
-        out = call(session.pricing().get_products, "AWS Pricing API", ServiceCode="AmazonEC2",
-                   Filters=[{"Type": "TERM_MATCH", "Field": k, "Value": v}
-                            for k, v in filters.items()], MaxResults=10)
+        out = call(
+            session.pricing().get_products,
+            "AWS Pricing API",
+            ServiceCode="AmazonEC2",
+            Filters=[{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in filters.items()],
+            MaxResults=10,
+        )
         prices = [_price(item) for item in out.get("PriceList", [])]
     except ClusterdeckError as exc:
-        raise PermanentError(f"{hint}, which is not available here ({exc}); {suggestion}"
-                             ) from exc
+        raise PermanentError(f"{hint}, which is not available here ({exc}); {suggestion}") from exc
     except (ValueError, KeyError, TypeError) as exc:
-        raise PermanentError(f"{hint}, whose answer could not be read ({exc}); {suggestion}"
-                             ) from exc
+        raise PermanentError(
+            f"{hint}, whose answer could not be read ({exc}); {suggestion}"
+        ) from exc
     found = [p for p in prices if p is not None and p > 0]
     if not found:
         raise PermanentError(f"{hint}, which has no on-demand price for it; {suggestion}")

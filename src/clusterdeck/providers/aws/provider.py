@@ -47,9 +47,13 @@ class AwsProvider:
         for rec in ctx.store.resources(ctx.environment):
             if rec.key.startswith(compute.NODE_PREFIX) and rec.provider_id in live:
                 inst = live[rec.provider_id]
-                name = rec.key[len(compute.NODE_PREFIX):]
-                nodes[name] = ObservedNode(name=name, provider_id=inst.id,
-                                           instance_type=inst.instance_type, state=inst.state)
+                name = rec.key[len(compute.NODE_PREFIX) :]
+                nodes[name] = ObservedNode(
+                    name=name,
+                    provider_id=inst.id,
+                    instance_type=inst.instance_type,
+                    state=inst.state,
+                )
         return Observed(nodes=nodes, resources={f.key: f.id for f in inv.all()})
 
     def apply(self, ctx: ApplyContext) -> InfraResult:
@@ -57,30 +61,50 @@ class AwsProvider:
         session = connect(_region(env))
         calls_before = CALLS.total()
         started = time.monotonic()
-        ctx.events(Event(kind=EventKind.STARTED, subject=PREFLIGHT, group=PREFLIGHT,
-                         step="checking instance types, images and access"))
+        ctx.events(
+            Event(
+                kind=EventKind.STARTED,
+                subject=PREFLIGHT,
+                group=PREFLIGHT,
+                step="checking instance types, images and access",
+            )
+        )
         caller = caller_ip.caller_cidr() if _needs_caller(plan) else None
         prepared = preflight.prepare(session, env, plan, ctx.topology)
         inventory = _discover(session, ctx.environment, plan)
         run = AwsRun(ctx.environment, session, ctx.store, ctx.events, inventory)
-        run.done(PREFLIGHT, started, f"{len(inventory.all())} resources and "
-                 f"{len(inventory.live_instances())} instances exist")
+        run.done(
+            PREFLIGHT,
+            started,
+            f"{len(inventory.all())} resources and "
+            f"{len(inventory.live_instances())} instances exist",
+        )
         network.ensure(run, plan)
         security.ensure(run, plan, run.ids["vpc"], caller)
         launched = compute.ensure(run, plan, env, prepared)
         targets = plan.load_balancer.targets if plan.load_balancer else []
         cp_ids = [launched.instances[n].id for n in targets if n in launched.instances]
         dns = loadbalancer.ensure(run, plan, run.ids["vpc"], cp_ids)
-        ctx.store.set_status(ctx.environment, "creating",
-                             **_outputs(run, plan, env, launched, dns))
-        run.emit(EventKind.INFO, INSTANCES, "aws", "api-calls",
-                 f"{CALLS.total() - calls_before} AWS API calls")
+        ctx.store.set_status(ctx.environment, "creating", **_outputs(run, plan, env, launched, dns))
+        run.emit(
+            EventKind.INFO,
+            INSTANCES,
+            "aws",
+            "api-calls",
+            f"{CALLS.total() - calls_before} AWS API calls",
+        )
         mine = {n.name for n in ctx.nodes}
-        return InfraResult(ready=sorted(n for n in launched.instances if n in mine),
-                           failed=dict(launched.failed))
+        return InfraResult(
+            ready=sorted(n for n in launched.instances if n in mine), failed=dict(launched.failed)
+        )
 
-    def destroy(self, environment: str, store: StateStore, events: EventSink,
-                resources: list[ResourceRecord]) -> list[str]:
+    def destroy(
+        self,
+        environment: str,
+        store: StateStore,
+        events: EventSink,
+        resources: list[ResourceRecord],
+    ) -> list[str]:
         region = _recorded_region(store, environment, resources)
         return cleanup(environment, region, store, events, resources)
 
@@ -97,8 +121,13 @@ def recorded_region(store: StateStore, environment: str) -> str | None:
     return _recorded_region(store, environment, store.resources(environment))
 
 
-def cleanup(environment: str, region: str | None, store: StateStore,
-            events: EventSink, resources: list[ResourceRecord] | None = None) -> list[str]:
+def cleanup(
+    environment: str,
+    region: str | None,
+    store: StateStore,
+    events: EventSink,
+    resources: list[ResourceRecord] | None = None,
+) -> list[str]:
     """Delete everything tagged for ``environment`` in ``region``; return what is left."""
     session = connect(region)
     inventory = discover(session, environment, scan_load_balancers=True)
@@ -112,8 +141,9 @@ def _region(env: Environment) -> str:
     return env.spec.aws.region
 
 
-def _recorded_region(store: StateStore, environment: str,
-                     resources: list[ResourceRecord]) -> str | None:
+def _recorded_region(
+    store: StateStore, environment: str, resources: list[ResourceRecord]
+) -> str | None:
     for rec in resources:
         if rec.data.get("region"):
             return str(rec.data["region"])
@@ -128,20 +158,29 @@ def _recorded_region(store: StateStore, environment: str,
 
 
 def _needs_caller(plan: Plan) -> bool:
-    return any(src.kind is SourceKind.CALLER for g in plan.security_groups for r in g.rules
-               for src in r.sources)
+    return any(
+        src.kind is SourceKind.CALLER
+        for g in plan.security_groups
+        for r in g.rules
+        for src in r.sources
+    )
 
 
 def _discover(session: AwsSession, environment: str, plan: Plan) -> Inventory:
     lb = plan.load_balancer
     if lb is None or lb.kind != "nlb":
         return discover(session, environment)
-    return discover(session, environment, lb_names=[lb.name],
-                    tg_names=[lb.target_group] if lb.target_group else [])
+    return discover(
+        session,
+        environment,
+        lb_names=[lb.name],
+        tg_names=[lb.target_group] if lb.target_group else [],
+    )
 
 
-def _outputs(run: AwsRun, plan: Plan, env: Environment, launched: compute.Launched,
-             dns: str | None) -> dict[str, Any]:
+def _outputs(
+    run: AwsRun, plan: Plan, env: Environment, launched: compute.Launched, dns: str | None
+) -> dict[str, Any]:
     outputs: dict[str, Any] = {"region": run.region}
     bastion = run.ids.get("bastion-address")
     if bastion:
@@ -155,4 +194,3 @@ def _outputs(run: AwsRun, plan: Plan, env: Environment, launched: compute.Launch
             host = inst.public_ip or inst.private_ip
             outputs["endpoint"] = f"https://{host}:{plan.endpoint.port}"
     return outputs
-

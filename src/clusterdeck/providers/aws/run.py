@@ -43,25 +43,56 @@ class AwsRun:
 
     def record(self, key: str, kind: str, provider_id: str, **data: Any) -> None:
         """Write a resource to the store now; call this the moment AWS returns its ID."""
-        self.store.record_resource(self.environment, key, kind, provider_id,
-                                   {"provider": "aws", "region": self.region, **data})
+        self.store.record_resource(
+            self.environment,
+            key,
+            kind,
+            provider_id,
+            {"provider": "aws", "region": self.region, **data},
+        )
         self.ids[key] = provider_id
 
-    def emit(self, kind: EventKind, group: str, subject: str, step: str, message: str = "",
-             duration: float | None = None) -> None:
-        self.events(Event(kind=kind, subject=subject, step=step, message=message, group=group,
-                          duration=duration))
+    def emit(
+        self,
+        kind: EventKind,
+        group: str,
+        subject: str,
+        step: str,
+        message: str = "",
+        duration: float | None = None,
+    ) -> None:
+        self.events(
+            Event(
+                kind=kind,
+                subject=subject,
+                step=step,
+                message=message,
+                group=group,
+                duration=duration,
+            )
+        )
 
     def info(self, group: str, step: str, message: str = "") -> None:
         self.emit(EventKind.STARTED, group, group, step, message)
 
     def done(self, group: str, started: float, message: str = "") -> None:
-        self.emit(EventKind.FINISHED, group, group, "done", message,
-                  duration=time.monotonic() - started)
+        self.emit(
+            EventKind.FINISHED, group, group, "done", message, duration=time.monotonic() - started
+        )
 
-    def call(self, fn: Callable[..., T], what: str, group: str, *, settle: tuple[str, ...] = (),
-             timeout: float = 120.0, **kwargs: Any) -> T:
+    def call(
+        self,
+        fn: Callable[..., T],
+        what: str,
+        group: str,
+        *,
+        settle: tuple[str, ...] = (),
+        timeout: float = 120.0,
+        **kwargs: Any,
+    ) -> T:
         """An AWS call through :func:`errors.call`, retries shown as RETRYING events."""
+
         def on_retry(reason: str) -> None:
             self.emit(EventKind.RETRYING, group, what, "waiting", reason)
+
         return errors.call(fn, what, settle=settle, timeout=timeout, on_retry=on_retry, **kwargs)

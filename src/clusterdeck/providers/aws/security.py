@@ -44,16 +44,24 @@ def _group(run: AwsRun, group: SecurityGroupPlan, vpc: str) -> None:
         run.ids[group.key] = found.id
         return
     run.info(SECURITY_GROUPS, f"creating {group.name}")
-    out = run.call(run.session.ec2.create_security_group, f"security group {group.name}",
-                   SECURITY_GROUPS, settle=tuple(EVENTUAL), GroupName=group.name, VpcId=vpc,
-                   Description=f"clusterdeck {run.environment} {group.role} nodes",
-                   TagSpecifications=[tags.spec("security-group", tags.tags(
-                       run.environment, group.key, group.name, role=group.role))])
+    out = run.call(
+        run.session.ec2.create_security_group,
+        f"security group {group.name}",
+        SECURITY_GROUPS,
+        settle=tuple(EVENTUAL),
+        GroupName=group.name,
+        VpcId=vpc,
+        Description=f"clusterdeck {run.environment} {group.role} nodes",
+        TagSpecifications=[
+            tags.spec(
+                "security-group", tags.tags(run.environment, group.key, group.name, role=group.role)
+            )
+        ],
+    )
     run.record(group.key, "security-group", out["GroupId"], name=group.name, vpc=vpc)
 
 
-def desired(group: SecurityGroupPlan, ids: dict[str, str], caller: str | None
-            ) -> dict[Perm, str]:
+def desired(group: SecurityGroupPlan, ids: dict[str, str], caller: str | None) -> dict[Perm, str]:
     """Every (protocol, ports, source) the plan wants on ``group``, with its purpose."""
     wanted: dict[Perm, str] = {}
     for rule in group.rules:
@@ -63,8 +71,10 @@ def desired(group: SecurityGroupPlan, ids: dict[str, str], caller: str | None
                 value = source.value
             elif source.kind is SourceKind.CALLER:
                 if caller is None:
-                    raise PermanentError(f"security group {group.name}: the caller's public "
-                                         "IP is needed but was not resolved")
+                    raise PermanentError(
+                        f"security group {group.name}: the caller's public "
+                        "IP is needed but was not resolved"
+                    )
                 value = caller
             else:
                 value = ids[group.name] if source.kind is SourceKind.SELF else ids[source.value]
@@ -84,8 +94,9 @@ def existing(ip_permissions: Iterable[Mapping[str, Any]]) -> set[Perm]:
             ports = (-1, -1)
         have.update((proto, *ports, "cidr", r["CidrIp"]) for r in perm.get("IpRanges", []))
         have.update((proto, *ports, "cidr6", r["CidrIpv6"]) for r in perm.get("Ipv6Ranges", []))
-        have.update((proto, *ports, "group", p["GroupId"])
-                    for p in perm.get("UserIdGroupPairs", []))
+        have.update(
+            (proto, *ports, "group", p["GroupId"]) for p in perm.get("UserIdGroupPairs", [])
+        )
     return have
 
 
@@ -93,21 +104,27 @@ def ip_permissions(perms: dict[Perm, str]) -> list[dict[str, Any]]:
     """AWS IpPermissions for ``perms``, one entry per (protocol, ports)."""
     grouped: dict[tuple[str, int, int], dict[str, Any]] = {}
     for (proto, low, high, kind, value), purpose in sorted(perms.items()):
-        entry = grouped.setdefault((proto, low, high), {
-            "IpProtocol": proto, "FromPort": low, "ToPort": high})
+        entry = grouped.setdefault(
+            (proto, low, high), {"IpProtocol": proto, "FromPort": low, "ToPort": high}
+        )
         if kind == "cidr":
             entry.setdefault("IpRanges", []).append({"CidrIp": value, "Description": purpose})
         elif kind == "cidr6":
-            entry.setdefault("Ipv6Ranges", []).append({"CidrIpv6": value,
-                                                       "Description": purpose})
+            entry.setdefault("Ipv6Ranges", []).append({"CidrIpv6": value, "Description": purpose})
         else:
-            entry.setdefault("UserIdGroupPairs", []).append({"GroupId": value,
-                                                             "Description": purpose})
+            entry.setdefault("UserIdGroupPairs", []).append(
+                {"GroupId": value, "Description": purpose}
+            )
     return list(grouped.values())
 
 
-def _authorize(run: AwsRun, group: SecurityGroupPlan, group_id: str,
-               wanted: dict[Perm, str], by_name: dict[str, SecurityGroupPlan]) -> None:
+def _authorize(
+    run: AwsRun,
+    group: SecurityGroupPlan,
+    group_id: str,
+    wanted: dict[Perm, str],
+    by_name: dict[str, SecurityGroupPlan],
+) -> None:
     ec2 = run.session.ec2
     found = run.inventory.get(group.key)
     have = existing(found.raw.get("IpPermissions", [])) if found is not None else set()
@@ -117,13 +134,22 @@ def _authorize(run: AwsRun, group: SecurityGroupPlan, group_id: str,
             return
         run.info(SECURITY_GROUPS, f"adding {len(missing)} rules to {group.name}")
         try:
-            run.call(ec2.authorize_security_group_ingress, f"rules of security group "
-                     f"{group.name}", SECURITY_GROUPS, settle=tuple(EVENTUAL),
-                     GroupId=group_id, IpPermissions=ip_permissions(missing))
+            run.call(
+                ec2.authorize_security_group_ingress,
+                f"rules of security group {group.name}",
+                SECURITY_GROUPS,
+                settle=tuple(EVENTUAL),
+                GroupId=group_id,
+                IpPermissions=ip_permissions(missing),
+            )
             return
         except PermanentError as exc:
             if aws_code(exc) != "InvalidPermission.Duplicate" or attempt:
                 raise
-        described = run.call(ec2.describe_security_groups, f"security group {group.name}",
-                             SECURITY_GROUPS, GroupIds=[group_id])
+        described = run.call(
+            ec2.describe_security_groups,
+            f"security group {group.name}",
+            SECURITY_GROUPS,
+            GroupIds=[group_id],
+        )
         have = existing(described["SecurityGroups"][0].get("IpPermissions", []))

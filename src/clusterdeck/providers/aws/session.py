@@ -16,13 +16,16 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
 
 from clusterdeck.errors import UsageError
+from clusterdeck.providers.aws.errors import translate
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -66,13 +69,22 @@ class CallCounter:
 
 CALLS = CallCounter()
 
+# Extra botocore event handlers put on every session made here, e.g. by tests or the bench
+# to look at request parameters ("before-parameter-build.ec2.RunInstances"). Empty in normal use.
+EXTRA_HANDLERS: list[tuple[str, Callable[..., Any]]] = []
+
 
 def client_config(max_attempts: int | None = None) -> Config:
     mode = os.environ.get("AWS_RETRY_MODE", "standard")
     attempts = max_attempts or int(os.environ.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS))
     retries: Any = {"mode": mode, "max_attempts": attempts}
-    return Config(retries=retries, max_pool_connections=32, connect_timeout=10, read_timeout=60,
-                  user_agent_extra=USER_AGENT)
+    return Config(
+        retries=retries,
+        max_pool_connections=32,
+        connect_timeout=10,
+        read_timeout=60,
+        user_agent_extra=USER_AGENT,
+    )
 
 
 @dataclass
@@ -88,21 +100,31 @@ class AwsSession:
 
     def pricing(self) -> PricingClient:
         if self._pricing is None:
-            self._pricing = self.boto.client("pricing", region_name=PRICING_REGION,
-                                             config=client_config(max_attempts=2))
+            self._pricing = self.boto.client(
+                "pricing", region_name=PRICING_REGION, config=client_config(max_attempts=2)
+            )
         return self._pricing
 
 
 def connect(region: str | None = None, *, profile: str | None = None) -> AwsSession:
     """Clients for ``region`` (else the standard chain's region) with the standard credentials."""
-    boto = boto3.Session(profile_name=profile or None)
+    try:
+        boto = boto3.Session(profile_name=profile or None)
+    except BotoCoreError as exc:
+        raise translate(exc, "AWS session") from exc
     region = region or boto.region_name
     if not region:
-        raise UsageError("no AWS region: set spec.aws.region in the file, pass --region, "
-                         "or set AWS_REGION")
+        raise UsageError(
+            "no AWS region: set spec.aws.region in the file, pass --region, or set AWS_REGION"
+        )
     boto.events.register("before-call", CALLS)
+    for event, handler in EXTRA_HANDLERS:
+        boto.events.register(event, handler)
     config = client_config()
-    return AwsSession(region=region, boto=boto,
-                      ec2=boto.client("ec2", region_name=region, config=config),
-                      elbv2=boto.client("elbv2", region_name=region, config=config),
-                      ssm=boto.client("ssm", region_name=region, config=config))
+    return AwsSession(
+        region=region,
+        boto=boto,
+        ec2=boto.client("ec2", region_name=region, config=config),
+        elbv2=boto.client("elbv2", region_name=region, config=config),
+        ssm=boto.client("ssm", region_name=region, config=config),
+    )

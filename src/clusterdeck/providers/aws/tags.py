@@ -43,8 +43,10 @@ def spec(resource_type: ResourceTypeType, tag_list: list[TagTypeDef]) -> TagSpec
 
 def env_filter(environment: str) -> list[FilterTypeDef]:
     """The EC2 describe filter matching everything of one environment."""
-    return [{"Name": f"tag:{ENVIRONMENT}", "Values": [environment]},
-            {"Name": f"tag:{MANAGED}", "Values": ["true"]}]
+    return [
+        {"Name": f"tag:{ENVIRONMENT}", "Values": [environment]},
+        {"Name": f"tag:{MANAGED}", "Values": ["true"]},
+    ]
 
 
 def as_dict(tag_list: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
