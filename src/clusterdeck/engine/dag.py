@@ -19,12 +19,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clusterdeck.engine.logs import NodeLogs, NodeLogWriter
 from clusterdeck.errors import PermanentError, TransientError, UsageError
 from clusterdeck.events import Event, EventKind, EventSink, discard
-from clusterdeck.state.store import StateStore
+
+if TYPE_CHECKING:
+    from clusterdeck.state.store import StateStore
 
 DEFAULT_CONCURRENCY = 100
 """Steps in flight at once. sshd's MaxStartups counts handshakes per server: the transport

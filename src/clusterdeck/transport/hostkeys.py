@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from clusterdeck.state.store import StateStore
+if TYPE_CHECKING:
+    from clusterdeck.state.store import StateStore
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,6 @@ class MemoryHostKeys:
 
     def pin(self, host: str, port: int, key: HostKey) -> None:
         self._keys.setdefault((host, port), key)
-
 
     def known_hosts_files(self) -> list[str]:
         return []

@@ -1,13 +1,19 @@
 """The ssh provider: existing machines reached over SSH (registration, facts, node access).
 
-Found by :mod:`clusterdeck.providers.registry` through :func:`provider`.
+Found by :mod:`clusterdeck.providers.registry` through :func:`provider`. The implementation
+is imported only when asked for, so that using one module of this package (``facts``,
+``access``) stays light.
 """
 
 from __future__ import annotations
 
-from clusterdeck.providers.base import InfraProvider
-from clusterdeck.providers.ssh.provider import SshProvider
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clusterdeck.providers.base import InfraProvider
 
 
 def provider() -> InfraProvider:
+    from clusterdeck.providers.ssh.hostprovider import SshProvider
+
     return SshProvider()
