@@ -22,9 +22,9 @@ class HostKeyChanged(PermanentError):
     def __init__(self, host: str, pinned: str, seen: str) -> None:
         self.host = host
         super().__init__(
-            f"host key of {host} changed (pinned {pinned}, now {seen}); refusing to connect. "
-            "If the machine was really reinstalled, forget the pin with "
-            "`clusterdeck delete` or re-register the host")
+            f"host key of {host} changed (pinned {pinned}, now {seen}); refusing to connect "
+            "(if the machine was reinstalled on purpose, `clusterdeck delete` the environment "
+            "to forget its pinned keys and create it again)")
 
 
 class HostKeyUnknown(PermanentError):
