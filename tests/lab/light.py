@@ -100,7 +100,7 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 """Processes this Python process started (holders, sshd), waited for when they stop."""
 
 
-def _spawn(argv: Sequence[str], log: Path) -> int:
+def spawn(argv: Sequence[str], log: Path) -> int:
     with log.open("ab") as out:
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                 start_new_session=True)
@@ -108,12 +108,12 @@ def _spawn(argv: Sequence[str], log: Path) -> int:
     return proc.pid
 
 
-def _kill(pid: int, sig: int = signal.SIGTERM) -> None:
+def kill(pid: int, sig: int = signal.SIGTERM) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
 
 
-def _reap(pid: int) -> None:
+def reap(pid: int) -> None:
     proc = _CHILDREN.get(pid)
     if proc is not None:
         if proc.poll() is not None:
@@ -123,18 +123,22 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _wait_gone(pids: Sequence[int], timeout: float = 5.0) -> None:
+def wait_gone(pids: Sequence[int], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     left = list(pids)
     while left and time.monotonic() < deadline:
         for pid in left:
-            _reap(pid)
+            reap(pid)
         left = [p for p in left if _alive(p) and not _is_zombie(p)]
         if left:
             time.sleep(0.02)
     for pid in left:
-        _kill(pid, signal.SIGKILL)
-        _reap(pid)
+        kill(pid, signal.SIGKILL)
+        reap(pid)
+
+
+def running(pid: int) -> bool:
+    return _alive(pid) and not _is_zombie(pid)
 
 
 def _is_zombie(pid: int) -> bool:
@@ -144,7 +148,7 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def _netns_pids(netns: str) -> list[int]:
+def netns_pids(netns: str) -> list[int]:
     out = run(["ip", "netns", "pids", netns], check=False).stdout
     return [int(p) for p in out.split()]
 
@@ -160,6 +164,7 @@ class LabHost:
     sshd_pid: int = 0
     max_startups: str = LAB_MAX_STARTUPS
     full: bool = False
+    machine_pid: int = 0  # full hosts: the systemd-nspawn process
     port: int = 22
 
     @property
@@ -172,6 +177,9 @@ class LabHost:
         return f"{text[0]} {text[1]}"
 
     def nsenter(self) -> list[str]:
+        if self.full:  # the machine's own init: its root, PIDs and IPC too
+            return ["nsenter", "-t", str(self.holder_pid), "-m", "-u", "-i", "-n", "-p",
+                    "-r", "-w"]
         return ["nsenter", "-t", str(self.holder_pid), "-n", "-m", "-u"]
 
     def exec(self, argv: Sequence[str], *, check: bool = True,
@@ -260,19 +268,10 @@ class Lab:
     def add_hosts(self, count: int, *, max_startups: str | None = LAB_MAX_STARTUPS,
                   private_dirs: Sequence[str] = (), start_sshd: bool = True) -> list[LabHost]:
         """Start ``count`` light hosts at once; ``max_startups=None`` keeps sshd's default."""
-        hosts = [self._prepare(max_startups) for _ in range(count)]
-        batch = []
+        hosts = [self.prepare(max_startups) for _ in range(count)]
+        self.make_namespaces(hosts)
         for h in hosts:
-            veth = f"{self.bridge}v{h.index}"
-            batch += [f"netns add {h.netns}",
-                      f"link add {veth} type veth peer name eth0 netns {h.netns}",
-                      f"link set {veth} master {self.bridge} up"]
-        for h in hosts:
-            self.hosts[h.name] = h
-        self.save()
-        run(["ip", "-batch", "-"], input="\n".join(batch) + "\n")
-        for h in hosts:
-            h.holder_pid = _spawn(
+            h.holder_pid = spawn(
                 ["ip", "netns", "exec", h.netns, "unshare", "--uts", "--mount",
                  "--propagation", "private", "sh", "-c", _HOLDER, "holder", h.dir, h.name,
                  f"{h.address}/{SLOT_PREFIX}", *private_dirs], h.path / "holder.log")
@@ -288,7 +287,20 @@ class Lab:
             wait_for_ports([(h.address, 22) for h in hosts], 30)
         return hosts
 
-    def _prepare(self, max_startups: str | None) -> LabHost:
+    def make_namespaces(self, hosts: Sequence[LabHost]) -> None:
+        """A network namespace per host with ``eth0`` on the lab bridge (one ``ip`` call)."""
+        batch = []
+        for h in hosts:
+            veth = f"{self.bridge}v{h.index}"
+            batch += [f"netns add {h.netns}",
+                      f"link add {veth} type veth peer name eth0 netns {h.netns}",
+                      f"link set {veth} master {self.bridge} up"]
+        for h in hosts:
+            self.hosts[h.name] = h
+        self.save()
+        run(["ip", "-batch", "-"], input="\n".join(batch) + "\n")
+
+    def prepare(self, max_startups: str | None) -> LabHost:
         index = self.next_index
         self.next_index += 1
         address = str(self.network.network_address + 2 + index)
@@ -321,7 +333,7 @@ class Lab:
         (host.path / "sshd_config").write_text(config)
 
     def start_sshd(self, host: LabHost, *, wait: bool = True) -> None:
-        host.sshd_pid = _spawn([*host.nsenter(), "/usr/sbin/sshd", "-D", "-e", "-f",
+        host.sshd_pid = spawn([*host.nsenter(), "/usr/sbin/sshd", "-D", "-e", "-f",
                                 str(host.path / "sshd_config")], host.path / "sshd.log")
         if wait:
             self.save()
@@ -329,18 +341,21 @@ class Lab:
 
     def stop_sshd(self, host: LabHost) -> None:
         """Stop the host's sshd and every session it serves, like a crashed or stopped host."""
-        pids = [p for p in _netns_pids(host.netns) if p != host.holder_pid]
+        pids = [p for p in netns_pids(host.netns) if p != host.holder_pid]
         for pid in pids:
-            _kill(pid)
-        _wait_gone(pids)
+            kill(pid)
+        wait_gone(pids)
         host.sshd_pid = 0
         self.save()
 
     def remove_host(self, host: LabHost) -> None:
-        pids = _netns_pids(host.netns)
+        from tests.lab import full
+
+        full.stop_machines_in([host.netns])
+        pids = netns_pids(host.netns)
         for pid in pids:
-            _kill(pid)
-        _wait_gone(pids)
+            kill(pid)
+        wait_gone(pids)
         run(["ip", "netns", "del", host.netns], check=False)
         shutil.rmtree(host.path, ignore_errors=True)
         self.hosts.pop(host.name, None)
@@ -361,13 +376,13 @@ def _lab_namespaces() -> list[str]:
 
 def teardown(namespaces: Sequence[str], bridges: Sequence[str], lab_dir: Path | None) -> None:
     """Stop every process in the given lab namespaces, delete them, the bridges and the dir."""
-    pids = [pid for ns in namespaces for pid in _netns_pids(ns)]
-    for pid in pids:
-        _kill(pid)
-    _wait_gone(pids)
     from tests.lab import full
 
     full.stop_machines_in(namespaces)
+    pids = [pid for ns in namespaces for pid in netns_pids(ns)]
+    for pid in pids:
+        kill(pid)
+    wait_gone(pids)
     if namespaces:
         run(["ip", "-batch", "-"], input="".join(f"netns del {n}\n" for n in namespaces),
             check=False)

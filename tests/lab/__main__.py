@@ -1,0 +1,89 @@
+"""``python -m tests.lab up N [--full] | down [SLOT|--all] | status``: the lab by hand.
+
+``up`` starts N hosts that stay until ``down`` (they are not removed as stale by test runs)
+and prints how to reach them. ``down`` without arguments removes every lab this machine has,
+by the lab's own name prefix, plus the safety route.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tests.lab import full
+from tests.lab.light import BASE_DIR, Lab, remove_all
+
+
+def up(count: int, is_full: bool, default_max_startups: bool) -> int:
+    lab = Lab.create(keep=True)
+    try:
+        if is_full:
+            hosts = full.add_full_hosts(lab, count)
+        else:
+            hosts = lab.add_hosts(count, max_startups=None if default_max_startups else
+                                  "200:30:300")
+    except BaseException:
+        lab.down()
+        raise
+    print(f"lab {lab.slot}: {len(hosts)} {'full' if is_full else 'light'} host(s) on "
+          f"{lab.network} (bridge {lab.bridge})")
+    for host in hosts:
+        print(f"  {host.name:<6} {host.address}")
+    first = hosts[0]
+    print(f"ssh: ssh -i {lab.client_key} -o UserKnownHostsFile={lab.path}/known_hosts "
+          f"root@{first.address}")
+    (lab.path / "known_hosts").write_text(
+        "".join(f"{h.address} {h.host_public_key()}\n" for h in hosts))
+    print(f"remove with: python -m tests.lab down {lab.slot}")
+    return 0
+
+
+def down(slot: str | None) -> int:
+    if slot is None:
+        count = remove_all()
+        print(f"removed {count} lab(s)")
+        return 0
+    lab_dir = BASE_DIR / slot
+    if not (lab_dir / "lab.json").exists():
+        print(f"no lab {slot} (see python -m tests.lab status)", file=sys.stderr)
+        return 1
+    Lab.load(lab_dir).down()
+    print(f"removed lab {slot}")
+    return 0
+
+
+def status() -> int:
+    labs = []
+    if BASE_DIR.exists():
+        for child in sorted(BASE_DIR.iterdir()):
+            if (child / "lab.json").exists():
+                lab = Lab.load(child)
+                labs.append({"slot": lab.slot, "network": str(lab.network), "keep": lab.keep,
+                             "owner_pid": lab.owner_pid, "hosts": len(lab.hosts)})
+    print(json.dumps(labs, indent=1))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.lab", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up", help="start N hosts")
+    p_up.add_argument("count", type=int)
+    p_up.add_argument("--full", action="store_true", help="systemd-nspawn hosts")
+    p_up.add_argument("--default-max-startups", action="store_true",
+                      help="keep sshd's default MaxStartups 10:30:100 (light hosts)")
+    p_down = sub.add_parser("down", help="remove one lab, or all labs")
+    p_down.add_argument("slot", nargs="?")
+    p_down.add_argument("--all", action="store_true")
+    sub.add_parser("status", help="list labs")
+    args = parser.parse_args(argv)
+    if args.cmd == "up":
+        return up(args.count, args.full, args.default_max_startups)
+    if args.cmd == "down":
+        return down(None if args.all else args.slot)
+    return status()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
