@@ -88,17 +88,32 @@ def test_scripts_are_sent_as_files_never_on_the_command_line(tmp_path: Path) -> 
     assert not ran_from.exists(), "the script file is removed after it ran"
 
 
-def test_upload_writes_atomically_with_the_mode(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [0o640, 0o600, 0o644, 0o755, 0o4750])
+def test_upload_writes_atomically_with_the_mode(tmp_path: Path, mode: int) -> None:
     target = tmp_path / "dir" / "file.conf"
     target.parent.mkdir()
+    target.write_text("old content")
     data = bytes(range(256)) * 10
-    wire = upload_command(str(target), data, 0o640).wire()
+    wire = upload_command(str(target), data, mode).wire()
     assert data[:20].hex() not in wire.line
     result = sh(wire.line, wire.stdin)
     assert result.returncode == 0, result.stderr
     assert target.read_bytes() == data
-    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert stat.S_IMODE(target.stat().st_mode) == mode
     assert [p.name for p in target.parent.iterdir()] == ["file.conf"]
+
+
+def test_a_taken_script_file_name_is_not_followed(tmp_path: Path) -> None:
+    """Someone else's file (or symlink) where the script would go: use another name."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    wire = Script("echo ran\n").wire()
+    # The wrapper names its file after the shell's PID; occupy every plausible name.
+    for pid in range(os.getpid(), os.getpid() + 400):
+        (tmp_path / f"clusterdeck.{pid}").symlink_to(victim)
+    result = sh(wire.line, wire.stdin, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert result.returncode == 0 and result.stdout == b"ran\n"
+    assert victim.read_text() == "precious"
 
 
 def test_masker_hides_overlapping_secrets_longest_first() -> None:

@@ -30,12 +30,21 @@ _READ_SECRETS = (
 _ENV_WRAPPER = _READ_SECRETS + 'exec "$@"'
 _SCRIPT_WRAPPER = (
     "umask 077; " + _READ_SECRETS
-    + 'i=$1; shift; f=$(mktemp "${TMPDIR:-/tmp}/clusterdeck.XXXXXX") || exit 98; '
+    # a private file named by our PID, created exclusively (set -C: O_EXCL, so never through
+    # someone's symlink); mktemp only if that name is taken. One exec fewer on every host.
+    + 'i=$1; shift; f="${TMPDIR:-/tmp}/clusterdeck.$$"; set -C; '
+    'if ! true 2>/dev/null >"$f"; then '
+    'f=$(mktemp "${TMPDIR:-/tmp}/clusterdeck.XXXXXX") || exit 98; fi; set +C; '
     'cat > "$f" || { rm -f "$f"; exit 98; }; '
     '"$i" "$f" "$@" </dev/null; rc=$?; rm -f "$f"; exit $rc'
 )
 _UPLOAD_WRAPPER = (
     'umask 077; t="$1.clusterdeck.$$"; cat > "$t" && chmod "$2" "$t" && mv -f "$t" "$1" '
+    '|| { rm -f "$t"; exit 1; }'
+)
+# The same without chmod, for modes a umask can express (no exec or special bits).
+_UPLOAD_UMASK_WRAPPER = (
+    'umask "$2"; t="$1.clusterdeck.$$"; cat > "$t" && mv -f "$t" "$1" '
     '|| { rm -f "$t"; exit 1; }'
 )
 
@@ -177,6 +186,9 @@ class Script:
 
 def upload_command(path: str, data: bytes, mode: int = 0o600) -> Command:
     """Write ``data`` to ``path`` atomically with ``mode``, through stdin (never the line)."""
+    if mode & ~0o666 == 0:
+        return Command(["sh", "-c", _UPLOAD_UMASK_WRAPPER, "clusterdeck-upload", path,
+                        f"{~mode & 0o777:03o}"], stdin=data, name=f"upload {path}")
     return Command(["sh", "-c", _UPLOAD_WRAPPER, "clusterdeck-upload", path, f"{mode:o}"],
                    stdin=data, name=f"upload {path}")
 
