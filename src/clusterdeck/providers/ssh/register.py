@@ -130,6 +130,9 @@ async def register(ctx: ApplyContext, options: RegisterOptions) -> InfraResult:
             ready.append(node.name)
             ctx.events(Event(EventKind.FINISHED, node.name, "done", "registered",
                              group=node.name))
+        else:
+            ctx.events(Event(EventKind.INFO, node.name, "reachable",
+                             "(not marked ready: another host failed)", group=node.name))
     recorded = {r.key: r for r in ctx.store.resources(ctx.environment)}
     for name in sorted(failed):
         before = recorded.get(f"{NODE_PREFIX}{name}")
