@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,28 +58,54 @@ def ensure(run: AwsRun, plan: Plan, env: Environment, prepared: Prepared) -> Lau
         missing = _adopt(run, group, env, records, result)
         if missing:
             to_launch.append((group, missing))
-    if to_launch:
-        total = sum(len(names) for _, names in to_launch)
-        run.info(INSTANCES, f"launching {total} instance(s) in {len(to_launch)} group(s)")
-        errors: list[ClusterdeckError] = []
-        with ThreadPoolExecutor(max_workers=min(8, len(to_launch))) as pool:
-            futures = [pool.submit(_launch, run, g, names, env, prepared) for g, names in to_launch]
-            for (group, _), future in zip(to_launch, futures, strict=True):
-                try:
-                    result.instances.update(future.result())
-                except ClusterdeckError as exc:
-                    errors.append(exc)
-                    run.emit(EventKind.FAILED, INSTANCES, group.key, "launch", str(exc))
-        if errors:
-            raise errors[0]
-    checkpoints.reached("instances-launched")
-    _wait_running(run, result)
-    _record_all(run, plan, env, result, records)
-    checkpoints.reached("instances-running")
-    _source_dest_off(run, list(result.instances.values()))
+    # Source/destination checks are switched off as soon as an interface exists (the
+    # RunInstances answer lists them), overlapping the other launches and the wait.
+    eni_pool = ThreadPoolExecutor(max_workers=PARALLEL)
+    eni_jobs: list[Future[None]] = []
+    try:
+        _source_dest_off(run, eni_pool, eni_jobs, list(result.instances.values()))
+        if to_launch:
+            _launch_all(run, env, prepared, to_launch, result, eni_pool, eni_jobs)
+        checkpoints.reached("instances-launched")
+        _wait_running(run, result)
+        _record_all(run, plan, env, result, records)
+        checkpoints.reached("instances-running")
+        for job in eni_jobs:
+            job.result()
+    finally:
+        eni_pool.shutdown(wait=True, cancel_futures=True)
     checkpoints.reached("source-dest-check")
     run.done(INSTANCES, started, f"{len(result.instances)} running")
     return result
+
+
+def _launch_all(
+    run: AwsRun,
+    env: Environment,
+    prepared: Prepared,
+    to_launch: list[tuple[InstanceGroupPlan, list[str]]],
+    result: Launched,
+    eni_pool: ThreadPoolExecutor,
+    eni_jobs: list[Future[None]],
+) -> None:
+    """One RunInstances per group, all groups at once; the first refusal is raised after
+    every launch has returned (and been recorded)."""
+    total = sum(len(names) for _, names in to_launch)
+    run.info(INSTANCES, f"launching {total} instance(s) in {len(to_launch)} group(s)")
+    errors: list[ClusterdeckError] = []
+    with ThreadPoolExecutor(max_workers=min(8, len(to_launch))) as pool:
+        futures = {pool.submit(_launch, run, g, names, env, prepared): g for g, names in to_launch}
+        for future in as_completed(futures):
+            try:
+                launched = future.result()
+            except ClusterdeckError as exc:
+                errors.append(exc)
+                run.emit(EventKind.FAILED, INSTANCES, futures[future].key, "launch", str(exc))
+                continue
+            result.instances.update(launched)
+            _source_dest_off(run, eni_pool, eni_jobs, list(launched.values()))
+    if errors:
+        raise errors[0]
 
 
 def _adopt(
@@ -288,7 +314,10 @@ def _record_all(
                 _record(run, group, env, name, inst)
 
 
-def _source_dest_off(run: AwsRun, instances: list[Instance]) -> None:
+def _source_dest_off(
+    run: AwsRun, pool: ThreadPoolExecutor, jobs: list[Future[None]], instances: list[Instance]
+) -> None:
+    """Queue one ModifyNetworkInterfaceAttribute per interface whose check is still on."""
     enis = [eni for inst in instances for eni, check in inst.interfaces if check]
     if not enis:
         return
@@ -305,5 +334,4 @@ def _source_dest_off(run: AwsRun, instances: list[Instance]) -> None:
             SourceDestCheck={"Value": False},
         )
 
-    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        list(pool.map(off, enis))
+    jobs.extend(pool.submit(off, eni) for eni in enis)

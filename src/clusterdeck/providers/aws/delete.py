@@ -45,11 +45,12 @@ def delete_all(run: AwsRun, records: list[ResourceRecord]) -> list[str]:
     _load_balancers(run, inv)
     run.done(LOAD_BALANCER, started)
     started = time.monotonic()
-    terminating = _terminate(run, inv)
+    terminating, already = _terminate(run, inv)
     nats = _start_nat_deletes(run, inv)
-    _wait_terminated(run, terminating)
+    if not already:
+        _wait_terminated(run, terminating)
     for vpc in inv.all("vpc"):
-        _drain_interfaces(run, vpc.id)
+        _drain_interfaces(run, vpc.id, set(terminating))
     run.done(INSTANCES, started, f"{len(terminating)} terminated")
     started = time.monotonic()
     _security_groups(run, inv)
@@ -111,20 +112,26 @@ def _load_balancers(run: AwsRun, inv: Inventory) -> None:
         )
 
 
-def _terminate(run: AwsRun, inv: Inventory) -> list[str]:
+def _terminate(run: AwsRun, inv: Inventory) -> tuple[list[str], bool]:
+    """Terminate every live instance; return their IDs and whether AWS already says all of
+    them are terminated (then there is nothing to wait for)."""
     ids = [i.id for i in inv.live_instances()]
+    done = True
     if ids:
         run.info(INSTANCES, f"terminating {len(ids)} instance(s)")
     for start in range(0, len(ids), TERMINATE_BATCH):
         batch = ids[start : start + TERMINATE_BATCH]
         try:
-            run.call(
+            out = run.call(
                 run.session.ec2.terminate_instances,
                 f"{len(batch)} instance(s)",
                 INSTANCES,
                 InstanceIds=batch,
             )
+            states = [x.get("CurrentState", {}).get("Name") for x in out["TerminatingInstances"]]
+            done = done and all(state == "terminated" for state in states)
         except AwsNotFound:
+            done = False
             for one in batch:  # one of them vanished meanwhile: go one by one
                 _gone(
                     run,
@@ -133,7 +140,7 @@ def _terminate(run: AwsRun, inv: Inventory) -> list[str]:
                     run.session.ec2.terminate_instances,
                     InstanceIds=[one],
                 )
-    return ids
+    return ids, done
 
 
 def _wait_terminated(run: AwsRun, ids: list[str]) -> None:
@@ -166,9 +173,10 @@ def _wait_terminated(run: AwsRun, ids: list[str]) -> None:
         delay = min(delay * 1.5, 10.0)
 
 
-def _drain_interfaces(run: AwsRun, vpc: str) -> None:
+def _drain_interfaces(run: AwsRun, vpc: str, terminated: set[str]) -> None:
     """Wait until no load balancer or live instance holds an interface in the VPC; delete
-    detached ones (left by add-ons), which would block the subnets."""
+    detached ones (left by add-ons), which would block the subnets. Instances we terminated
+    and waited for are known to be gone, so only others are looked up."""
     ec2 = run.session.ec2
     deadline = time.monotonic() + DRAIN_TIMEOUT
     delay = 2.0
@@ -181,7 +189,8 @@ def _drain_interfaces(run: AwsRun, vpc: str) -> None:
             f"network interfaces in {vpc}",
             Filters=[{"Name": "vpc-id", "Values": [vpc]}],
         )
-        attached_to = {e.get("Attachment", {}).get("InstanceId") for e in enis} - {None}
+        attached_to = {e.get("Attachment", {}).get("InstanceId") for e in enis}
+        attached_to -= {None, *terminated}
         live: set[str] = set()
         if attached_to:
             described = collect(

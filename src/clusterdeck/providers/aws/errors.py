@@ -32,6 +32,7 @@ from botocore.exceptions import (
     ProfileNotFound,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 from clusterdeck.errors import ClusterdeckError, PermanentError, TransientError, UsageError
 
@@ -226,6 +227,11 @@ def _translate(exc: BaseException, what: str) -> ClusterdeckError:
         return UsageError(f"{what}: {exc}; check AWS_PROFILE")
     if isinstance(exc, NoRegionError):
         return UsageError(f"{what}: no AWS region; set spec.aws.region or AWS_REGION")
+    if isinstance(exc, ResponseParserError):
+        return TransientError(
+            f"{what}: AWS sent an unreadable answer, retried, still "
+            "failing; run the command again later"
+        )
     if isinstance(exc, EndpointConnectionError | ConnectionError | ReadTimeoutError):
         return TransientError(f"{what}: cannot reach AWS ({exc}); retried, still failing")
     if isinstance(exc, BotoCoreError):
@@ -288,7 +294,7 @@ def call(
     while True:
         try:
             return fn(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
             code = error_code(exc)
             if code in settle_codes and time.monotonic() < deadline:
                 if on_retry is not None:

@@ -9,6 +9,7 @@ and each failure names the field of the file to fix.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -56,6 +57,7 @@ def prepare(session: AwsSession, env: Environment, plan: Plan, topology: Topolog
     out = Prepared()
     if not groups:
         return out
+    subnet_room(plan)
     _key_pair(session, env)
     out.architecture = _instance_types(session, env, groups)
     _offerings(session, env, groups)
@@ -70,6 +72,29 @@ def prepare(session: AwsSession, env: Environment, plan: Plan, topology: Topolog
                 session, node.spot, group.instance_type, group.pool, cache
             )
     return out
+
+
+def subnet_room(plan: Plan) -> None:
+    """Refuse a plan that puts more instances in a subnet than it has addresses for.
+
+    AWS keeps 5 addresses of every subnet; public subnets also hold a load-balancer and a
+    NAT-gateway interface."""
+    cidrs = {r.key: r.details.get("cidr", "") for r in plan.resources if r.kind == "subnet"}
+    wanted: dict[str, int] = {}
+    for group in plan.instance_groups:
+        wanted[group.subnet] = wanted.get(group.subnet, 0) + group.count
+    for key, count in wanted.items():
+        if key not in cidrs:
+            continue
+        network = ipaddress.ip_network(cidrs[key])
+        room = network.num_addresses - 5 - (2 if key.startswith("subnet/public/") else 0)
+        if count > room:
+            zone = key.rsplit("/", 1)[1]
+            raise PermanentError(
+                f"availability zone {zone}: {count} instances do not fit in subnet "
+                f"{network} ({room} usable addresses); spread the pools over more "
+                "availabilityZones, or use spec.aws.network.mode: private (a /20 per zone)"
+            )
 
 
 def _key_pair(session: AwsSession, env: Environment) -> None:

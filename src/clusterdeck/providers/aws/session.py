@@ -77,7 +77,7 @@ EXTRA_HANDLERS: list[tuple[str, Callable[..., Any]]] = []
 def client_config(max_attempts: int | None = None) -> Config:
     mode = os.environ.get("AWS_RETRY_MODE", "standard")
     attempts = max_attempts or int(os.environ.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS))
-    retries: Any = {"mode": mode, "max_attempts": attempts}
+    retries: Any = {"mode": mode, "total_max_attempts": attempts}
     return Config(
         retries=retries,
         max_pool_connections=32,

@@ -1,0 +1,89 @@
+"""Delete by tags alone (``clusterdeck cleanup``), and API calls that do not grow with nodes.
+
+Calls are counted through botocore's ``before-call`` event on the provider's own sessions
+(``providers/aws/session.py``). Between 2 and 50 workers the only call that may grow is
+ModifyNetworkInterfaceAttribute (source/destination check): AWS has no batch form of it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from clusterdeck import api
+from clusterdeck.providers.aws.session import CALLS
+from clusterdeck.spec import load_text
+from clusterdeck.state import SqliteStore
+from tests.aws.conftest import Aws
+from tests.aws.support import EXAMPLES, cli, counts, create, tagged
+
+pytestmark = [pytest.mark.moto]
+
+PER_INTERFACE = "ec2:ModifyNetworkInterfaceAttribute"
+
+
+def test_cleanup_deletes_by_tags_when_the_state_store_is_lost(aws: Aws, tmp_path) -> None:
+    done = cli("create", "-f", str(EXAMPLES / "aws-ha.yaml"), "--infra-only", "--yes")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert counts("gpu-ha")["instance"] == 6
+    lost = aws.env(CLUSTERDECK_STATE=str(tmp_path / "fresh.db"))
+    refused = cli("cleanup", "gpu-ha", "--region", "us-west-2", env=lost)
+    assert refused.returncode == 1
+    assert "re-run with --yes" in refused.stderr
+    assert counts("gpu-ha")["instance"] == 6  # nothing deleted without consent
+    done = cli("cleanup", "gpu-ha", "--region", "us-west-2", "--yes", env=lost)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "cleaned up gpu-ha in us-west-2" in done.stdout
+    assert tagged("gpu-ha") == {}
+    again = cli("cleanup", "gpu-ha", "--region", "us-west-2", "--yes", env=lost)
+    assert again.returncode == 0
+    assert "Nothing tagged for environment 'gpu-ha' in us-west-2" in again.stdout
+
+
+def test_cleanup_with_the_store_uses_its_region_and_forgets_the_environment(aws: Aws) -> None:
+    done = cli("create", "-f", str(EXAMPLES / "aws-minimal.yaml"), "--infra-only", "--yes")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert counts("minimal", "us-east-1")["instance"] == 2
+    done = cli("cleanup", "minimal", "--yes")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert tagged("minimal", "us-east-1") == {}
+    assert SqliteStore(aws.state_path).environment("minimal") is None
+
+
+def _spec(workers: int) -> str:
+    return f"""
+apiVersion: clusterdeck.dev/v1alpha1
+kind: Environment
+metadata: {{name: calls}}
+spec:
+  auth: {{keyName: my-key}}
+  aws: {{region: us-west-2, availabilityZones: [us-west-2a, us-west-2b]}}
+  cluster:
+    controlPlane: {{count: 1, instanceType: m5.large}}
+    workers: {{count: {workers}, instanceType: c5.large}}
+"""
+
+
+def _measure(aws: Aws, workers: int) -> tuple[Counter[str], Counter[str]]:
+    env = load_text(_spec(workers))
+    CALLS.reset()
+    result, _ = create(env, aws.store)
+    assert result.failed == {} and len(result.results["aws"].ready) == workers + 1
+    made = CALLS.snapshot()
+    CALLS.reset()
+    assert api.delete("calls", aws.store) == []
+    removed = CALLS.snapshot()
+    assert tagged("calls") == {}
+    return made, removed
+
+
+def test_api_calls_do_not_grow_with_the_worker_count(aws: Aws) -> None:
+    small_create, small_delete = _measure(aws, 2)
+    large_create, large_delete = _measure(aws, 50)
+    assert small_create[PER_INTERFACE] == 3 and large_create[PER_INTERFACE] == 51
+    del small_create[PER_INTERFACE], large_create[PER_INTERFACE]
+    assert large_create == small_create
+    assert large_delete == small_delete
+    assert small_create["ec2:RunInstances"] == 3  # cp in a; workers in a and in b
+    assert small_delete["ec2:TerminateInstances"] == 1
