@@ -28,7 +28,7 @@ from clusterdeck.providers.aws import (
     security,
 )
 from clusterdeck.providers.aws.observe import Inventory, discover
-from clusterdeck.providers.aws.run import INSTANCES, PREFLIGHT, AwsRun
+from clusterdeck.providers.aws.run import PREFLIGHT, AwsRun
 from clusterdeck.providers.aws.session import CALLS, AwsSession, connect
 from clusterdeck.providers.base import ApplyContext, Capabilities, InfraResult
 from clusterdeck.spec.models import Environment
@@ -86,13 +86,7 @@ class AwsProvider:
         cp_ids = [launched.instances[n].id for n in targets if n in launched.instances]
         dns = loadbalancer.ensure(run, plan, run.ids["vpc"], cp_ids)
         ctx.store.set_status(ctx.environment, "creating", **_outputs(run, plan, env, launched, dns))
-        run.emit(
-            EventKind.INFO,
-            INSTANCES,
-            "aws",
-            "api-calls",
-            f"{CALLS.total() - calls_before} AWS API calls",
-        )
+        run.emit(EventKind.INFO, "aws", "aws", f"{CALLS.total() - calls_before} API calls")
         mine = {n.name for n in ctx.nodes}
         return InfraResult(
             ready=sorted(n for n in launched.instances if n in mine), failed=dict(launched.failed)

@@ -112,7 +112,7 @@ def connect(region: str | None = None, *, profile: str | None = None) -> AwsSess
         boto = boto3.Session(profile_name=profile or None)
     except BotoCoreError as exc:
         raise translate(exc, "AWS session") from exc
-    region = region or boto.region_name
+    region = region or os.environ.get("AWS_REGION") or boto.region_name
     if not region:
         raise UsageError(
             "no AWS region: set spec.aws.region in the file, pass --region, or set AWS_REGION"
