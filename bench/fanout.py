@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-PAYLOAD = (b"clusterdeck fan-out bench payload\n" * 200)
+PAYLOAD = b"clusterdeck fan-out bench payload\n" * 200
 SCRIPT = """#!/bin/sh
 set -eu
 sum=$(sha256sum /tmp/cd-bench-payload | cut -d' ' -f1)
@@ -60,8 +63,9 @@ def clusterdeck_run(inventory_path: str) -> None:
         async with Connections(PinnedHostKeys(store, "bench")) as pool:
             steps: list[Step] = []
             for host in inventory["hosts"]:
-                node = Endpoint(host["address"], user="root", keys=(inventory["key"],),
-                                name=host["name"])
+                node = Endpoint(
+                    host["address"], user="root", keys=(inventory["key"],), name=host["name"]
+                )
 
                 def chain(node: Endpoint) -> list[Step]:
                     async def gather(ctx: StepContext) -> dict[str, Any]:
@@ -80,12 +84,24 @@ def clusterdeck_run(inventory_path: str) -> None:
                         return result.stdout
 
                     n = node.name
-                    return [Step(f"{n}/facts", gather, subject=n, name="facts"),
-                            Step(f"{n}/upload", upload, subject=n, name="upload"),
-                            Step(f"{n}/script", run_script, subject=n, name="script",
-                                 needs=[f"{n}/upload"]),
-                            Step(f"{n}/read", read, subject=n, name="read",
-                                 needs=[f"{n}/script", f"{n}/facts"])]
+                    return [
+                        Step(f"{n}/facts", gather, subject=n, name="facts"),
+                        Step(f"{n}/upload", upload, subject=n, name="upload"),
+                        Step(
+                            f"{n}/script",
+                            run_script,
+                            subject=n,
+                            name="script",
+                            needs=[f"{n}/upload"],
+                        ),
+                        Step(
+                            f"{n}/read",
+                            read,
+                            subject=n,
+                            name="read",
+                            needs=[f"{n}/script", f"{n}/facts"],
+                        ),
+                    ]
 
                 steps += chain(node)
             report = await Executor(environment="bench", log_root=work / "logs").run(steps)
@@ -103,13 +119,19 @@ def ansible_files(work: Path, inventory: dict[str, Any]) -> list[str]:
     adir = work / "ansible"
     adir.mkdir()
     lines = ["[lab]"] + [f"{h['name']} ansible_host={h['address']}" for h in inventory["hosts"]]
-    lines += ["", "[lab:vars]", "ansible_user=root",
-              f"ansible_ssh_private_key_file={inventory['key']}",
-              "ansible_python_interpreter=/usr/bin/python3"]
+    lines += [
+        "",
+        "[lab:vars]",
+        "ansible_user=root",
+        f"ansible_ssh_private_key_file={inventory['key']}",
+        "ansible_python_interpreter=/usr/bin/python3",
+    ]
     (adir / "hosts.ini").write_text("\n".join(lines) + "\n")
     n = len(inventory["hosts"])
-    ssh_args = (f"-o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=yes "
-                f"-o UserKnownHostsFile={inventory['known_hosts']}")
+    ssh_args = (
+        f"-o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=yes "
+        f"-o UserKnownHostsFile={inventory['known_hosts']}"
+    )
     (adir / "ansible.cfg").write_text(f"""[defaults]
 forks = {n}
 host_key_checking = True
@@ -140,17 +162,24 @@ control_path_dir = {adir}/cp
       register: result
       changed_when: false
 """)
-    return [str(Path(sys.executable).parent / "ansible-playbook"), "-i",
-            str(adir / "hosts.ini"), str(adir / "site.yml")]
+    return [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(adir / "hosts.ini"),
+        str(adir / "site.yml"),
+    ]
 
 
 # pyinfra ------------------------------------------------------------------------------------
 def pyinfra_files(work: Path, inventory: dict[str, Any]) -> list[str]:
     pdir = work / "pyinfra"
     pdir.mkdir()
-    data = {"ssh_user": "root", "ssh_key": inventory["key"],
-            "ssh_known_hosts_file": inventory["known_hosts"],
-            "ssh_strict_host_key_checking": "yes"}
+    data = {
+        "ssh_user": "root",
+        "ssh_key": inventory["key"],
+        "ssh_known_hosts_file": inventory["known_hosts"],
+        "ssh_strict_host_key_checking": "yes",
+    }
     hosts = [(h["address"], data) for h in inventory["hosts"]]
     (pdir / "inventory.py").write_text(f"lab = {hosts!r}\n")
     (pdir / "work.sh").write_text(SCRIPT)
@@ -164,14 +193,20 @@ from pyinfra.operations import files, server
 facts = {{"distro": host.get_fact(LinuxDistribution), "arch": host.get_fact(Arch),
           "kernel": host.get_fact(Kernel), "cpus": host.get_fact(Cpus),
           "memory": host.get_fact(Memory), "hostname": host.get_fact(Hostname)}}
-files.put(name="upload a file", src={str(pdir / 'payload')!r}, dest="/tmp/cd-bench-payload",
+files.put(name="upload a file", src={str(pdir / "payload")!r}, dest="/tmp/cd-bench-payload",
           mode="600")
-server.script(name="run a script", src={str(pdir / 'work.sh')!r})
+server.script(name="run a script", src={str(pdir / "work.sh")!r})
 server.shell(name="read the result", commands=["cat {RESULT}"])
 """)
     n = len(inventory["hosts"])
-    return [str(Path(sys.executable).parent / "pyinfra"), "-y", "--parallel", str(n),
-            str(pdir / "inventory.py"), str(pdir / "deploy.py")]
+    return [
+        str(Path(sys.executable).parent / "pyinfra"),
+        "-y",
+        "--parallel",
+        str(n),
+        str(pdir / "inventory.py"),
+        str(pdir / "deploy.py"),
+    ]
 
 
 # the bench ----------------------------------------------------------------------------------
@@ -189,20 +224,51 @@ def check_results(tool: str, hosts: list[Any]) -> None:
         if text != f"{host.name} {EXPECTED_SUM}":
             wrong.append(f"{host.name}: {text}")
     if wrong:
-        raise SystemExit(f"{tool}: {len(wrong)} host(s) without the right result, e.g. "
-                         f"{wrong[:3]}")
+        raise SystemExit(f"{tool}: {len(wrong)} host(s) without the right result, e.g. {wrong[:3]}")
 
 
-def timed(tool: str, argv: list[str], work: Path, env: dict[str, str]) -> float:
+def host_cpu(hosts: list[Any]) -> float:
+    """CPU seconds used on the lab hosts' side: each sshd with every session it reaped."""
+    ticks = 0
+    for host in hosts:
+        fields = Path(f"/proc/{host.sshd_pid}/stat").read_text().split(")")[-1].split()
+        ticks += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def close_leftover_ssh(work: Path) -> None:
+    """Ansible's ControlPersist masters outlive the run; end them (ours, found by their
+    control socket directory) so their sessions on the hosts end and get counted."""
+    marker = str(work).encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes()
+        except OSError:
+            continue
+        if args.startswith((b"ssh\0", b"ssh: ")) and marker in args:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(cmdline.parent.name), signal.SIGTERM)
+
+
+def timed(
+    tool: str, argv: list[str], work: Path, env: dict[str, str], hosts: list[Any]
+) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of the tool's processes, CPU seconds on the hosts)."""
     log = work / f"{tool}.out"
+    before_host = host_cpu(hosts)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     with log.open("wb") as out:
         code = subprocess.call(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=work)
     elapsed = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise SystemExit(f"{tool} failed (exit {code}):\n{tail}")
-    return elapsed
+    close_leftover_ssh(work)
+    time.sleep(1.0)  # let the hosts' sshd reap the sessions that just ended
+    local = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, local, host_cpu(hosts) - before_host
 
 
 def main() -> None:
@@ -223,36 +289,68 @@ def main() -> None:
     try:
         started = time.monotonic()
         hosts = lab.add_hosts(args.hosts)
-        print(f"lab: {len(hosts)} light hosts up in {time.monotonic() - started:.1f}s "
-              f"({os.cpu_count()} CPUs)")
+        print(
+            f"lab: {len(hosts)} light hosts up in {time.monotonic() - started:.1f}s "
+            f"({os.cpu_count()} CPUs)"
+        )
         known_hosts = work / "known_hosts"
         known_hosts.write_text("".join(f"{h.address} {h.host_public_key()}\n" for h in hosts))
-        inventory = {"work": str(work), "key": str(lab.client_key),
-                     "known_hosts": str(known_hosts),
-                     "hosts": [{"name": h.name, "address": h.address,
-                                "host_key": h.host_public_key()} for h in hosts]}
+        inventory = {
+            "work": str(work),
+            "key": str(lab.client_key),
+            "known_hosts": str(known_hosts),
+            "hosts": [
+                {"name": h.name, "address": h.address, "host_key": h.host_public_key()}
+                for h in hosts
+            ],
+        }
         (work / "inventory.json").write_text(json.dumps(inventory))
-        env = {**os.environ, "ANSIBLE_CONFIG": str(work / "ansible" / "ansible.cfg"),
-               "PYTHONPATH": str(ROOT / "src")}
+        env = {
+            **os.environ,
+            "ANSIBLE_CONFIG": str(work / "ansible" / "ansible.cfg"),
+            "PYTHONPATH": str(ROOT / "src"),
+        }
         commands = {
-            "clusterdeck": [sys.executable, str(Path(__file__).resolve()), "--run-clusterdeck",
-                            str(work / "inventory.json")],
+            "clusterdeck": [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--run-clusterdeck",
+                str(work / "inventory.json"),
+            ],
             "pyinfra": pyinfra_files(work, inventory),
             "ansible": ansible_files(work, inventory),
         }
         times: dict[str, float] = {}
+        cpu: dict[str, tuple[float, float]] = {}
+        print(f"{'tool':<12} {'wall':>8} {'CPU here':>9} {'CPU on hosts':>13}")
         for tool in tools:
             clear_results(hosts)
-            times[tool] = timed(tool, commands[tool], work, env)
+            times[tool], local, remote = timed(tool, commands[tool], work, env, hosts)
+            cpu[tool] = (local, remote)
             check_results(tool, hosts)
-            print(f"{tool:<12} {times[tool]:6.2f} s")
+            print(f"{tool:<12} {times[tool]:7.2f}s {local:8.2f}s {remote:12.2f}s")
         if "clusterdeck" in times:
             base = times["clusterdeck"]
+            base_cpu = sum(cpu["clusterdeck"])
             for tool in tools:
                 if tool != "clusterdeck":
-                    print(f"clusterdeck is {times[tool] / base:.1f}x faster than {tool}")
-        print(json.dumps({"hosts": len(hosts), "seconds": {k: round(v, 2)
-                                                            for k, v in times.items()}}))
+                    print(
+                        f"clusterdeck is {times[tool] / base:.1f}x faster than {tool} "
+                        f"(wall), {sum(cpu[tool]) / base_cpu:.1f}x less CPU"
+                    )
+        print(
+            f"load average after the run: {os.getloadavg()[0]:.1f} (other work on this "
+            "machine slows every tool alike)"
+        )
+        print(
+            json.dumps(
+                {
+                    "hosts": len(hosts),
+                    "seconds": {k: round(v, 2) for k, v in times.items()},
+                    "cpu_seconds": {k: [round(x, 2) for x in v] for k, v in cpu.items()},
+                }
+            )
+        )
     finally:
         lab.down()
         shutil.rmtree(work, ignore_errors=True)

@@ -16,8 +16,9 @@ from clusterdeck.events import Collector, EventKind
 from clusterdeck.state import SqliteStore
 
 
-def sleeper(seconds: float, value: Any = None, log: list[tuple[str, str, float]] | None = None
-            ) -> Any:
+def sleeper(
+    seconds: float, value: Any = None, log: list[tuple[str, str, float]] | None = None
+) -> Any:
     async def run(ctx: StepContext) -> Any:
         if log is not None:
             log.append(("start", ctx.step.id, time.monotonic()))
@@ -25,13 +26,15 @@ def sleeper(seconds: float, value: Any = None, log: list[tuple[str, str, float]]
         if log is not None:
             log.append(("end", ctx.step.id, time.monotonic()))
         return value if value is not None else ctx.step.id
+
     return run
 
 
 def run(steps: list[Step], tmp_path: Path, **options: Any) -> tuple[Any, Collector]:
     events = Collector()
-    report = Executor(events=events, log_root=tmp_path / "logs", retry_backoff=0.01,
-                      **options).run_sync(steps)
+    report = Executor(
+        events=events, log_root=tmp_path / "logs", retry_backoff=0.01, **options
+    ).run_sync(steps)
     return report, events
 
 
@@ -55,8 +58,10 @@ def test_steps_receive_their_inputs(tmp_path: Path) -> None:
     async def total(ctx: StepContext) -> int:
         return int(ctx.need("a")) + int(ctx.need("b"))
 
-    report, _ = run([Step("a", sleeper(0, 2)), Step("b", sleeper(0, 40)),
-                     Step("sum", total, needs=["a", "b"])], tmp_path)
+    report, _ = run(
+        [Step("a", sleeper(0, 2)), Step("b", sleeper(0, 40)), Step("sum", total, needs=["a", "b"])],
+        tmp_path,
+    )
     assert report.results["sum"] == 42
 
 
@@ -92,9 +97,14 @@ def test_transient_errors_are_retried_and_permanent_ones_are_not(tmp_path: Path)
         calls["bug"] += 1
         raise KeyError("oops")
 
-    report, events = run([Step("flaky", flaky, subject="n0", retries=3),
-                          Step("broken", broken, subject="n1", retries=3),
-                          Step("bug", bug, subject="n2", retries=3)], tmp_path)
+    report, events = run(
+        [
+            Step("flaky", flaky, subject="n0", retries=3),
+            Step("broken", broken, subject="n1", retries=3),
+            Step("bug", bug, subject="n2", retries=3),
+        ],
+        tmp_path,
+    )
     assert calls == {"flaky": 3, "broken": 1, "bug": 1}
     assert report.results["flaky"] == "ok"
     assert set(report.failed) == {"broken", "bug"}
@@ -117,10 +127,13 @@ def test_a_failure_skips_what_needs_it_and_nothing_else(tmp_path: Path) -> None:
     async def fail(ctx: StepContext) -> None:
         raise PermanentError("boom")
 
-    steps = [Step("a/1", fail, subject="a"), Step("a/2", sleeper(0), subject="a", needs=["a/1"]),
-             Step("a/3", sleeper(0), subject="a", needs=["a/2"]),
-             Step("b/1", sleeper(0.05), subject="b"),
-             Step("b/2", sleeper(0), subject="b", needs=["b/1"])]
+    steps = [
+        Step("a/1", fail, subject="a"),
+        Step("a/2", sleeper(0), subject="a", needs=["a/1"]),
+        Step("a/3", sleeper(0), subject="a", needs=["a/2"]),
+        Step("b/1", sleeper(0.05), subject="b"),
+        Step("b/2", sleeper(0), subject="b", needs=["b/1"]),
+    ]
     report, events = run(steps, tmp_path)
     assert set(report.failed) == {"a/1"}
     assert report.skipped == {"a/2": "a/1", "a/3": "a/1"}
@@ -140,8 +153,9 @@ def test_stop_on_failure_starts_nothing_new(tmp_path: Path) -> None:
 
 def test_deadline_cancels_a_hung_step(tmp_path: Path) -> None:
     started = time.monotonic()
-    report, events = run([Step("hang", sleeper(30), subject="n1", deadline=0.2, retries=5)],
-                         tmp_path)
+    report, events = run(
+        [Step("hang", sleeper(30), subject="n1", deadline=0.2, retries=5)], tmp_path
+    )
     assert time.monotonic() - started < 5
     error = report.failed["hang"]
     assert isinstance(error, StepDeadline) and "within 0.2s" in str(error)
@@ -155,9 +169,15 @@ def test_events_carry_durations_and_are_recorded_in_the_store(tmp_path: Path) ->
     async def fail(ctx: StepContext) -> None:
         raise PermanentError("n2: exited 3")
 
-    _, events = run([Step("n1/x", sleeper(0.05), subject="n1", name="x"),
-                          Step("n2/x", fail, subject="n2", name="x")],
-                         tmp_path, store=store, environment="env1")
+    _, events = run(
+        [
+            Step("n1/x", sleeper(0.05), subject="n1", name="x"),
+            Step("n2/x", fail, subject="n2", name="x"),
+        ],
+        tmp_path,
+        store=store,
+        environment="env1",
+    )
     finished = [e for e in events.events if e.kind is EventKind.FINISHED]
     assert len(finished) == 1 and finished[0].duration is not None
     assert finished[0].duration >= 0.05
@@ -170,8 +190,11 @@ def test_each_node_has_its_own_private_log_file(tmp_path: Path) -> None:
     async def talk(ctx: StepContext) -> None:
         ctx.write(f"hello from {ctx.step.subject}")
 
-    run([Step(f"{n}/say", talk, subject=n, name="say") for n in ("n1", "n2")], tmp_path,
-        environment="lab")
+    run(
+        [Step(f"{n}/say", talk, subject=n, name="say") for n in ("n1", "n2")],
+        tmp_path,
+        environment="lab",
+    )
     log_dir = tmp_path / "logs" / "lab"
     assert sorted(p.name for p in log_dir.iterdir()) == ["n1.log", "n2.log"]
     assert stat.S_IMODE(log_dir.stat().st_mode) == 0o700
@@ -181,12 +204,16 @@ def test_each_node_has_its_own_private_log_file(tmp_path: Path) -> None:
         assert f"[say] hello from {node}" in path.read_text()
 
 
-@pytest.mark.parametrize(("steps", "message"), [
-    ([Step("a", sleeper(0)), Step("a", sleeper(0))], "share the id"),
-    ([Step("a", sleeper(0), needs=["nope"])], "'nope', which is not a step"),
-    ([Step("a", sleeper(0), needs=["b"]), Step("b", sleeper(0), needs=["a"])], "cycle"),
-])
-def test_bad_graphs_are_refused_before_anything_runs(steps: list[Step], message: str,
-                                                     tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ([Step("a", sleeper(0)), Step("a", sleeper(0))], "share the id"),
+        ([Step("a", sleeper(0), needs=["nope"])], "'nope', which is not a step"),
+        ([Step("a", sleeper(0), needs=["b"]), Step("b", sleeper(0), needs=["a"])], "cycle"),
+    ],
+)
+def test_bad_graphs_are_refused_before_anything_runs(
+    steps: list[Step], message: str, tmp_path: Path
+) -> None:
     with pytest.raises(UsageError, match=message):
         run(steps, tmp_path)

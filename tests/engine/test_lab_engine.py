@@ -20,16 +20,19 @@ from tests.lab.light import Lab
 pytestmark = pytest.mark.lab
 
 
-def remote(pool: Connections, node: Endpoint, command: Command
-           ) -> Callable[[StepContext], Awaitable[str]]:
+def remote(
+    pool: Connections, node: Endpoint, command: Command
+) -> Callable[[StepContext], Awaitable[str]]:
     async def run(ctx: StepContext) -> str:
         result = await pool.run(node, command, output=ctx.log)
         return result.stdout
+
     return run
 
 
 def test_a_host_whose_sshd_stops_mid_run_is_retried_then_reported(
-        lab: Lab, lab_hosts: HostFactory, tmp_path: Path) -> None:
+    lab: Lab, lab_hosts: HostFactory, tmp_path: Path
+) -> None:
     hosts = lab_hosts(3)
     victim = hosts[1]
     events = Collector()
@@ -44,13 +47,24 @@ def test_a_host_whose_sshd_stops_mid_run_is_retried_then_reported(
         steps = [Step("sabotage", sabotage, needs=[f"{h.name}/facts" for h in hosts])]
         for h in hosts:
             steps += [
-                Step(f"{h.name}/facts", remote(pool, nodes[h.name], Command(["uname", "-s"])),
-                     subject=nodes[h.name].name, name="facts"),
-                Step(f"{h.name}/work", remote(pool, nodes[h.name], Command(["hostname"])),
-                     subject=nodes[h.name].name, name="work", needs=["sabotage"], retries=2),
+                Step(
+                    f"{h.name}/facts",
+                    remote(pool, nodes[h.name], Command(["uname", "-s"])),
+                    subject=nodes[h.name].name,
+                    name="facts",
+                ),
+                Step(
+                    f"{h.name}/work",
+                    remote(pool, nodes[h.name], Command(["hostname"])),
+                    subject=nodes[h.name].name,
+                    name="work",
+                    needs=["sabotage"],
+                    retries=2,
+                ),
             ]
-        executor = Executor(events=events, log_root=tmp_path / "logs", environment="lab",
-                            retry_backoff=0.05)
+        executor = Executor(
+            events=events, log_root=tmp_path / "logs", environment="lab", retry_backoff=0.05
+        )
         async with pool:
             return await executor.run(steps)
 
@@ -70,7 +84,8 @@ def test_a_host_whose_sshd_stops_mid_run_is_retried_then_reported(
 
 
 def test_secrets_never_reach_logs_events_the_store_or_process_lists(
-        lab: Lab, lab_hosts: HostFactory, tmp_path: Path) -> None:
+    lab: Lab, lab_hosts: HostFactory, tmp_path: Path
+) -> None:
     (host,) = lab_hosts(1)
     node = endpoint(lab, host, name="sec-0")
     arg_secret = "argument-secret-5d2f91"
@@ -88,20 +103,32 @@ def test_secrets_never_reach_logs_events_the_store_or_process_lists(
                     if env_secret.encode() in cmdline.read_bytes():
                         seen_in_proc.append(str(cmdline))
 
-    talk = Command(["sh", "-c", 'sleep 0.3; echo "arg=$1 env=$API_TOKEN"', "sh",
-                    Secret(arg_secret)], env={"API_TOKEN": Secret(env_secret), "MODE": "x"})
-    fail = Command(["sh", "-c", 'echo "bad token $API_TOKEN" >&2; exit 3'],
-                   env={"API_TOKEN": Secret(env_secret)})
+    talk = Command(
+        ["sh", "-c", 'sleep 0.3; echo "arg=$1 env=$API_TOKEN"', "sh", Secret(arg_secret)],
+        env={"API_TOKEN": Secret(env_secret), "MODE": "x"},
+    )
+    fail = Command(
+        ["sh", "-c", 'echo "bad token $API_TOKEN" >&2; exit 3'],
+        env={"API_TOKEN": Secret(env_secret)},
+    )
 
     async def main() -> RunReport:
         async with Connections() as pool:
-            executor = Executor(events=events, store=store, environment="sec",
-                                log_root=tmp_path / "logs")
-            return await executor.run([
-                Step("talk", remote(pool, node, talk), subject="sec-0", name="talk"),
-                Step("fail", remote(pool, node, fail), subject="sec-0", name="fail",
-                     needs=["talk"]),
-            ])
+            executor = Executor(
+                events=events, store=store, environment="sec", log_root=tmp_path / "logs"
+            )
+            return await executor.run(
+                [
+                    Step("talk", remote(pool, node, talk), subject="sec-0", name="talk"),
+                    Step(
+                        "fail",
+                        remote(pool, node, fail),
+                        subject="sec-0",
+                        name="fail",
+                        needs=["talk"],
+                    ),
+                ]
+            )
 
     watcher = threading.Thread(target=watch_process_lists)
     watcher.start()
@@ -116,8 +143,12 @@ def test_secrets_never_reach_logs_events_the_store_or_process_lists(
     assert seen_in_proc == [], "a secret environment value was visible on a command line"
     log = (tmp_path / "logs" / "sec" / "sec-0.log").read_text()
     assert "arg=*** env=***" in log and "API_TOKEN=***" in log and "MODE=x" in log
-    surfaces = [log, repr(events.events), repr(store.events("sec")),
-                (tmp_path / "state.db").read_bytes().decode(errors="replace"),
-                str(report.failed["fail"])]
+    surfaces = [
+        log,
+        repr(events.events),
+        repr(store.events("sec")),
+        (tmp_path / "state.db").read_bytes().decode(errors="replace"),
+        str(report.failed["fail"]),
+    ]
     for surface in surfaces:
         assert arg_secret not in surface and env_secret not in surface

@@ -21,20 +21,26 @@ def up(count: int, is_full: bool, default_max_startups: bool) -> int:
         if is_full:
             hosts = full.add_full_hosts(lab, count)
         else:
-            hosts = lab.add_hosts(count, max_startups=None if default_max_startups else
-                                  "200:30:300")
+            hosts = lab.add_hosts(
+                count, max_startups=None if default_max_startups else "200:30:300"
+            )
     except BaseException:
         lab.down()
         raise
-    print(f"lab {lab.slot}: {len(hosts)} {'full' if is_full else 'light'} host(s) on "
-          f"{lab.network} (bridge {lab.bridge})")
+    print(
+        f"lab {lab.slot}: {len(hosts)} {'full' if is_full else 'light'} host(s) on "
+        f"{lab.network} (bridge {lab.bridge})"
+    )
     for host in hosts:
         print(f"  {host.name:<6} {host.address}")
     first = hosts[0]
-    print(f"ssh: ssh -i {lab.client_key} -o UserKnownHostsFile={lab.path}/known_hosts "
-          f"root@{first.address}")
+    print(
+        f"ssh: ssh -i {lab.client_key} -o UserKnownHostsFile={lab.path}/known_hosts "
+        f"root@{first.address}"
+    )
     (lab.path / "known_hosts").write_text(
-        "".join(f"{h.address} {h.host_public_key()}\n" for h in hosts))
+        "".join(f"{h.address} {h.host_public_key()}\n" for h in hosts)
+    )
     print(f"remove with: python -m tests.lab down {lab.slot}")
     return 0
 
@@ -59,8 +65,15 @@ def status() -> int:
         for child in sorted(BASE_DIR.iterdir()):
             if (child / "lab.json").exists():
                 lab = Lab.load(child)
-                labs.append({"slot": lab.slot, "network": str(lab.network), "keep": lab.keep,
-                             "owner_pid": lab.owner_pid, "hosts": len(lab.hosts)})
+                labs.append(
+                    {
+                        "slot": lab.slot,
+                        "network": str(lab.network),
+                        "keep": lab.keep,
+                        "owner_pid": lab.owner_pid,
+                        "hosts": len(lab.hosts),
+                    }
+                )
     print(json.dumps(labs, indent=1))
     return 0
 
@@ -71,8 +84,11 @@ def main(argv: list[str]) -> int:
     p_up = sub.add_parser("up", help="start N hosts")
     p_up.add_argument("count", type=int)
     p_up.add_argument("--full", action="store_true", help="systemd-nspawn hosts")
-    p_up.add_argument("--default-max-startups", action="store_true",
-                      help="keep sshd's default MaxStartups 10:30:100 (light hosts)")
+    p_up.add_argument(
+        "--default-max-startups",
+        action="store_true",
+        help="keep sshd's default MaxStartups 10:30:100 (light hosts)",
+    )
     p_down = sub.add_parser("down", help="remove one lab, or all labs")
     p_down.add_argument("slot", nargs="?")
     p_down.add_argument("--all", action="store_true")

@@ -48,7 +48,12 @@ def endpoint(lab: Lab, host: LabHost, **overrides: Any) -> Any:
     """The transport Endpoint for a lab host, logging in as root with the lab's key."""
     from clusterdeck.transport import Endpoint
 
-    fields: dict[str, Any] = {"host": host.address, "port": host.port, "user": "root",
-                              "keys": (str(lab.client_key),), "name": host.name}
+    fields: dict[str, Any] = {
+        "host": host.address,
+        "port": host.port,
+        "user": "root",
+        "keys": (str(lab.client_key),),
+        "name": host.name,
+    }
     fields.update(overrides)
     return Endpoint(**fields)

@@ -40,15 +40,40 @@ from tests.lab.light import (
 CACHE = Path(os.environ.get("CLUSTERDECK_LAB_CACHE", "/var/cache/clusterdeck-lab"))
 SUITE = "bookworm"
 IMAGE_VERSION = "3"  # bump when customize() changes
-BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "iproute2", "openssh-server", "procps",
-                 "iputils-ping", "iptables", "ca-certificates", "netcat-openbsd", "less",
-                 "python3")
-SERVICE_PACKAGES = ("etcd-server", "etcd-client", "haproxy", "keepalived", "wireguard-go",
-                    "wireguard-tools")
+BASE_PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "iproute2",
+    "openssh-server",
+    "procps",
+    "iputils-ping",
+    "iptables",
+    "ca-certificates",
+    "netcat-openbsd",
+    "less",
+    "python3",
+)
+SERVICE_PACKAGES = (
+    "etcd-server",
+    "etcd-client",
+    "haproxy",
+    "keepalived",
+    "wireguard-go",
+    "wireguard-tools",
+)
 DEFAULT_PACKAGES = BASE_PACKAGES + SERVICE_PACKAGES
-DISABLED_UNITS = ("etcd.service", "haproxy.service", "keepalived.service",
-                  "console-getty.service", "getty@tty1.service", "apt-daily.timer",
-                  "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer")
+DISABLED_UNITS = (
+    "etcd.service",
+    "haproxy.service",
+    "keepalived.service",
+    "console-getty.service",
+    "getty@tty1.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+)
 SSHD_LAB = """\
 PermitRootLogin prohibit-password
 PasswordAuthentication no
@@ -84,7 +109,8 @@ def mirror() -> str:
                 if sep and not line.startswith((" ", "#")):
                     fields[key.strip().lower()] = value.strip()
             if SUITE in fields.get("suites", "").split() and "security" not in fields.get(
-                    "uris", ""):
+                "uris", ""
+            ):
                 return fields["uris"].split()[0]
         for line in text.splitlines():
             words = line.split()
@@ -117,8 +143,17 @@ def image(packages: Sequence[str] = DEFAULT_PACKAGES) -> Path:
         build = CACHE / f".build-{key[:12]}-{os.getpid()}"
         shutil.rmtree(build, ignore_errors=True)
         try:
-            run(["debootstrap", "--variant=minbase", f"--include={','.join(wanted)}", SUITE,
-                 str(build), mirror()], timeout=1800)
+            run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--include={','.join(wanted)}",
+                    SUITE,
+                    str(build),
+                    mirror(),
+                ],
+                timeout=1800,
+            )
             customize(build)
             (build / ".clusterdeck-complete").write_text(" ".join(wanted) + "\n")
             shutil.rmtree(path, ignore_errors=True)
@@ -144,17 +179,26 @@ def customize(root: Path) -> None:
     dbus_id.symlink_to("/etc/machine-id")
     (root / "etc" / "hostname").write_text("lab\n")
     run(["systemctl", f"--root={root}", "disable", *DISABLED_UNITS], check=False)
-    run(["systemctl", f"--root={root}", "mask", "console-getty.service",
-         "systemd-networkd-wait-online.service",
-         "systemd-machine-id-commit.service"], check=False)  # the id is bind-mounted
+    run(
+        [
+            "systemctl",
+            f"--root={root}",
+            "mask",
+            "console-getty.service",
+            "systemd-networkd-wait-online.service",
+            "systemd-machine-id-commit.service",
+        ],
+        check=False,
+    )  # the id is bind-mounted
     run(["systemctl", f"--root={root}", "enable", "ssh.service"])
     shutil.rmtree(root / "var" / "cache" / "apt" / "archives", ignore_errors=True)
     for lists in (root / "var" / "lib" / "apt" / "lists").glob("*_Packages"):
         lists.unlink()
 
 
-def add_full_hosts(lab: Lab, count: int, packages: Sequence[str] = DEFAULT_PACKAGES,
-                   boot_timeout: float = 90) -> list[LabHost]:
+def add_full_hosts(
+    lab: Lab, count: int, packages: Sequence[str] = DEFAULT_PACKAGES, boot_timeout: float = 90
+) -> list[LabHost]:
     """Boot ``count`` systemd machines at once on new lab namespaces; wait for their sshd."""
     problem = require_full_tools()
     if problem:
@@ -165,29 +209,42 @@ def add_full_hosts(lab: Lab, count: int, packages: Sequence[str] = DEFAULT_PACKA
         host.full = True
     lab.make_namespaces(hosts)
     for host in hosts:
-        run(["ip", "-n", host.netns, "-batch", "-"], input=(
-            f"link set lo up\naddr add {host.address}/{SLOT_PREFIX} dev eth0\n"
-            "link set eth0 up\n"))
+        run(
+            ["ip", "-n", host.netns, "-batch", "-"],
+            input=(
+                f"link set lo up\naddr add {host.address}/{SLOT_PREFIX} dev eth0\n"
+                "link set eth0 up\n"
+            ),
+        )
         ssh = host.path / "ssh"
         machine_id = uuid.uuid4()
         (host.path / "etc" / "machine-id").write_text(machine_id.hex + "\n")
-        host.machine_pid = spawn([
-            "systemd-nspawn", "--boot", f"--directory={root}", "--volatile=overlay",
-            "--register=no", "--keep-unit", f"--network-namespace-path=/run/netns/{host.netns}",
-            f"--machine={host.netns}", f"--hostname={host.name}", f"--uuid={machine_id}",
-            "--console=read-only",
-            f"--bind-ro={ssh}/ssh_host_ed25519_key:/etc/ssh/ssh_host_ed25519_key",
-            f"--bind-ro={ssh}/ssh_host_ed25519_key.pub:/etc/ssh/ssh_host_ed25519_key.pub",
-            f"--bind-ro={host.path}/root/.ssh/authorized_keys:/root/.ssh/authorized_keys",
-            f"--bind-ro={host.path}/etc/hostname:/etc/hostname",
-            f"--bind-ro={host.path}/etc/machine-id:/etc/machine-id",
-        ], host.path / "machine.log")
+        host.machine_pid = spawn(
+            [
+                "systemd-nspawn",
+                "--boot",
+                f"--directory={root}",
+                "--volatile=overlay",
+                "--register=no",
+                "--keep-unit",
+                f"--network-namespace-path=/run/netns/{host.netns}",
+                f"--machine={host.netns}",
+                f"--hostname={host.name}",
+                f"--uuid={machine_id}",
+                "--console=read-only",
+                f"--bind-ro={ssh}/ssh_host_ed25519_key:/etc/ssh/ssh_host_ed25519_key",
+                f"--bind-ro={ssh}/ssh_host_ed25519_key.pub:/etc/ssh/ssh_host_ed25519_key.pub",
+                f"--bind-ro={host.path}/root/.ssh/authorized_keys:/root/.ssh/authorized_keys",
+                f"--bind-ro={host.path}/etc/hostname:/etc/hostname",
+                f"--bind-ro={host.path}/etc/machine-id:/etc/machine-id",
+            ],
+            host.path / "machine.log",
+        )
     lab.save()
     try:
         wait_for_ports([(h.address, 22) for h in hosts], boot_timeout)
     except RuntimeError as exc:
-        logs = {h.name: (h.path / "machine.log").read_text(errors="replace")[-600:]
-                for h in hosts}
+        logs = {h.name: (h.path / "machine.log").read_text(errors="replace")[-600:] for h in hosts}
         raise RuntimeError(f"{exc}; machine logs: {logs}") from None
     for host in hosts:
         host.holder_pid = _machine_init(host)
@@ -216,8 +273,11 @@ def _machines(namespaces: Sequence[str]) -> list[int]:
             args = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if args and args[0].endswith(b"systemd-nspawn") and any(
-                a.decode(errors="replace") in wanted for a in args):
+        if (
+            args
+            and args[0].endswith(b"systemd-nspawn")
+            and any(a.decode(errors="replace") in wanted for a in args)
+        ):
             found.append(int(cmdline.parent.name))
     return found
 

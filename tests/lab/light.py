@@ -70,10 +70,12 @@ LogLevel INFO
 """
 
 
-def run(argv: Sequence[str], *, check: bool = True, input: str | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), check=check, capture_output=True, text=True, input=input,
-                          timeout=timeout)
+def run(
+    argv: Sequence[str], *, check: bool = True, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(argv), check=check, capture_output=True, text=True, input=input, timeout=timeout
+    )
 
 
 def require_lab_tools() -> str | None:
@@ -102,8 +104,9 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 def spawn(argv: Sequence[str], log: Path) -> int:
     with log.open("ab") as out:
-        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
     _CHILDREN[proc.pid] = proc
     return proc.pid
 
@@ -178,12 +181,12 @@ class LabHost:
 
     def nsenter(self) -> list[str]:
         if self.full:  # the machine's own init: its root, PIDs and IPC too
-            return ["nsenter", "-t", str(self.holder_pid), "-m", "-u", "-i", "-n", "-p",
-                    "-r", "-w"]
+            return ["nsenter", "-t", str(self.holder_pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w"]
         return ["nsenter", "-t", str(self.holder_pid), "-n", "-m", "-u"]
 
-    def exec(self, argv: Sequence[str], *, check: bool = True,
-             timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, argv: Sequence[str], *, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run a command on the host as root (namespaces entered directly, not over SSH)."""
         return run([*self.nsenter(), *argv], check=check, timeout=timeout)
 
@@ -210,8 +213,10 @@ class Lab:
         with _allocation_lock():
             used = {int(p.name) for p in BASE_DIR.iterdir() if p.name.isdigit()}
             bridges = set(run(["ip", "-o", "link", "show", "type", "bridge"]).stdout.split())
-            slot = next((s for s in range(MAX_SLOTS)
-                         if s not in used and f"{PREFIX}{s}:" not in bridges), None)
+            slot = next(
+                (s for s in range(MAX_SLOTS) if s not in used and f"{PREFIX}{s}:" not in bridges),
+                None,
+            )
             if slot is None:
                 raise RuntimeError("all lab slots are in use; run `python -m tests.lab down --all`")
             lab_dir = BASE_DIR / str(slot)
@@ -249,8 +254,20 @@ class Lab:
 
     def _client_key(self) -> None:
         if not self.client_key.exists():
-            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "clusterdeck-lab",
-                 "-f", str(self.client_key)])
+            run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "clusterdeck-lab",
+                    "-f",
+                    str(self.client_key),
+                ]
+            )
 
     def save(self) -> None:
         data = asdict(self)
@@ -265,21 +282,53 @@ class Lab:
         return cls(**data, hosts=hosts)
 
     # hosts ------------------------------------------------------------------------------
-    def add_hosts(self, count: int, *, max_startups: str | None = LAB_MAX_STARTUPS,
-                  private_dirs: Sequence[str] = (), start_sshd: bool = True) -> list[LabHost]:
+    def add_hosts(
+        self,
+        count: int,
+        *,
+        max_startups: str | None = LAB_MAX_STARTUPS,
+        private_dirs: Sequence[str] = (),
+        start_sshd: bool = True,
+    ) -> list[LabHost]:
         """Start ``count`` light hosts at once; ``max_startups=None`` keeps sshd's default."""
         hosts = [self.prepare(max_startups) for _ in range(count)]
         self.make_namespaces(hosts)
         for h in hosts:
             h.holder_pid = spawn(
-                ["ip", "netns", "exec", h.netns, "unshare", "--uts", "--mount",
-                 "--propagation", "private", "sh", "-c", _HOLDER, "holder", h.dir, h.name,
-                 f"{h.address}/{SLOT_PREFIX}", *private_dirs], h.path / "holder.log")
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    h.netns,
+                    "unshare",
+                    "--uts",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    _HOLDER,
+                    "holder",
+                    h.dir,
+                    h.name,
+                    f"{h.address}/{SLOT_PREFIX}",
+                    *private_dirs,
+                ],
+                h.path / "holder.log",
+            )
         self.save()
-        _wait_for(lambda: all((h.path / "ready").exists() for h in hosts), 30,
-                  lambda: "lab host holders did not come up: " + ", ".join(
-                      f"{h.name}: {(h.path / 'holder.log').read_text()[-200:]}"
-                      for h in hosts if not (h.path / "ready").exists()))
+        _wait_for(
+            lambda: all((h.path / "ready").exists() for h in hosts),
+            30,
+            lambda: (
+                "lab host holders did not come up: "
+                + ", ".join(
+                    f"{h.name}: {(h.path / 'holder.log').read_text()[-200:]}"
+                    for h in hosts
+                    if not (h.path / "ready").exists()
+                )
+            ),
+        )
         if start_sshd:
             for h in hosts:
                 self.start_sshd(h, wait=False)
@@ -292,9 +341,11 @@ class Lab:
         batch = []
         for h in hosts:
             veth = f"{self.bridge}v{h.index}"
-            batch += [f"netns add {h.netns}",
-                      f"link add {veth} type veth peer name eth0 netns {h.netns}",
-                      f"link set {veth} master {self.bridge} up"]
+            batch += [
+                f"netns add {h.netns}",
+                f"link add {veth} type veth peer name eth0 netns {h.netns}",
+                f"link set {veth} master {self.bridge} up",
+            ]
         for h in hosts:
             self.hosts[h.name] = h
         self.save()
@@ -314,11 +365,17 @@ class Lab:
         (host_dir / "etc" / "hostname").write_text(name + "\n")
         (host_dir / "root" / ".bashrc").write_text(MINIMAL_BASHRC)
         (host_dir / "root" / ".profile").write_text(MINIMAL_BASHRC)
-        shutil.copy(self.client_key.with_suffix(".pub"),
-                    host_dir / "root" / ".ssh" / "authorized_keys")
-        host = LabHost(name=name, index=index, address=address,
-                       netns=f"{self.bridge}-{name}", dir=str(host_dir),
-                       max_startups=max_startups or "")
+        shutil.copy(
+            self.client_key.with_suffix(".pub"), host_dir / "root" / ".ssh" / "authorized_keys"
+        )
+        host = LabHost(
+            name=name,
+            index=index,
+            address=address,
+            netns=f"{self.bridge}-{name}",
+            dir=str(host_dir),
+            max_startups=max_startups or "",
+        )
         self.new_host_key(host)
         return host
 
@@ -333,8 +390,10 @@ class Lab:
         (host.path / "sshd_config").write_text(config)
 
     def start_sshd(self, host: LabHost, *, wait: bool = True) -> None:
-        host.sshd_pid = spawn([*host.nsenter(), "/usr/sbin/sshd", "-D", "-e", "-f",
-                                str(host.path / "sshd_config")], host.path / "sshd.log")
+        host.sshd_pid = spawn(
+            [*host.nsenter(), "/usr/sbin/sshd", "-D", "-e", "-f", str(host.path / "sshd_config")],
+            host.path / "sshd.log",
+        )
         if wait:
             self.save()
             wait_for_ports([(host.address, 22)], 15)
@@ -370,8 +429,9 @@ class Lab:
 
 def _lab_namespaces() -> list[str]:
     out = run(["ip", "netns", "list"], check=False).stdout
-    return [line.split()[0] for line in out.splitlines()
-            if line.strip() and line.startswith(PREFIX)]
+    return [
+        line.split()[0] for line in out.splitlines() if line.strip() and line.startswith(PREFIX)
+    ]
 
 
 def teardown(namespaces: Sequence[str], bridges: Sequence[str], lab_dir: Path | None) -> None:
@@ -384,8 +444,11 @@ def teardown(namespaces: Sequence[str], bridges: Sequence[str], lab_dir: Path | 
         kill(pid)
     wait_gone(pids)
     if namespaces:
-        run(["ip", "-batch", "-"], input="".join(f"netns del {n}\n" for n in namespaces),
-            check=False)
+        run(
+            ["ip", "-batch", "-"],
+            input="".join(f"netns del {n}\n" for n in namespaces),
+            check=False,
+        )
     for bridge in bridges:
         run(["ip", "link", "del", bridge], check=False)
     if lab_dir is not None:
@@ -394,9 +457,11 @@ def teardown(namespaces: Sequence[str], bridges: Sequence[str], lab_dir: Path | 
 
 def remove_all() -> int:
     """Remove every lab on this machine (by name prefix) and the safety route. Returns count."""
-    bridges = [line.split(":")[1].strip().split("@")[0]
-               for line in run(["ip", "-o", "link", "show", "type", "bridge"]).stdout.splitlines()]
-    ours = [b for b in bridges if b.startswith(PREFIX) and b[len(PREFIX):].isdigit()]
+    bridges = [
+        line.split(":")[1].strip().split("@")[0]
+        for line in run(["ip", "-o", "link", "show", "type", "bridge"]).stdout.splitlines()
+    ]
+    ours = [b for b in bridges if b.startswith(PREFIX) and b[len(PREFIX) :].isdigit()]
     teardown(_lab_namespaces(), ours, None)
     if BASE_DIR.exists():
         for child in BASE_DIR.iterdir():

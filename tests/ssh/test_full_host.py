@@ -29,21 +29,31 @@ def full_hosts(lab: Lab) -> Iterator[list[LabHost]]:
             lab.remove_host(host)
 
 
-def test_full_hosts_boot_systemd_with_their_own_identity(lab: Lab,
-                                                         full_hosts: list[LabHost]) -> None:
+def test_full_hosts_boot_systemd_with_their_own_identity(
+    lab: Lab, full_hosts: list[LabHost]
+) -> None:
     async def probe(host: LabHost) -> dict[str, str]:
         node = endpoint(lab, host)
         async with Connections() as pool:
             found = facts.parse((await pool.run(node, facts.script())).stdout)
-            state = await pool.run(node, Command(["systemctl", "is-system-running", "--wait"]),
-                                   check=False, timeout=60)
-            unit = await pool.run(node, Script(
-                "set -eu\nsystemd-run --unit=clusterdeck-probe --wait -q true\n"
-                "systemctl is-active ssh.service\ncat /etc/machine-id\n"
-                "journalctl -u ssh.service -q -n 1 --no-pager >/dev/null\n"))
-            return {"init": found["init"], "hostname": found["hostname"],
-                    "state": state.stdout.strip(), "active": unit.stdout.split()[0],
-                    "machine_id": unit.stdout.split()[1]}
+            state = await pool.run(
+                node, Command(["systemctl", "is-system-running", "--wait"]), check=False, timeout=60
+            )
+            unit = await pool.run(
+                node,
+                Script(
+                    "set -eu\nsystemd-run --unit=clusterdeck-probe --wait -q true\n"
+                    "systemctl is-active ssh.service\ncat /etc/machine-id\n"
+                    "journalctl -u ssh.service -q -n 1 --no-pager >/dev/null\n"
+                ),
+            )
+            return {
+                "init": found["init"],
+                "hostname": found["hostname"],
+                "state": state.stdout.strip(),
+                "active": unit.stdout.split()[0],
+                "machine_id": unit.stdout.split()[1],
+            }
 
     results = [asyncio.run(probe(h)) for h in full_hosts]
     for host, result in zip(full_hosts, results, strict=True):

@@ -18,8 +18,9 @@ from tests.lab.light import Lab, LabHost
 pytestmark = pytest.mark.lab
 
 
-def write_spec(path: Path, name: str, lab: Lab, control: list[LabHost],
-               workers: list[LabHost]) -> Path:
+def write_spec(
+    path: Path, name: str, lab: Lab, control: list[LabHost], workers: list[LabHost]
+) -> Path:
     def hosts(items: list[LabHost]) -> str:
         return "".join(f"        - {{address: {h.address}}}\n" for h in items)
 
@@ -48,7 +49,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_twenty_hosts_are_registered_at_once_with_keys_and_facts(
-        lab: Lab, lab_hosts: HostFactory, isolated: Path) -> None:
+    lab: Lab, lab_hosts: HostFactory, isolated: Path
+) -> None:
     hosts = lab_hosts(20)
     spec = write_spec(isolated / "lab.yaml", "reg20", lab, hosts[:1], hosts[1:])
     env = api.load(spec)
@@ -99,8 +101,12 @@ def env_nodes(records: dict[str, object]) -> list[str]:
 
 
 def test_a_refused_host_is_named_in_one_line_and_nothing_is_marked_ready(
-        lab: Lab, lab_hosts: HostFactory, isolated: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    lab: Lab,
+    lab_hosts: HostFactory,
+    isolated: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     good = lab_hosts(3)
     (down,) = lab_hosts(1, start_sshd=False)
     spec = write_spec(isolated / "lab.yaml", "refuse", lab, good[:1], [*good[1:], down])
@@ -110,18 +116,27 @@ def test_a_refused_host_is_named_in_one_line_and_nothing_is_marked_ready(
     assert time.monotonic() - started < 20
     assert result.code == 1
     failed_lines = [line for line in result.err.splitlines() if line.startswith("failed:")]
-    assert failed_lines == [f"failed: refuse-workers-2: {down.address}:22: connection refused; "
-                            f"gave up after {failed_lines[0].split('after ')[1]}"]
+    assert failed_lines == [
+        f"failed: refuse-workers-2: {down.address}:22: connection refused; "
+        f"gave up after {failed_lines[0].split('after ')[1]}"
+    ]
     store = SqliteStore(isolated / "state.db")
     states = {r.key: r.data["state"] for r in store.resources("refuse")}
-    assert states == {"node/refuse-cp-0": "reachable", "node/refuse-workers-0": "reachable",
-                      "node/refuse-workers-1": "reachable"}
+    assert states == {
+        "node/refuse-cp-0": "reachable",
+        "node/refuse-workers-0": "reachable",
+        "node/refuse-workers-1": "reachable",
+    }
     assert store.environment("refuse").status == "failed"  # type: ignore[union-attr]
 
 
 def test_a_changed_host_key_stops_registration_naming_the_host(
-        lab: Lab, lab_hosts: HostFactory, isolated: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    lab: Lab,
+    lab_hosts: HostFactory,
+    isolated: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     hosts = lab_hosts(2)
     spec = write_spec(isolated / "lab.yaml", "rekey", lab, hosts[:1], hosts[1:])
     first = run_cli(["create", "-f", str(spec), "--infra-only", "--yes"], capsys, monkeypatch)
@@ -132,8 +147,9 @@ def test_a_changed_host_key_stops_registration_naming_the_host(
     second = run_cli(["create", "-f", str(spec), "--infra-only", "--yes"], capsys, monkeypatch)
     assert second.code == 1
     line = next(line for line in second.err.splitlines() if line.startswith("failed:"))
-    assert line.startswith(f"failed: rekey-workers-0: {hosts[1].address}:22: host key of "
-                           f"rekey-workers-0 ({hosts[1].address}) changed")
-    states = {r.key: r.data["state"] for r in SqliteStore(isolated / "state.db")
-              .resources("rekey")}
+    assert line.startswith(
+        f"failed: rekey-workers-0: {hosts[1].address}:22: host key of "
+        f"rekey-workers-0 ({hosts[1].address}) changed"
+    )
+    states = {r.key: r.data["state"] for r in SqliteStore(isolated / "state.db").resources("rekey")}
     assert states == {"node/rekey-cp-0": "reachable", "node/rekey-workers-0": "unreachable"}

@@ -14,11 +14,13 @@ from hypothesis import strategies as st
 from clusterdeck.transport import MASK, Command, Masker, Script, Secret, upload_command
 
 
-def sh(line: str, stdin: bytes = b"", env: dict[str, str] | None = None
-       ) -> subprocess.CompletedProcess[bytes]:
+def sh(
+    line: str, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """Run a wire line the way sshd does: ``$SHELL -c LINE``."""
-    return subprocess.run(["sh", "-c", line], input=stdin, capture_output=True, env=env,
-                          timeout=10, check=False)
+    return subprocess.run(
+        ["sh", "-c", line], input=stdin, capture_output=True, env=env, timeout=10, check=False
+    )
 
 
 def test_argv_is_quoted_once_and_reaches_the_program_intact() -> None:
@@ -29,8 +31,14 @@ def test_argv_is_quoted_once_and_reaches_the_program_intact() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
-                        max_size=20), max_size=6))
+@given(
+    st.lists(
+        st.text(
+            st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=20
+        ),
+        max_size=6,
+    )
+)
 def test_any_argument_survives_the_trip(args: list[str]) -> None:
     wire = Command(["printf", "%s\\0", *args]).wire()
     out = sh(wire.line).stdout
@@ -50,9 +58,11 @@ def test_secret_arguments_are_masked_when_shown_but_real_on_the_wire() -> None:
 
 
 def test_secret_environment_values_travel_on_stdin_not_the_command_line() -> None:
-    cmd = Command(["sh", "-c", 'printf "%s/%s/" "$TOKEN" "$PLAIN"; cat'],
-                  env={"TOKEN": Secret("hunter2 with spaces"), "PLAIN": "visible"},
-                  stdin=b"payload after the secrets")
+    cmd = Command(
+        ["sh", "-c", 'printf "%s/%s/" "$TOKEN" "$PLAIN"; cat'],
+        env={"TOKEN": Secret("hunter2 with spaces"), "PLAIN": "visible"},
+        stdin=b"payload after the secrets",
+    )
     wire = cmd.wire()
     assert "hunter2" not in wire.line
     assert "hunter2" not in wire.shown
@@ -72,10 +82,13 @@ def test_environment_names_and_multiline_secrets_are_refused() -> None:
 
 
 def test_scripts_are_sent_as_files_never_on_the_command_line(tmp_path: Path) -> None:
-    text = "set -eu\nprintf '%s,' \"$@\" \"$SECRET\" \"$MODE\"\necho \"$0\" > \"$OUT\"\nexit 3\n"
-    script = Script(text, args=["a b", Secret("argsecret")],
-                    env={"SECRET": Secret("envsecret"), "MODE": "fast",
-                         "OUT": str(tmp_path / "where")}, name="probe")
+    text = 'set -eu\nprintf \'%s,\' "$@" "$SECRET" "$MODE"\necho "$0" > "$OUT"\nexit 3\n'
+    script = Script(
+        text,
+        args=["a b", Secret("argsecret")],
+        env={"SECRET": Secret("envsecret"), "MODE": "fast", "OUT": str(tmp_path / "where")},
+        name="probe",
+    )
     wire = script.wire()
     assert "printf" not in wire.line and "envsecret" not in wire.line
     assert "argsecret" not in wire.shown and "envsecret" not in wire.shown

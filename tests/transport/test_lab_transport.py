@@ -32,7 +32,8 @@ pytestmark = pytest.mark.lab
 
 
 def test_first_key_is_pinned_then_a_changed_key_is_refused(
-        lab: Lab, lab_hosts: HostFactory, tmp_path: Path) -> None:
+    lab: Lab, lab_hosts: HostFactory, tmp_path: Path
+) -> None:
     (host,) = lab_hosts(1)
     store = SqliteStore(tmp_path / "state.db")
     store.save_environment("env1", "ssh", {})
@@ -44,8 +45,7 @@ def test_first_key_is_pinned_then_a_changed_key_is_refused(
 
     assert asyncio.run(hostname()) == host.name
     pinned = store.host_key("env1", host.address, 22)
-    assert pinned is not None and f"{pinned.key_type} {pinned.public_key}" == \
-        host.host_public_key()
+    assert pinned is not None and f"{pinned.key_type} {pinned.public_key}" == host.host_public_key()
     assert asyncio.run(hostname()) == host.name  # the pin matches: fine again
 
     lab.stop_sshd(host)
@@ -59,8 +59,9 @@ def test_first_key_is_pinned_then_a_changed_key_is_refused(
     assert after is not None and after.public_key == pinned.public_key, "the pin is kept"
 
 
-def test_strict_mode_trusts_known_hosts_only(lab: Lab, lab_hosts: HostFactory,
-                                             tmp_path: Path) -> None:
+def test_strict_mode_trusts_known_hosts_only(
+    lab: Lab, lab_hosts: HostFactory, tmp_path: Path
+) -> None:
     (host,) = lab_hosts(1)
     known = tmp_path / "known_hosts"
     node = endpoint(lab, host)
@@ -69,8 +70,7 @@ def test_strict_mode_trusts_known_hosts_only(lab: Lab, lab_hosts: HostFactory,
         async with Connections(KnownHostsOnly([known])) as pool:
             return (await pool.run(node, Command(["hostname"]))).stdout.strip()
 
-    known.write_text(known_hosts_line("198.18.255.254", 22, HostKey.parse(
-        host.host_public_key())))
+    known.write_text(known_hosts_line("198.18.255.254", 22, HostKey.parse(host.host_public_key())))
     with pytest.raises(HostKeyUnknown, match=host.address):
         asyncio.run(connect())
     known.write_text(known_hosts_line(host.address, 22, HostKey.parse(host.host_public_key())))
@@ -98,8 +98,9 @@ def test_deadline_stops_a_hung_command(lab: Lab, lab_hosts: HostFactory) -> None
     async def go() -> str:
         async with Connections() as pool:
             with pytest.raises(DeadlineExceeded, match=r"within 0.5s"):
-                await pool.run(endpoint(lab, host), Command(["sleep", "30"]), timeout=0.5,
-                               output=lines.append)
+                await pool.run(
+                    endpoint(lab, host), Command(["sleep", "30"]), timeout=0.5, output=lines.append
+                )
             # the connection still works for the next command
             return (await pool.run(endpoint(lab, host), Command(["echo", "alive"]))).stdout
 
@@ -117,13 +118,19 @@ def test_scripts_uploads_and_failures(lab: Lab, lab_hosts: HostFactory) -> None:
         async with Connections() as pool:
             conn = await pool.get(node)
             await conn.upload("/etc/clusterdeck-test.conf", b"key=value\n", mode=0o640)
-            result = await conn.run(Script(
-                "set -eu\nstat -c %a /etc/clusterdeck-test.conf\ncat /etc/clusterdeck-test.conf\n"
-                "rm /etc/clusterdeck-test.conf\n", interpreter="/bin/bash"))
+            result = await conn.run(
+                Script(
+                    "set -eu\nstat -c %a /etc/clusterdeck-test.conf\n"
+                    "cat /etc/clusterdeck-test.conf\n"
+                    "rm /etc/clusterdeck-test.conf\n",
+                    interpreter="/bin/bash",
+                )
+            )
             assert result.stdout == "640\nkey=value\n"
             with pytest.raises(CommandFailed) as caught:
-                await conn.run(Command(["sh", "-c", "echo first >&2; echo 'last words' >&2; "
-                                        "exit 7"]))
+                await conn.run(
+                    Command(["sh", "-c", "echo first >&2; echo 'last words' >&2; exit 7"])
+                )
             assert caught.value.exit_status == 7
             assert str(caught.value).endswith("exited with status 7: last words")
             unchecked = await conn.run(Command(["false"]), check=False)
@@ -137,19 +144,23 @@ def test_refused_connections_are_retried_then_reported(lab: Lab, lab_hosts: Host
     pool_events: list[str] = []
 
     async def go() -> None:
-        async with Connections(options=ConnectOptions(attempts=3, backoff=0.05),
-                               events=lambda e: pool_events.append(e.message)) as pool:
+        async with Connections(
+            options=ConnectOptions(attempts=3, backoff=0.05),
+            events=lambda e: pool_events.append(e.message),
+        ) as pool:
             await pool.get(endpoint(lab, host, name="w-7"))
 
     with pytest.raises(Unreachable) as caught:
         asyncio.run(go())
-    assert str(caught.value).startswith(f"w-7 ({host.address}): connection refused; gave up "
-                                        "after 3 attempts")
+    assert str(caught.value).startswith(
+        f"w-7 ({host.address}): connection refused; gave up after 3 attempts"
+    )
     assert len(pool_events) == 2 and all("connection refused" in m for m in pool_events)
 
 
 def test_100_parallel_commands_against_default_max_startups(
-        lab: Lab, lab_hosts: HostFactory) -> None:
+    lab: Lab, lab_hosts: HostFactory
+) -> None:
     """One pooled connection carries all of them: sshd's defaults never see a burst."""
     (host,) = lab_hosts(1, max_startups=None)
     assert "MaxStartups" not in (host.path / "sshd_config").read_text()
@@ -157,8 +168,9 @@ def test_100_parallel_commands_against_default_max_startups(
 
     async def go() -> tuple[list[str], int, int]:
         async with Connections() as pool:
-            results = await asyncio.gather(*(
-                pool.run(node, Command(["echo", str(i)])) for i in range(100)))
+            results = await asyncio.gather(
+                *(pool.run(node, Command(["echo", str(i)])) for i in range(100))
+            )
             return [r.stdout.strip() for r in results], pool.connects, pool.retries
 
     outputs, connects, retries = asyncio.run(go())
@@ -167,7 +179,8 @@ def test_100_parallel_commands_against_default_max_startups(
 
 
 def test_100_separate_clients_against_default_max_startups_all_get_through(
-        lab: Lab, lab_hosts: HostFactory) -> None:
+    lab: Lab, lab_hosts: HostFactory
+) -> None:
     """100 independent connections at once: sshd drops some; backoff gets every one through."""
     (host,) = lab_hosts(1, max_startups=None)
     node = endpoint(lab, host)

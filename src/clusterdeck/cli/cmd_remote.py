@@ -45,8 +45,9 @@ def _command(words: list[str]) -> Command:
     if not words:
         raise UsageError("give the command after --, e.g. clusterdeck exec ENV -- uptime")
     if len(words) == 1:
-        return Command(["sh", "-c", words[0]], name=words[0].split()[0] if words[0].split()
-                       else "sh")
+        return Command(
+            ["sh", "-c", words[0]], name=words[0].split()[0] if words[0].split() else "sh"
+        )
     return Command(words)
 
 
@@ -54,13 +55,18 @@ def exec_(
     ctx: typer.Context,
     environment: Annotated[str, typer.Argument(help="Environment name.")],
     command: Annotated[list[str] | None, typer.Argument(help="The command, after --.")] = None,
-    role: Annotated[str | None, typer.Option(
-        "--role", help="Only nodes with this role: control-plane or worker.")] = None,
+    role: Annotated[
+        str | None,
+        typer.Option("--role", help="Only nodes with this role: control-plane or worker."),
+    ] = None,
     pool: Annotated[str | None, typer.Option("--pool", help="Only nodes of this pool.")] = None,
-    node: Annotated[list[str] | None, typer.Option(
-        "--node", "-n", help="Only this node (repeatable).")] = None,
-    timeout: Annotated[float | None, typer.Option(
-        "--timeout", help="Stop the command on a node after this many seconds.")] = None,
+    node: Annotated[
+        list[str] | None, typer.Option("--node", "-n", help="Only this node (repeatable).")
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Stop the command on a node after this many seconds."),
+    ] = None,
 ) -> None:
     app = state(ctx)
     cmd = _command(command or [])
@@ -68,11 +74,21 @@ def exec_(
 
     def sink(event: Event) -> None:
         if event.kind is EventKind.RETRYING and app.verbose >= 0:
-            app.err.print(f"[yellow]{event.subject}[/]: retrying {event.step}: {event.message}",
-                          highlight=False)
+            app.err.print(
+                f"[yellow]{event.subject}[/]: retrying {event.step}: {event.message}",
+                highlight=False,
+            )
 
-    outcomes = remote.run_on_nodes(store, environment, cmd, role=role, pool=pool,
-                                   names=node or (), timeout=timeout, events=sink)
+    outcomes = remote.run_on_nodes(
+        store,
+        environment,
+        cmd,
+        role=role,
+        pool=pool,
+        names=node or (),
+        timeout=timeout,
+        events=sink,
+    )
     width = max(len(o.node) for o in outcomes)
     failed: list[str] = []
     for outcome in outcomes:
@@ -88,16 +104,18 @@ def exec_(
             failed.append(f"{outcome.node} (exit {outcome.result.exit_status})")
     sys.stdout.flush()
     if failed:
-        raise ClusterdeckError(f"failed on {len(failed)} of {len(outcomes)} node(s): "
-                               + "; ".join(failed))
+        raise ClusterdeckError(
+            f"failed on {len(failed)} of {len(outcomes)} node(s): " + "; ".join(failed)
+        )
 
 
 def ssh(
     ctx: typer.Context,
     environment: Annotated[str, typer.Argument(help="Environment name.")],
     node: Annotated[str, typer.Argument(help="Node name (see clusterdeck status).")],
-    command: Annotated[list[str] | None, typer.Argument(
-        help="Run this instead of a shell (after --).")] = None,
+    command: Annotated[
+        list[str] | None, typer.Argument(help="Run this instead of a shell (after --).")
+    ] = None,
 ) -> None:
     app = state(ctx)
     store = app.store()
@@ -113,8 +131,9 @@ def ssh(
         try:
             code = subprocess.call(argv)
         except FileNotFoundError:
-            raise UsageError("the ssh program is not installed (apt-get install "
-                             "openssh-client)") from None
+            raise UsageError(
+                "the ssh program is not installed (apt-get install openssh-client)"
+            ) from None
     finally:
         Path(path).unlink(missing_ok=True)
     if code != 0:

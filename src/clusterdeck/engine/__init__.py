@@ -15,5 +15,14 @@ from clusterdeck.engine.dag import (
 )
 from clusterdeck.engine.logs import NodeLogs, default_log_root
 
-__all__ = ["DEFAULT_CONCURRENCY", "Executor", "NodeLogs", "RunReport", "Step", "StepContext",
-           "StepDeadline", "check_graph", "default_log_root"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "Executor",
+    "NodeLogs",
+    "RunReport",
+    "Step",
+    "StepContext",
+    "StepDeadline",
+    "check_graph",
+    "default_log_root",
+]

@@ -104,7 +104,7 @@ def check_graph(steps: Sequence[Step]) -> None:
         if state.get(step_id) == 2:
             return
         if state.get(step_id) == 1:
-            cycle = [*path[path.index(step_id):], step_id]
+            cycle = [*path[path.index(step_id) :], step_id]
             raise UsageError(f"steps depend on each other in a cycle: {' -> '.join(cycle)}")
         state[step_id] = 1
         for need in ids[step_id].needs:
@@ -116,11 +116,19 @@ def check_graph(steps: Sequence[Step]) -> None:
 
 
 class Executor:
-    def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, events: EventSink = discard,
-                 store: StateStore | None = None, environment: str = "",
-                 log_root: Path | None = None, logs: bool = True,
-                 retry_backoff: float = 0.5, max_backoff: float = 8.0,
-                 stop_on_failure: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        events: EventSink = discard,
+        store: StateStore | None = None,
+        environment: str = "",
+        log_root: Path | None = None,
+        logs: bool = True,
+        retry_backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        stop_on_failure: bool = False,
+    ) -> None:
         if concurrency < 1:
             raise UsageError("concurrency must be at least 1")
         if store is not None and not environment:
@@ -160,8 +168,15 @@ class Executor:
                 return
             step = by_id[step_id]
             report.skipped[step_id] = because
-            self._emit(Event(EventKind.SKIPPED, step.subject or step.id, step.label,
-                             f"not run: {because} failed", group=step.subject))
+            self._emit(
+                Event(
+                    EventKind.SKIPPED,
+                    step.subject or step.id,
+                    step.label,
+                    f"not run: {because} failed",
+                    group=step.subject,
+                )
+            )
             for later in dependents[step_id]:
                 skip(later, because)
 
@@ -219,17 +234,26 @@ class Executor:
                     if not deadline.expired():
                         error: BaseException = exc
                     else:
-                        error = StepDeadline(f"{subject}: {step.label} did not finish within "
-                                             f"{step.deadline:g}s")
+                        error = StepDeadline(
+                            f"{subject}: {step.label} did not finish within {step.deadline:g}s"
+                        )
                         error.__cause__ = exc
                 except TransientError as exc:
                     if attempt < step.retries:
                         attempt += 1
-                        delay = random.uniform(self.retry_backoff / 2, min(
-                            self.max_backoff, self.retry_backoff * 2 ** (attempt - 1)))
-                        self._emit(Event(EventKind.RETRYING, subject, step.label,
-                                         f"{exc}; attempt {attempt + 1} of {step.retries + 1}",
-                                         group=step.subject))
+                        delay = random.uniform(
+                            self.retry_backoff / 2,
+                            min(self.max_backoff, self.retry_backoff * 2 ** (attempt - 1)),
+                        )
+                        self._emit(
+                            Event(
+                                EventKind.RETRYING,
+                                subject,
+                                step.label,
+                                f"{exc}; attempt {attempt + 1} of {step.retries + 1}",
+                                group=step.subject,
+                            )
+                        )
                         if log is not None:
                             log(f"retrying in {delay:.1f}s after: {exc}")
                         await asyncio.sleep(delay)
@@ -245,8 +269,15 @@ class Executor:
                     report.results[step.id] = result
                     report.durations[step.id] = duration
                     self._record_end(record, EventKind.FINISHED, "")
-                    self._emit(Event(EventKind.FINISHED, subject, step.label,
-                                     duration=duration, group=step.subject))
+                    self._emit(
+                        Event(
+                            EventKind.FINISHED,
+                            subject,
+                            step.label,
+                            duration=duration,
+                            group=step.subject,
+                        )
+                    )
                     return
                 duration = time.monotonic() - started
                 report.failed[step.id] = error
@@ -255,8 +286,16 @@ class Executor:
                 if log is not None:
                     log(f"failed: {message}")
                 self._record_end(record, EventKind.FAILED, message)
-                self._emit(Event(EventKind.FAILED, subject, step.label, message,
-                                 duration=duration, group=step.subject))
+                self._emit(
+                    Event(
+                        EventKind.FAILED,
+                        subject,
+                        step.label,
+                        message,
+                        duration=duration,
+                        group=step.subject,
+                    )
+                )
                 return
 
     def _emit(self, event: Event) -> None:

@@ -29,7 +29,8 @@ _READ_SECRETS = (
 )
 _ENV_WRAPPER = _READ_SECRETS + 'exec "$@"'
 _SCRIPT_WRAPPER = (
-    "umask 077; " + _READ_SECRETS
+    "umask 077; "
+    + _READ_SECRETS
     # a private file named by our PID, created exclusively (set -C: O_EXCL, so never through
     # someone's symlink); mktemp only if that name is taken. One exec fewer on every host.
     + 'i=$1; shift; f="${TMPDIR:-/tmp}/clusterdeck.$$"; set -C; '
@@ -44,8 +45,7 @@ _UPLOAD_WRAPPER = (
 )
 # The same without chmod, for modes a umask can express (no exec or special bits).
 _UPLOAD_UMASK_WRAPPER = (
-    'umask "$2"; t="$1.clusterdeck.$$"; cat > "$t" && mv -f "$t" "$1" '
-    '|| { rm -f "$t"; exit 1; }'
+    'umask "$2"; t="$1.clusterdeck.$$"; cat > "$t" && mv -f "$t" "$1" || { rm -f "$t"; exit 1; }'
 )
 
 
@@ -139,8 +139,15 @@ class Command:
             argv = ["env", *plain_env, *argv]
         stdin = self.stdin
         if secret_env:
-            argv = ["sh", "-c", _ENV_WRAPPER, "clusterdeck-env", str(len(secret_env)),
-                    *secret_env, *argv]
+            argv = [
+                "sh",
+                "-c",
+                _ENV_WRAPPER,
+                "clusterdeck-env",
+                str(len(secret_env)),
+                *secret_env,
+                *argv,
+            ]
             stdin = _secret_lines(secret_env) + stdin
         return Wire(shlex.join(argv), stdin, self.masked(), self.secrets())
 
@@ -171,14 +178,23 @@ class Script:
 
     def masked(self) -> str:
         env = [f"{k}={_shown(v)}" for k, v in self.env.items()]
-        return shlex.join([*env, self.interpreter, f"<{self.name}>",
-                           *(_shown(a) for a in self.args)])
+        return shlex.join(
+            [*env, self.interpreter, f"<{self.name}>", *(_shown(a) for a in self.args)]
+        )
 
     def wire(self) -> Wire:
         secret_env = {k: v for k, v in self.env.items() if isinstance(v, Secret)}
         plain_env = [f"{k}={v}" for k, v in self.env.items() if not isinstance(v, Secret)]
-        inner = ["sh", "-c", _SCRIPT_WRAPPER, "clusterdeck-script", str(len(secret_env)),
-                 *secret_env, self.interpreter, *(_plain(a) for a in self.args)]
+        inner = [
+            "sh",
+            "-c",
+            _SCRIPT_WRAPPER,
+            "clusterdeck-script",
+            str(len(secret_env)),
+            *secret_env,
+            self.interpreter,
+            *(_plain(a) for a in self.args),
+        ]
         argv = ["env", *plain_env, *inner] if plain_env else inner
         stdin = _secret_lines(secret_env) + self.text.encode()
         return Wire(shlex.join(argv), stdin, self.masked(), self.secrets())
@@ -187,10 +203,16 @@ class Script:
 def upload_command(path: str, data: bytes, mode: int = 0o600) -> Command:
     """Write ``data`` to ``path`` atomically with ``mode``, through stdin (never the line)."""
     if mode & ~0o666 == 0:
-        return Command(["sh", "-c", _UPLOAD_UMASK_WRAPPER, "clusterdeck-upload", path,
-                        f"{~mode & 0o777:03o}"], stdin=data, name=f"upload {path}")
-    return Command(["sh", "-c", _UPLOAD_WRAPPER, "clusterdeck-upload", path, f"{mode:o}"],
-                   stdin=data, name=f"upload {path}")
+        return Command(
+            ["sh", "-c", _UPLOAD_UMASK_WRAPPER, "clusterdeck-upload", path, f"{~mode & 0o777:03o}"],
+            stdin=data,
+            name=f"upload {path}",
+        )
+    return Command(
+        ["sh", "-c", _UPLOAD_WRAPPER, "clusterdeck-upload", path, f"{mode:o}"],
+        stdin=data,
+        name=f"upload {path}",
+    )
 
 
 class Masker:

@@ -24,7 +24,8 @@ class HostKeyChanged(PermanentError):
         super().__init__(
             f"host key of {host} changed (pinned {pinned}, now {seen}); refusing to connect "
             "(if the machine was reinstalled on purpose, `clusterdeck delete` the environment "
-            "to forget its pinned keys and create it again)")
+            "to forget its pinned keys and create it again)"
+        )
 
 
 class HostKeyUnknown(PermanentError):
@@ -37,8 +38,10 @@ class Unreachable(PermanentError):
     def __init__(self, host: str, reason: str, attempts: int, seconds: float) -> None:
         self.host = host
         self.reason = reason
-        super().__init__(f"{host}: {reason}; gave up after {attempts} attempt"
-                         f"{'s' if attempts != 1 else ''} in {seconds:.1f}s")
+        super().__init__(
+            f"{host}: {reason}; gave up after {attempts} attempt"
+            f"{'s' if attempts != 1 else ''} in {seconds:.1f}s"
+        )
 
 
 class ConnectionDropped(TransientError):
@@ -72,8 +75,16 @@ class DeadlineExceeded(PermanentError):
         super().__init__(f"{host}: `{shown}` did not finish within {seconds:g}s; stopped")
 
 
-_TRANSIENT_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE,
-                     errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN}
+_TRANSIENT_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EPIPE,
+    errno.ETIMEDOUT,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.EHOSTDOWN,
+}
 
 
 def describe(exc: BaseException) -> str:
@@ -105,17 +116,29 @@ def translate(host: str, exc: BaseException) -> TransientError | PermanentError:
         return PermanentError(f"{host}: cannot use the private key: {exc}")
     if isinstance(exc, socket.gaierror):
         return PermanentError(f"{host}: cannot resolve the address ({exc.strerror})")
-    if isinstance(exc, asyncssh.ConnectionLost | asyncssh.ServiceNotAvailable
-                  | asyncio.TimeoutError | TimeoutError | asyncssh.ChannelOpenError
-                  | asyncio.IncompleteReadError | BrokenPipeError | EOFError):
+    if isinstance(
+        exc,
+        asyncssh.ConnectionLost
+        | asyncssh.ServiceNotAvailable
+        | asyncio.TimeoutError
+        | TimeoutError
+        | asyncssh.ChannelOpenError
+        | asyncio.IncompleteReadError
+        | BrokenPipeError
+        | EOFError,
+    ):
         return ConnectionDropped(host, describe(exc))
     if isinstance(exc, asyncssh.DisconnectError):
-        if exc.code in (asyncssh.DISC_CONNECTION_LOST, asyncssh.DISC_BY_APPLICATION,
-                        asyncssh.DISC_TOO_MANY_CONNECTIONS):
+        if exc.code in (
+            asyncssh.DISC_CONNECTION_LOST,
+            asyncssh.DISC_BY_APPLICATION,
+            asyncssh.DISC_TOO_MANY_CONNECTIONS,
+        ):
             return ConnectionDropped(host, describe(exc))
         return PermanentError(f"{host}: {describe(exc)}")
-    if isinstance(exc, OSError) and (exc.errno in _TRANSIENT_ERRNOS
-                                     or isinstance(exc, ConnectionError)):
+    if isinstance(exc, OSError) and (
+        exc.errno in _TRANSIENT_ERRNOS or isinstance(exc, ConnectionError)
+    ):
         return ConnectionDropped(host, describe(exc))
     if isinstance(exc, OSError):
         return PermanentError(f"{host}: {describe(exc)}")

@@ -38,8 +38,13 @@ class Result:
         return self.exit_status == 0
 
 
-async def _pump(stream: asyncssh.SSHReader[bytes], parts: list[bytes],
-                output: OutputSink | None, mask: Masker, prefix: str) -> None:
+async def _pump(
+    stream: asyncssh.SSHReader[bytes],
+    parts: list[bytes],
+    output: OutputSink | None,
+    mask: Masker,
+    prefix: str,
+) -> None:
     while True:
         line = await stream.readline()
         if not line:
@@ -49,8 +54,9 @@ async def _pump(stream: asyncssh.SSHReader[bytes], parts: list[bytes],
             output(prefix + mask(line.decode(errors="replace").rstrip("\n")))
 
 
-async def _open_session(conn: asyncssh.SSHClientConnection, line: str
-                        ) -> asyncssh.SSHClientProcess[bytes]:
+async def _open_session(
+    conn: asyncssh.SSHClientConnection, line: str
+) -> asyncssh.SSHClientProcess[bytes]:
     """Open the session channel; a refusal ("no more sessions": sshd frees closed sessions
     a moment late) is retried briefly, since the command has not started yet."""
     for attempt in range(_OPEN_ATTEMPTS):
@@ -59,12 +65,19 @@ async def _open_session(conn: asyncssh.SSHClientConnection, line: str
         except asyncssh.ChannelOpenError:
             if attempt + 1 == _OPEN_ATTEMPTS or conn.is_closed():
                 raise
-            await asyncio.sleep(0.02 * 2 ** attempt)
+            await asyncio.sleep(0.02 * 2**attempt)
     raise AssertionError("unreachable")
 
 
-async def run_on(conn: asyncssh.SSHClientConnection, host: str, command: Command | Script, *,
-                 timeout: float | None, check: bool, output: OutputSink | None) -> Result:
+async def run_on(
+    conn: asyncssh.SSHClientConnection,
+    host: str,
+    command: Command | Script,
+    *,
+    timeout: float | None,
+    check: bool,
+    output: OutputSink | None,
+) -> Result:
     wire = command.wire()
     mask = Masker(wire.secrets)
     if output is not None:
@@ -79,8 +92,10 @@ async def run_on(conn: asyncssh.SSHClientConnection, host: str, command: Command
             process.stdin.write(wire.stdin)
         process.stdin.write_eof()
         async with asyncio.timeout(timeout):
-            await asyncio.gather(_pump(process.stdout, out, output, mask, ""),
-                                 _pump(process.stderr, err, output, mask, "stderr: "))
+            await asyncio.gather(
+                _pump(process.stdout, out, output, mask, ""),
+                _pump(process.stderr, err, output, mask, "stderr: "),
+            )
             completed = await process.wait()
             # sshd frees the session slot (MaxSessions) only once the channel is closed
             process.close()

@@ -37,8 +37,13 @@ from clusterdeck.transport.run import OutputSink, Result, run_on
 from clusterdeck.transport.ssm import SsmRoute, SsmStream, open_stream
 
 # Preferred first because they are cheapest on CPUs with AES instructions.
-_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
-            "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"]
+_CIPHERS = [
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes256-ctr",
+]
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class ConnectOptions:
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Full-jitter exponential backoff: uniform in [base/2, min(cap, base * 2**attempt)]."""
-    ceiling = min(cap, base * (2 ** attempt))
+    ceiling = min(cap, base * (2**attempt))
     return random.uniform(min(base / 2, ceiling), ceiling)
 
 
@@ -90,8 +95,9 @@ class _Client(asyncssh.SSHClient):
         self.seen: HostKey | None = None
         self.changed: HostKeyChanged | None = None
 
-    def validate_host_public_key(self, host: str, addr: str, port: int,
-                                 key: asyncssh.SSHKey) -> bool:
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
         seen = HostKey.parse(key.export_public_key("openssh").decode())
         self.seen = seen
         if self.strict:  # only what known_hosts lists (asyncssh checked that already)
@@ -105,8 +111,13 @@ class _Client(asyncssh.SSHClient):
 class Connection:
     """One live SSH connection to a node; commands run as channels on it."""
 
-    def __init__(self, endpoint: Endpoint, conn: asyncssh.SSHClientConnection,
-                 channels: int, stream: SsmStream | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        conn: asyncssh.SSHClientConnection,
+        channels: int,
+        stream: SsmStream | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.raw = conn
         self._channels = asyncio.Semaphore(channels)
@@ -116,15 +127,29 @@ class Connection:
     def closed(self) -> bool:
         return self.raw.is_closed()
 
-    async def run(self, command: Command | Script, *, timeout: float | None = None,
-                  check: bool = True, output: OutputSink | None = None) -> Result:
+    async def run(
+        self,
+        command: Command | Script,
+        *,
+        timeout: float | None = None,
+        check: bool = True,
+        output: OutputSink | None = None,
+    ) -> Result:
         """Run a command or script; raise CommandFailed on non-zero exit when ``check``."""
         async with self._channels:
-            return await run_on(self.raw, self.endpoint.label, command, timeout=timeout,
-                                check=check, output=output)
+            return await run_on(
+                self.raw, self.endpoint.label, command, timeout=timeout, check=check, output=output
+            )
 
-    async def upload(self, path: str, data: bytes, *, mode: int = 0o600,
-                     timeout: float | None = None, output: OutputSink | None = None) -> Result:
+    async def upload(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        mode: int = 0o600,
+        timeout: float | None = None,
+        output: OutputSink | None = None,
+    ) -> Result:
         """Write ``data`` to ``path`` on the node atomically (stdin to a file, one channel)."""
         return await self.run(upload_command(path, data, mode), timeout=timeout, output=output)
 
@@ -148,8 +173,12 @@ class _Slot:
 class Connections:
     """The pool: at most one connection per endpoint, retried, keyed and pinned per host."""
 
-    def __init__(self, host_keys: HostKeyPolicy | None = None,
-                 options: ConnectOptions | None = None, events: EventSink = discard) -> None:
+    def __init__(
+        self,
+        host_keys: HostKeyPolicy | None = None,
+        options: ConnectOptions | None = None,
+        events: EventSink = discard,
+    ) -> None:
         self.host_keys: HostKeyPolicy = host_keys or MemoryHostKeys()
         self.options = options or ConnectOptions()
         self.events = events
@@ -180,9 +209,15 @@ class Connections:
             slot.conn.close()
             slot.conn = None
 
-    async def run(self, endpoint: Endpoint, command: Command | Script, *,
-                  timeout: float | None = None, check: bool = True,
-                  output: OutputSink | None = None) -> Result:
+    async def run(
+        self,
+        endpoint: Endpoint,
+        command: Command | Script,
+        *,
+        timeout: float | None = None,
+        check: bool = True,
+        output: OutputSink | None = None,
+    ) -> Result:
         """Get the node's connection and run one command on it; a dropped one is forgotten."""
         conn = await self.get(endpoint, output)
         try:
@@ -204,8 +239,9 @@ class Connections:
             remaining = started + timeout - loop.time()
             try:
                 async with self._handshake_gate(endpoint):
-                    return await asyncio.wait_for(self._read_banner(endpoint),
-                                                  max(0.1, min(remaining, 10.0)))
+                    return await asyncio.wait_for(
+                        self._read_banner(endpoint), max(0.1, min(remaining, 10.0))
+                    )
             except (TransientError, PermanentError):
                 raise
             except (OSError, TimeoutError, asyncssh.Error, EOFError) as exc:
@@ -241,8 +277,9 @@ class Connections:
         self._slots.clear()
 
     # connecting ---------------------------------------------------------------------------
-    async def _connect_with_retry(self, endpoint: Endpoint,
-                                  output: OutputSink | None) -> Connection:
+    async def _connect_with_retry(
+        self, endpoint: Endpoint, output: OutputSink | None
+    ) -> Connection:
         opts = self.options
         started = time.monotonic()
         reason = ""
@@ -256,8 +293,15 @@ class Connections:
                 self.retries += 1
                 delay = backoff_delay(attempt, opts.backoff, opts.max_backoff)
                 message = f"{reason}; attempt {attempt + 2} of {opts.attempts} in {delay:.1f}s"
-                self.events(Event(EventKind.RETRYING, endpoint.name or endpoint.host, "connect",
-                                  message, group=endpoint.name))
+                self.events(
+                    Event(
+                        EventKind.RETRYING,
+                        endpoint.name or endpoint.host,
+                        "connect",
+                        message,
+                        group=endpoint.name,
+                    )
+                )
                 if output is not None:
                     output(f"connect to {endpoint.label}: retrying, {message}")
                 await asyncio.sleep(delay)
@@ -281,13 +325,15 @@ class Connections:
                 try:
                     cached.append(asyncssh.read_private_key(file))
                 except FileNotFoundError:
-                    raise PermanentError(f"{endpoint.label}: private key file {file} does not "
-                                         "exist") from None
+                    raise PermanentError(
+                        f"{endpoint.label}: private key file {file} does not exist"
+                    ) from None
                 except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
                     raise PermanentError(
                         f"{endpoint.label}: cannot use private key {file} ({exc}); "
                         "for a passphrase-protected key, load it into ssh-agent and leave "
-                        "the key path empty") from exc
+                        "the key path empty"
+                    ) from exc
             self._keys[endpoint.keys] = cached
         return cached
 
@@ -324,9 +370,11 @@ class Connections:
                     bastion = await self.get(endpoint.jump)
                     kwargs["tunnel"] = bastion.raw
                 conn = await asyncio.wait_for(
-                    asyncssh.connect(endpoint.host, endpoint.port,
-                                     client_factory=lambda: client, **kwargs),
-                    self.options.connect_timeout)
+                    asyncssh.connect(
+                        endpoint.host, endpoint.port, client_factory=lambda: client, **kwargs
+                    ),
+                    self.options.connect_timeout,
+                )
             except (TransientError, PermanentError):
                 if stream is not None:
                     stream.close()
@@ -337,11 +385,11 @@ class Connections:
                 if client.changed is not None:
                     raise client.changed from exc
                 if isinstance(exc, asyncssh.ChannelOpenError) and endpoint.jump is not None:
-                    raise ConnectionDropped(endpoint.label,
-                                            f"via {endpoint.jump.label}: {describe(exc)}") from exc
+                    raise ConnectionDropped(
+                        endpoint.label, f"via {endpoint.jump.label}: {describe(exc)}"
+                    ) from exc
                 raise translate(endpoint.label, exc) from exc
         if client.seen is not None and pinned is None and not policy.strict:
             policy.pin(endpoint.host, endpoint.port, client.seen)
         self.connects += 1
         return Connection(endpoint, conn, self.options.channels_per_connection, stream)
-

@@ -24,10 +24,17 @@ from clusterdeck.errors import PermanentError, TransientError
 PLUGIN = "session-manager-plugin"
 RESPONSE_ENV = "AWS_SSM_START_SESSION_RESPONSE"
 DOCUMENT = "AWS-StartSSHSession"
-INSTALL_URL = ("https://docs.aws.amazon.com/systems-manager/latest/userguide/"
-               "session-manager-working-with-install-plugin.html")
-_TRANSIENT_CODES = {"ThrottlingException", "TargetNotConnected", "InternalServerError",
-                    "ServiceUnavailable", "RequestLimitExceeded"}
+INSTALL_URL = (
+    "https://docs.aws.amazon.com/systems-manager/latest/userguide/"
+    "session-manager-working-with-install-plugin.html"
+)
+_TRANSIENT_CODES = {
+    "ThrottlingException",
+    "TargetNotConnected",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "RequestLimitExceeded",
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,8 @@ class PluginMissing(PermanentError):
     def __init__(self, node: str, instance_id: str) -> None:
         super().__init__(
             f"{node}: reaching {instance_id} through SSM needs the AWS {PLUGIN} program, "
-            f"which is not on PATH; install it ({INSTALL_URL}) or give the nodes a bastion")
+            f"which is not on PATH; install it ({INSTALL_URL}) or give the nodes a bastion"
+        )
 
 
 def find_plugin(node: str, route: SsmRoute) -> str:
@@ -55,16 +63,27 @@ def find_plugin(node: str, route: SsmRoute) -> str:
 
 
 def session_request(route: SsmRoute) -> dict[str, Any]:
-    return {"Target": route.instance_id, "DocumentName": DOCUMENT,
-            "Parameters": {"portNumber": [str(route.port)]}}
+    return {
+        "Target": route.instance_id,
+        "DocumentName": DOCUMENT,
+        "Parameters": {"portNumber": [str(route.port)]},
+    }
 
 
-def plugin_invocation(plugin: str, route: SsmRoute, response: dict[str, Any],
-                      endpoint_url: str) -> tuple[list[str], dict[str, str]]:
+def plugin_invocation(
+    plugin: str, route: SsmRoute, response: dict[str, Any], endpoint_url: str
+) -> tuple[list[str], dict[str, str]]:
     """The plugin's argv (no secrets) and the extra environment that carries the session."""
     session = {k: response[k] for k in ("SessionId", "TokenValue", "StreamUrl") if k in response}
-    argv = [plugin, RESPONSE_ENV, route.region, "StartSession", route.profile,
-            json.dumps(session_request(route)), endpoint_url]
+    argv = [
+        plugin,
+        RESPONSE_ENV,
+        route.region,
+        "StartSession",
+        route.profile,
+        json.dumps(session_request(route)),
+        endpoint_url,
+    ]
     return argv, {RESPONSE_ENV: json.dumps(session)}
 
 
@@ -84,8 +103,9 @@ def start_session(route: SsmRoute, node: str) -> tuple[dict[str, Any], str]:
             raise TransientError(message) from exc
         raise PermanentError(message) from exc
     except botocore.exceptions.BotoCoreError as exc:
-        raise TransientError(f"{node}: SSM StartSession for {route.instance_id} failed: "
-                             f"{type(exc).__name__}") from exc
+        raise TransientError(
+            f"{node}: SSM StartSession for {route.instance_id} failed: {type(exc).__name__}"
+        ) from exc
     return response, str(client.meta.endpoint_url)
 
 
@@ -108,8 +128,12 @@ async def open_stream(route: SsmRoute, node: str) -> SsmStream:
     ours, theirs = socket.socketpair()
     try:
         process = await asyncio.create_subprocess_exec(
-            *argv, stdin=theirs.fileno(), stdout=theirs.fileno(), stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, **extra_env})
+            *argv,
+            stdin=theirs.fileno(),
+            stdout=theirs.fileno(),
+            stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, **extra_env},
+        )
     except OSError as exc:
         ours.close()
         raise PermanentError(f"{node}: cannot start {PLUGIN}: {exc.strerror}") from exc

@@ -16,11 +16,13 @@ from clusterdeck.transport.ssm import SsmRoute, find_plugin, plugin_invocation, 
 
 def main(args: list[str]) -> int:
     if len(args) < 2:
-        sys.stderr.write("usage: python -m clusterdeck.transport.ssm_proxy INSTANCE REGION "
-                         "[PORT [PROFILE]]\n")
+        sys.stderr.write(
+            "usage: python -m clusterdeck.transport.ssm_proxy INSTANCE REGION [PORT [PROFILE]]\n"
+        )
         return 2
-    route = SsmRoute(args[0], args[1], int(args[2]) if len(args) > 2 else 22,
-                     args[3] if len(args) > 3 else "")
+    route = SsmRoute(
+        args[0], args[1], int(args[2]) if len(args) > 2 else 22, args[3] if len(args) > 3 else ""
+    )
     try:
         plugin = find_plugin(route.instance_id, route)
         response, endpoint_url = start_session(route, route.instance_id)

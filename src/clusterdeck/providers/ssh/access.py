@@ -45,20 +45,29 @@ def bastion_endpoint(spec: Environment | None, address: str | None = None) -> En
     else:
         assert configured is not None and configured.address is not None
         host, port = configured.address, configured.port
-    user = (configured.user if configured and configured.user else None) or \
-        (auth.username if auth is not None else "root")
-    key = (configured.private_key if configured and configured.private_key else None) or \
-        (auth.private_key if auth is not None else None)
+    user = (configured.user if configured and configured.user else None) or (
+        auth.username if auth is not None else "root"
+    )
+    key = (configured.private_key if configured and configured.private_key else None) or (
+        auth.private_key if auth is not None else None
+    )
     return Endpoint(host=host, port=port, user=user, keys=_keys(key), name="bastion")
 
 
 def node_endpoint(node: Node, spec: Environment) -> Endpoint:
     """The endpoint of an ssh-provider node of the topology."""
     if node.host is None:
-        raise UsageError(f"node {node.name} has no host address (pool {node.pool}: add it "
-                         "under hosts:)")
-    return Endpoint(host=node.host.address, port=node.host.port, user=node.host.user,
-                    keys=_keys(node.host.key), name=node.name, jump=bastion_endpoint(spec))
+        raise UsageError(
+            f"node {node.name} has no host address (pool {node.pool}: add it under hosts:)"
+        )
+    return Endpoint(
+        host=node.host.address,
+        port=node.host.port,
+        user=node.host.user,
+        keys=_keys(node.host.key),
+        name=node.name,
+        jump=bastion_endpoint(spec),
+    )
 
 
 def record_endpoint(record: ResourceRecord, spec: Environment | None) -> Endpoint:
@@ -69,15 +78,32 @@ def record_endpoint(record: ResourceRecord, spec: Environment | None) -> Endpoin
     key = data.get("ssh_key") or (auth.private_key if auth is not None else None)
     user = str(data.get("ssh_user") or (auth.username if auth is not None else "root"))
     if data.get("reach") == "ssm":
-        route = SsmRoute(instance_id=record.provider_id, region=str(data.get("region", "")),
-                         port=int(data.get("ssh_port", 22)))
-        return Endpoint(host=record.provider_id, port=route.port, user=user, keys=_keys(key),
-                        name=name, ssm=route)
+        route = SsmRoute(
+            instance_id=record.provider_id,
+            region=str(data.get("region", "")),
+            port=int(data.get("ssh_port", 22)),
+        )
+        return Endpoint(
+            host=record.provider_id,
+            port=route.port,
+            user=user,
+            keys=_keys(key),
+            name=name,
+            ssm=route,
+        )
     host = data.get("ssh_host") or data.get("public_ip") or data.get("private_ip")
     if not host:
-        raise UsageError(f"node {name} has no address recorded yet (state "
-                         f"{data.get('state', 'unknown')}); run create again")
+        raise UsageError(
+            f"node {name} has no address recorded yet (state "
+            f"{data.get('state', 'unknown')}); run create again"
+        )
     bastion = data.get("bastion")
     jump = bastion_endpoint(spec, str(bastion)) if bastion else bastion_endpoint(spec)
-    return Endpoint(host=str(host), port=int(data.get("ssh_port", 22)), user=user,
-                    keys=_keys(key), name=name, jump=jump)
+    return Endpoint(
+        host=str(host),
+        port=int(data.get("ssh_port", 22)),
+        user=user,
+        keys=_keys(key),
+        name=name,
+        jump=jump,
+    )

@@ -49,9 +49,12 @@ def _gpu(line: str) -> dict[str, str]:
     slot, _, description = line.partition(" ")
     ids = _PCI_ID.findall(description)
     vendor_id, device_id = ids[-1] if ids else ("", "")
-    return {"slot": slot, "vendor": _VENDORS.get(vendor_id, vendor_id or "unknown"),
-            "pci_id": f"{vendor_id}:{device_id}" if vendor_id else "",
-            "description": description.strip()}
+    return {
+        "slot": slot,
+        "vendor": _VENDORS.get(vendor_id, vendor_id or "unknown"),
+        "pci_id": f"{vendor_id}:{device_id}" if vendor_id else "",
+        "description": description.strip(),
+    }
 
 
 def parse(output: str) -> dict[str, Any]:

@@ -46,9 +46,12 @@ class SshProvider:
         nodes = {}
         for rec in ctx.store.resources(ctx.environment):
             if rec.key.startswith(NODE_PREFIX) and rec.data.get("provider") == "ssh":
-                name = rec.key[len(NODE_PREFIX):]
-                nodes[name] = ObservedNode(name=name, provider_id=rec.provider_id,
-                                           state=str(rec.data.get("state", "recorded")))
+                name = rec.key[len(NODE_PREFIX) :]
+                nodes[name] = ObservedNode(
+                    name=name,
+                    provider_id=rec.provider_id,
+                    state=str(rec.data.get("state", "recorded")),
+                )
         return Observed(nodes=nodes)
 
     def apply(self, ctx: ApplyContext) -> InfraResult:
@@ -56,10 +59,21 @@ class SshProvider:
             return InfraResult()
         return asyncio.run(register(ctx, self.options or options_from_env()))
 
-    def destroy(self, environment: str, store: StateStore, events: EventSink,
-                resources: list[ResourceRecord]) -> list[str]:
+    def destroy(
+        self,
+        environment: str,
+        store: StateStore,
+        events: EventSink,
+        resources: list[ResourceRecord],
+    ) -> list[str]:
         for rec in resources:
             store.mark_deleted(environment, rec.key)
-            events(Event(EventKind.FINISHED, rec.key.removeprefix(NODE_PREFIX), "forget",
-                         "host forgotten (the machine itself is untouched)"))
+            events(
+                Event(
+                    EventKind.FINISHED,
+                    rec.key.removeprefix(NODE_PREFIX),
+                    "forget",
+                    "host forgotten (the machine itself is untouched)",
+                )
+            )
         return []

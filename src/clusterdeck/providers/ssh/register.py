@@ -45,8 +45,7 @@ def _ips(address: str) -> tuple[str | None, str | None]:
     return (None, str(ip)) if ip.is_global else (str(ip), None)
 
 
-def _steps(pool: Connections, node: Node, endpoint: Endpoint, wait_timeout: float
-           ) -> list[Step]:
+def _steps(pool: Connections, node: Node, endpoint: Endpoint, wait_timeout: float) -> list[Step]:
     name = node.name
 
     async def wait(ctx: StepContext) -> str:
@@ -63,24 +62,44 @@ def _steps(pool: Connections, node: Node, endpoint: Endpoint, wait_timeout: floa
 
     return [
         Step(f"{name}/wait", wait, subject=name, name="wait for sshd", retries=0),
-        Step(f"{name}/connect", connect, subject=name, name="connect",
-             needs=[f"{name}/wait"], retries=1),
-        Step(f"{name}/facts", gather, subject=name, name="facts",
-             needs=[f"{name}/connect"], retries=2),
+        Step(
+            f"{name}/connect",
+            connect,
+            subject=name,
+            name="connect",
+            needs=[f"{name}/wait"],
+            retries=1,
+        ),
+        Step(
+            f"{name}/facts",
+            gather,
+            subject=name,
+            name="facts",
+            needs=[f"{name}/connect"],
+            retries=2,
+        ),
     ]
 
 
-def _node_data(node: Node, endpoint: Endpoint, found: dict[str, Any], state: str,
-               fingerprint: str | None) -> dict[str, Any]:
+def _node_data(
+    node: Node, endpoint: Endpoint, found: dict[str, Any], state: str, fingerprint: str | None
+) -> dict[str, Any]:
     private_ip, public_ip = _ips(endpoint.host)
     if private_ip is None and public_ip is None:
         addresses = found.get("addresses") or []
         private_ip = addresses[0] if addresses else None
     data: dict[str, Any] = {
-        "provider": "ssh", "role": node.role.value, "pool": node.pool,
-        "private_ip": private_ip, "public_ip": public_ip, "ssh_host": endpoint.host,
-        "ssh_port": endpoint.port, "ssh_user": endpoint.user, "state": state,
-        "facts": found, "host_key": fingerprint,
+        "provider": "ssh",
+        "role": node.role.value,
+        "pool": node.pool,
+        "private_ip": private_ip,
+        "public_ip": public_ip,
+        "ssh_host": endpoint.host,
+        "ssh_port": endpoint.port,
+        "ssh_user": endpoint.user,
+        "state": state,
+        "facts": found,
+        "host_key": fingerprint,
     }
     if endpoint.keys:
         data["ssh_key"] = endpoint.keys[0]
@@ -94,7 +113,7 @@ def _reason(endpoint: Endpoint, error: BaseException) -> str:
     text = str(error) or type(error).__name__
     prefix = f"{endpoint.label}: "
     if text.startswith(prefix):
-        text = text[len(prefix):]
+        text = text[len(prefix) :]
     return f"{endpoint.host}:{endpoint.port}: {text}"
 
 
@@ -102,10 +121,18 @@ async def register(ctx: ApplyContext, options: RegisterOptions) -> InfraResult:
     endpoints = {node.name: node_endpoint(node, ctx.spec) for node in ctx.nodes}
     policy = PinnedHostKeys(ctx.store, ctx.environment)
     async with Connections(policy, options.connect, ctx.events) as pool:
-        steps = [step for node in ctx.nodes
-                 for step in _steps(pool, node, endpoints[node.name], options.wait_timeout)]
-        executor = Executor(concurrency=options.concurrency, events=ctx.events, store=ctx.store,
-                            environment=ctx.environment, log_root=options.log_root)
+        steps = [
+            step
+            for node in ctx.nodes
+            for step in _steps(pool, node, endpoints[node.name], options.wait_timeout)
+        ]
+        executor = Executor(
+            concurrency=options.concurrency,
+            events=ctx.events,
+            store=ctx.store,
+            environment=ctx.environment,
+            log_root=options.log_root,
+        )
         report: RunReport = await executor.run(steps)
     failed: dict[str, str] = {}
     for node in ctx.nodes:
@@ -122,23 +149,41 @@ async def register(ctx: ApplyContext, options: RegisterOptions) -> InfraResult:
         endpoint = endpoints[node.name]
         pinned = policy.pinned(endpoint.host, endpoint.port)
         ctx.store.record_resource(
-            ctx.environment, f"{NODE_PREFIX}{node.name}", "host",
+            ctx.environment,
+            f"{NODE_PREFIX}{node.name}",
+            "host",
             f"{endpoint.host}:{endpoint.port}" if endpoint.port != 22 else endpoint.host,
-            _node_data(node, endpoint, report.results[f"{node.name}/facts"], state,
-                       pinned.fingerprint() if pinned else None))
+            _node_data(
+                node,
+                endpoint,
+                report.results[f"{node.name}/facts"],
+                state,
+                pinned.fingerprint() if pinned else None,
+            ),
+        )
         if state == READY:
             ready.append(node.name)
-            ctx.events(Event(EventKind.FINISHED, node.name, "done", "registered",
-                             group=node.name))
+            ctx.events(Event(EventKind.FINISHED, node.name, "done", "registered", group=node.name))
         else:
-            ctx.events(Event(EventKind.INFO, node.name, "reachable",
-                             "(not marked ready: another host failed)", group=node.name))
+            ctx.events(
+                Event(
+                    EventKind.INFO,
+                    node.name,
+                    "reachable",
+                    "(not marked ready: another host failed)",
+                    group=node.name,
+                )
+            )
     recorded = {r.key: r for r in ctx.store.resources(ctx.environment)}
     for name in sorted(failed):
         before = recorded.get(f"{NODE_PREFIX}{name}")
         if before is not None:  # known from an earlier run: no longer ready
-            ctx.store.record_resource(ctx.environment, before.key, before.kind,
-                                      before.provider_id, {**before.data, "state": UNREACHABLE,
-                                                           "error": failed[name]})
+            ctx.store.record_resource(
+                ctx.environment,
+                before.key,
+                before.kind,
+                before.provider_id,
+                {**before.data, "state": UNREACHABLE, "error": failed[name]},
+            )
         ctx.events(Event(EventKind.FAILED, name, "register", failed[name], group=name))
     return InfraResult(ready=sorted(ready), failed=failed)

@@ -50,25 +50,32 @@ def environment_spec(store: StateStore, environment: str) -> Environment | None:
     record = store.environment(environment)
     if record is None:
         known = ", ".join(e.name for e in store.environments()) or "none"
-        raise NotFoundError(f"no environment named {environment!r} in the state store "
-                            f"{store.path} (known: {known})")
+        raise NotFoundError(
+            f"no environment named {environment!r} in the state store {store.path} (known: {known})"
+        )
     try:
         return Environment.model_validate_json(json.dumps(record.spec))
     except ValueError:
         return None
 
 
-def select_nodes(store: StateStore, environment: str, *, role: str | None = None,
-                 pool: str | None = None, names: Sequence[str] = ()) -> list[ResourceRecord]:
+def select_nodes(
+    store: StateStore,
+    environment: str,
+    *,
+    role: str | None = None,
+    pool: str | None = None,
+    names: Sequence[str] = (),
+) -> list[ResourceRecord]:
     nodes = [r for r in store.resources(environment) if r.key.startswith(NODE_PREFIX)]
     if not nodes:
-        raise UsageError(f"environment {environment!r} has no recorded nodes yet; "
-                         "run create first")
+        raise UsageError(f"environment {environment!r} has no recorded nodes yet; run create first")
     by_name = {r.key.removeprefix(NODE_PREFIX): r for r in nodes}
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        raise NotFoundError(f"no node {unknown[0]!r} in {environment!r} "
-                            f"(nodes: {', '.join(sorted(by_name))})")
+        raise NotFoundError(
+            f"no node {unknown[0]!r} in {environment!r} (nodes: {', '.join(sorted(by_name))})"
+        )
     chosen = [by_name[n] for n in names] if names else nodes
     if role is not None:
         chosen = [r for r in chosen if r.data.get("role") == role]
@@ -77,43 +84,63 @@ def select_nodes(store: StateStore, environment: str, *, role: str | None = None
     if not chosen:
         roles = sorted({str(r.data.get("role")) for r in nodes})
         pools = sorted({str(r.data.get("pool")) for r in nodes})
-        raise UsageError(f"no node of {environment!r} matches role={role or '*'} "
-                         f"pool={pool or '*'} (roles: {', '.join(roles)}; "
-                         f"pools: {', '.join(pools)})")
+        raise UsageError(
+            f"no node of {environment!r} matches role={role or '*'} "
+            f"pool={pool or '*'} (roles: {', '.join(roles)}; "
+            f"pools: {', '.join(pools)})"
+        )
     return sorted(chosen, key=lambda r: r.key)
 
 
-def run_on_nodes(store: StateStore, environment: str, command: Command, *,
-                 role: str | None = None, pool: str | None = None, names: Sequence[str] = (),
-                 timeout: float | None = None, events: EventSink = discard,
-                 concurrency: int = DEFAULT_CONCURRENCY) -> list[NodeOutcome]:
+def run_on_nodes(
+    store: StateStore,
+    environment: str,
+    command: Command,
+    *,
+    role: str | None = None,
+    pool: str | None = None,
+    names: Sequence[str] = (),
+    timeout: float | None = None,
+    events: EventSink = discard,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> list[NodeOutcome]:
     """Run ``command`` on every selected node at once; one outcome per node, in name order."""
     spec = environment_spec(store, environment)
     records = select_nodes(store, environment, role=role, pool=pool, names=names)
     endpoints = {r.key.removeprefix(NODE_PREFIX): record_endpoint(r, spec) for r in records}
-    return asyncio.run(_run(store, environment, endpoints, command, timeout, events,
-                            concurrency))
+    return asyncio.run(_run(store, environment, endpoints, command, timeout, events, concurrency))
 
 
-async def _run(store: StateStore, environment: str, endpoints: dict[str, Endpoint],
-               command: Command, timeout: float | None, events: EventSink,
-               concurrency: int) -> list[NodeOutcome]:
+async def _run(
+    store: StateStore,
+    environment: str,
+    endpoints: dict[str, Endpoint],
+    command: Command,
+    timeout: float | None,
+    events: EventSink,
+    concurrency: int,
+) -> list[NodeOutcome]:
     async with Connections(PinnedHostKeys(store, environment), events=events) as pool:
+
         def step(name: str, endpoint: Endpoint) -> Step:
             async def run(ctx: StepContext) -> Result:
-                return await pool.run(endpoint, command, timeout=timeout, check=False,
-                                      output=ctx.log)
+                return await pool.run(
+                    endpoint, command, timeout=timeout, check=False, output=ctx.log
+                )
+
             # a user's command is not retried: it may not be safe to run twice
             return Step(name, run, subject=name, name="exec", retries=0)
 
-        executor = Executor(concurrency=concurrency, events=events, store=store,
-                            environment=environment)
+        executor = Executor(
+            concurrency=concurrency, events=events, store=store, environment=environment
+        )
         report = await executor.run([step(n, e) for n, e in endpoints.items()])
     outcomes = []
     for name in sorted(endpoints):
         error = report.failed.get(name)
-        outcomes.append(NodeOutcome(name, report.results.get(name),
-                                    str(error) if error is not None else None))
+        outcomes.append(
+            NodeOutcome(name, report.results.get(name), str(error) if error is not None else None)
+        )
     return outcomes
 
 
@@ -129,9 +156,11 @@ def pinned_keys(store: StateStore, environment: str, endpoint: Endpoint) -> dict
     policy = PinnedHostKeys(store, environment)
     chain = [e for e in (endpoint.jump, endpoint) if e is not None]
     if any(policy.pinned(e.host, e.port) is None for e in chain):
+
         async def first_use() -> None:
             async with Connections(policy) as pool:
                 await pool.get(endpoint)
+
         asyncio.run(first_use())
     keys = {}
     for item in chain:
@@ -146,17 +175,34 @@ def known_hosts_text(keys: dict[Endpoint, HostKey]) -> str:
 
 
 def _base(endpoint: Endpoint, known_hosts: str, key: HostKey) -> list[str]:
-    argv = ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
-            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "UpdateHostKeys=no",
-            "-o", f"HostKeyAlgorithms={','.join(sig_algorithms(key.key_type))}",
-            "-p", str(endpoint.port), "-l", endpoint.user]
+    argv = [
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "UpdateHostKeys=no",
+        "-o",
+        f"HostKeyAlgorithms={','.join(sig_algorithms(key.key_type))}",
+        "-p",
+        str(endpoint.port),
+        "-l",
+        endpoint.user,
+    ]
     for path in endpoint.keys:
         argv += ["-o", "IdentitiesOnly=yes", "-i", path]
     return argv
 
 
-def ssh_invocation(endpoint: Endpoint, keys: dict[Endpoint, HostKey], known_hosts: str,
-                   command: Sequence[str] = (), ssh: str = "ssh") -> list[str]:
+def ssh_invocation(
+    endpoint: Endpoint,
+    keys: dict[Endpoint, HostKey],
+    known_hosts: str,
+    command: Sequence[str] = (),
+    ssh: str = "ssh",
+) -> list[str]:
     """The system ``ssh`` argv: pinned keys only, never asks to trust a new one."""
     argv = [ssh, *_base(endpoint, known_hosts, keys[endpoint])]
     if endpoint.jump is not None:
@@ -165,8 +211,15 @@ def ssh_invocation(endpoint: Endpoint, keys: dict[Endpoint, HostKey], known_host
         argv += ["-o", f"ProxyCommand={shlex.join(proxy)}"]
     elif endpoint.ssm is not None:
         route = endpoint.ssm
-        proxy = [sys.executable, "-m", "clusterdeck.transport.ssm_proxy", route.instance_id,
-                 route.region, str(route.port), route.profile]
+        proxy = [
+            sys.executable,
+            "-m",
+            "clusterdeck.transport.ssm_proxy",
+            route.instance_id,
+            route.region,
+            str(route.port),
+            route.profile,
+        ]
         argv += ["-o", f"ProxyCommand={shlex.join(proxy)}"]
     argv.append(endpoint.host)
     if command:
