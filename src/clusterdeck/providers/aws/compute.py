@@ -25,7 +25,7 @@ from clusterdeck.events import EventKind
 from clusterdeck.model.plan import InstanceGroupPlan, Plan
 from clusterdeck.model.records import ResourceRecord
 from clusterdeck.providers.aws import checkpoints, tags
-from clusterdeck.providers.aws.errors import EVENTUAL, collect
+from clusterdeck.providers.aws.errors import EVENTUAL, aws_code, collect
 from clusterdeck.providers.aws.observe import Instance, instances_from
 from clusterdeck.providers.aws.preflight import Prepared
 from clusterdeck.providers.aws.run import INSTANCES, AwsRun
@@ -199,14 +199,20 @@ def _launch(
     what = f"{len(names)} x {group.instance_type} for {group.pool} in {group.zone}"
     token = _token(run, group, names)
     for _ in range(2):
-        out = run.call(
-            run.session.ec2.run_instances,
-            what,
-            INSTANCES,
-            settle=tuple(EVENTUAL),
-            ClientToken=token,
-            **kwargs,
-        )
+        try:
+            out = run.call(
+                run.session.ec2.run_instances,
+                what,
+                INSTANCES,
+                settle=tuple(EVENTUAL),
+                ClientToken=token,
+                **kwargs,
+            )
+        except PermanentError as exc:
+            if aws_code(exc) != "IdempotentParameterMismatch":
+                raise
+            token = uuid.uuid4().hex  # an earlier launch used this token with other settings
+            continue
         launched = instances_from([out])
         if all(i.state in ("pending", "running") for i in launched):
             break
