@@ -197,9 +197,16 @@ def customize(root: Path) -> None:
 
 
 def add_full_hosts(
-    lab: Lab, count: int, packages: Sequence[str] = DEFAULT_PACKAGES, boot_timeout: float = 90
+    lab: Lab,
+    count: int,
+    packages: Sequence[str] = DEFAULT_PACKAGES,
+    boot_timeout: float = 90,
+    binds: Sequence[str] = (),
 ) -> list[LabHost]:
-    """Boot ``count`` systemd machines at once on new lab namespaces; wait for their sshd."""
+    """Boot ``count`` systemd machines at once on new lab namespaces; wait for their sshd.
+
+    ``binds`` are extra systemd-nspawn ``--bind``/``--bind-ro`` arguments given to every host
+    (e.g. ``--bind=/tmp/shared:/var/lib/shared``), for directories a test shares with them."""
     problem = require_full_tools()
     if problem:
         raise RuntimeError(problem)
@@ -237,6 +244,7 @@ def add_full_hosts(
                 f"--bind-ro={host.path}/root/.ssh/authorized_keys:/root/.ssh/authorized_keys",
                 f"--bind-ro={host.path}/etc/hostname:/etc/hostname",
                 f"--bind-ro={host.path}/etc/machine-id:/etc/machine-id",
+                *binds,
             ],
             host.path / "machine.log",
         )
