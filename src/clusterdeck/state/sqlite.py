@@ -220,6 +220,21 @@ class SqliteStore:
         ).fetchone()
         return HostKeyRecord(**dict(row)) if row else None
 
+    def host_keys(self, environment: str) -> list[HostKeyRecord]:
+        rows = self._exec(
+            "SELECT * FROM host_keys WHERE environment = ? ORDER BY host, port", (environment,)
+        ).fetchall()
+        return [HostKeyRecord(**dict(r)) for r in rows]
+
+    def forget_host_key(self, environment: str, host: str, port: int | None = None) -> int:
+        """Unpin a host's key (all ports unless one is given); return how many were removed."""
+        sql = "DELETE FROM host_keys WHERE environment = ? AND host = ?"
+        args: tuple[Any, ...] = (environment, host)
+        if port is not None:
+            sql += " AND port = ?"
+            args += (port,)
+        return self._exec(sql, args).rowcount
+
     # locking ------------------------------------------------------------------------------
     @contextmanager
     def lock(self, environment: str, purpose: str) -> Iterator[None]:

@@ -23,8 +23,8 @@ class HostKeyChanged(PermanentError):
         self.host = host
         super().__init__(
             f"host key of {host} changed (pinned {pinned}, now {seen}); refusing to connect "
-            "(if the machine was reinstalled on purpose, `clusterdeck delete` the environment "
-            "to forget its pinned keys and create it again)"
+            "(if the machine was reinstalled on purpose, unpin it with "
+            "`clusterdeck host-key forget ENV NODE` and connect again)"
         )
 
 
