@@ -90,11 +90,21 @@ if grep -Eq '^[^#][^[:space:]]*[[:space:]]+[^[:space:]]+[[:space:]]+swap[[:space
 fi
 
 # kernel modules for the container runtime and bridged pod traffic
+# module_present NAME: loaded as a module, or built into the kernel (then /sys/module may not
+# list it, but what it provides is there: the overlay filesystem, the bridge sysctls)
+module_present() {
+  case "$1" in
+    overlay) grep -qw overlay /proc/filesystems && return 0 ;;
+    br_netfilter) [ -d /proc/sys/net/bridge ] && return 0 ;;
+  esac
+  [ -d "/sys/module/$1" ]
+}
 install_file "$BUNDLE/files/modules-k8s.conf" /etc/modules-load.d/k8s.conf 0644 >/dev/null
 for module in overlay br_netfilter; do
-  if [ ! -d "/sys/module/$module" ]; then
+  if ! module_present "$module"; then
     log "loading kernel module $module"
-    modprobe "$module"
+    modprobe "$module" || fail "kernel module $module is neither loaded nor built in, and modprobe $module failed; load it on this machine (or its host, for a container) and re-run"
+    module_present "$module" || fail "modprobe $module succeeded but the kernel still lacks what $module provides"
   fi
 done
 

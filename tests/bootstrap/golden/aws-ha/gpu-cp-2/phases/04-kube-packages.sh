@@ -79,28 +79,31 @@ has_nvidia_gpu() {
 
 MINOR='v1.33'
 WANT='1.33.4-1.1'
-keyring=/etc/apt/keyrings/kubernetes-apt-keyring.gpg
-if [ ! -s "$keyring" ]; then
-  log "adding the Kubernetes package signing key for ${MINOR}"
-  for tool in curl gpg; do
-    command -v "$tool" >/dev/null 2>&1 || apt_install ca-certificates curl gpg
-  done
-  install -d -m 0755 /etc/apt/keyrings
-  tmp="$(mktemp)"
-  retry 5 curl -fsSL --proto '=https' "https://pkgs.k8s.io/core:/stable:/${MINOR}/deb/Release.key" -o "$tmp"
-  gpg --batch --yes --dearmor -o "$keyring" "$tmp"
-  rm -f "$tmp"
-fi
-if [ -n "$(install_file "$BUNDLE/files/kubernetes.list" /etc/apt/sources.list.d/kubernetes.list 0644)" ]; then
-  apt_updated=0
-fi
 need=()
 for pkg in kubelet kubeadm kubectl; do
   if [ "$(pkg_version "$pkg")" != "$WANT" ]; then
     need+=("${pkg}=${WANT}")
   fi
 done
-if [ "${#need[@]}" -gt 0 ]; then
+if [ "${#need[@]}" -eq 0 ]; then
+  log "kubelet, kubeadm and kubectl are already at ${WANT}: nothing to download"
+else
+  # the package repository is set up only when something has to come from it
+  keyring=/etc/apt/keyrings/kubernetes-apt-keyring.gpg
+  if [ ! -s "$keyring" ]; then
+    log "adding the Kubernetes package signing key for ${MINOR}"
+    for tool in curl gpg; do
+      command -v "$tool" >/dev/null 2>&1 || apt_install ca-certificates curl gpg
+    done
+    install -d -m 0755 /etc/apt/keyrings
+    tmp="$(mktemp)"
+    retry 5 curl -fsSL --proto '=https' "https://pkgs.k8s.io/core:/stable:/${MINOR}/deb/Release.key" -o "$tmp"
+    gpg --batch --yes --dearmor -o "$keyring" "$tmp"
+    rm -f "$tmp"
+  fi
+  if [ -n "$(install_file "$BUNDLE/files/kubernetes.list" /etc/apt/sources.list.d/kubernetes.list 0644)" ]; then
+    apt_updated=0
+  fi
   log "installing ${need[*]}"
   apt-mark unhold kubelet kubeadm kubectl >/dev/null 2>&1 || true
   apt_install --allow-downgrades --allow-change-held-packages "${need[@]}"
