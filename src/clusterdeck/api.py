@@ -85,35 +85,61 @@ def create(
     dedicated: bool | None = None,
     events: EventSink = discard,
 ) -> CreateResult:
-    """Reconcile the environment's infrastructure (and, later, its nodes) with the file."""
+    """Reconcile the environment's infrastructure and nodes with the file.
+
+    A refusal before anything exists leaves no trace of a new environment; a failure after
+    something exists leaves status ``failed`` and every recorded resource, so a re-run resumes
+    and ``delete`` can clean up.
+    """
     with store.lock(env.name, "create"):
+        existed = store.environment(env.name) is not None
         store.save_environment(env.name, env.spec.provider.value, effective_spec(env, dedicated))
-        topology, the_plan = plan(env, store, dedicated=dedicated)
-        result = CreateResult(env.name, the_plan)
-        by_provider: dict[str, list[Any]] = {}
-        for node in topology.nodes:
-            by_provider.setdefault(node.provider, []).append(node)
-        store.set_status(env.name, "creating")
-        for name in sorted(by_provider, key=PROVIDER_ORDER.index):
-            provider = registry.get(name)
-            ctx = ApplyContext(
-                environment=env.name,
-                plan=the_plan,
-                topology=topology,
-                nodes=by_provider[name],
-                store=store,
-                events=events,
-                spec=env,
+        try:
+            return _create_locked(
+                env, store, infra_only=infra_only, dedicated=dedicated, events=events
             )
-            result.results[name] = provider.apply(ctx)
-        if result.failed or infra_only:
-            store.set_status(env.name, "failed" if result.failed else "infra-ready")
-            return result
-        result.bootstrap = pipeline.bootstrap(env, store, topology, the_plan, events=events)
-        ready = not result.bootstrap.failed
-        outputs = {"endpoint": result.bootstrap.server} if result.bootstrap.server else {}
-        store.set_status(env.name, "ready" if ready else "bootstrap-failed", **outputs)
+        except BaseException:
+            if not existed and not store.resources(env.name, include_deleted=True):
+                store.forget_environment(env.name)
+            else:
+                store.set_status(env.name, "failed")
+            raise
+
+
+def _create_locked(
+    env: Environment,
+    store: StateStore,
+    *,
+    infra_only: bool,
+    dedicated: bool | None,
+    events: EventSink,
+) -> CreateResult:
+    topology, the_plan = plan(env, store, dedicated=dedicated)
+    result = CreateResult(env.name, the_plan)
+    by_provider: dict[str, list[Any]] = {}
+    for node in topology.nodes:
+        by_provider.setdefault(node.provider, []).append(node)
+    store.set_status(env.name, "creating")
+    for name in sorted(by_provider, key=PROVIDER_ORDER.index):
+        provider = registry.get(name)
+        ctx = ApplyContext(
+            environment=env.name,
+            plan=the_plan,
+            topology=topology,
+            nodes=by_provider[name],
+            store=store,
+            events=events,
+            spec=env,
+        )
+        result.results[name] = provider.apply(ctx)
+    if result.failed or infra_only:
+        store.set_status(env.name, "failed" if result.failed else "infra-ready")
         return result
+    result.bootstrap = pipeline.bootstrap(env, store, topology, the_plan, events=events)
+    ready = not result.bootstrap.failed
+    outputs = {"endpoint": result.bootstrap.server} if result.bootstrap.server else {}
+    store.set_status(env.name, "ready" if ready else "bootstrap-failed", **outputs)
+    return result
 
 
 def effective_spec(env: Environment, dedicated: bool | None) -> dict[str, Any]:

@@ -33,6 +33,7 @@ def test_unknown_instance_type_is_refused_before_anything_exists(aws: Aws) -> No
     )
     assert tagged("badtype") == {}
     assert aws.store.resources("badtype") == []
+    assert aws.store.environment("badtype") is None, "a refused new environment leaves no record"
 
 
 def test_unknown_instance_type_through_the_cli_is_one_line_and_exit_1(aws: Aws) -> None:
@@ -161,6 +162,8 @@ def test_load_balancer_name_owned_by_someone_else_stops_midway_consistently(aws:
         "environment 'gpu-ha'; delete or rename it, or choose another environment name"
     )
     made = tagged("gpu-ha")
+    record = aws.store.environment("gpu-ha")
+    assert record is not None and record.status == "failed"
     assert counts("gpu-ha")["instance"] == 6
     recorded = {r.provider_id for r in aws.store.resources("gpu-ha")}
     for kind, ids in made.items():

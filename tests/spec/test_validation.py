@@ -319,3 +319,19 @@ def test_missing_file_is_bad_input(tmp_path, capsys, monkeypatch) -> None:
     result = run_cli(["validate", "-f", str(tmp_path / "nope.yaml")], capsys, monkeypatch)
     assert result.code == 2
     assert "cannot read" in result.err
+
+
+def test_zone_capacity_is_checked_at_validate_time() -> None:
+    crowded = BASE.replace("count: 2", "count: 300")
+    path, line, message = one(crowded)
+    assert (path, line) == ("spec.cluster.workers.count", 13)
+    assert "more than its public /24 subnet holds (250)" in message
+    assert "network.mode: private" in message
+    spread = crowded.replace(
+        "region: us-west-2", "region: us-west-2\n    availabilityZones: [us-west-2a, us-west-2b]"
+    )
+    assert issues(spread) == []
+    private = crowded.replace(
+        "region: us-west-2", "region: us-west-2\n    network: {mode: private}"
+    )
+    assert issues(private) == []

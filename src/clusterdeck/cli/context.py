@@ -104,6 +104,12 @@ def progress(app: AppState, title: str) -> Iterator[EventSink]:
     tasks: dict[str, Any] = {}
 
     def sink(event: Event) -> None:
+        if event.kind is EventKind.INFO:
+            if app.verbose >= 0:
+                bars.console.print(
+                    f"{event.subject}: {event.step} {event.message}".strip(), highlight=False
+                )
+            return
         key = event.group or event.subject
         if key not in tasks:
             tasks[key] = bars.add_task(event.step, total=None, subject=key)

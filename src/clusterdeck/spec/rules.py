@@ -267,6 +267,7 @@ def _aws(env: Env) -> Iterator[Finding]:
                 )
     if not spec.auth.key_name:
         yield (("spec", "auth", "keyName"), "aws nodes need an EC2 key pair: set auth.keyName")
+    yield from _zone_capacity(env)
     try:
         subnet_layout(spec.aws.vpc_cidr, spec.aws.network.mode, zones_in_use(env))
     except ValueError as exc:
@@ -279,6 +280,41 @@ def _aws(env: Env) -> Iterator[Finding]:
         yield (
             ("spec", "auth", "bastion", "address"),
             "in aws private mode clusterdeck creates the bastion; leave its address empty",
+        )
+
+
+def _zone_capacity(env: Env) -> Iterator[Finding]:
+    """Nodes are spread round-robin over a group's zones; each zone's node subnet must hold them."""
+    spec = env.spec
+    assert spec.aws is not None
+    private = spec.aws.network.mode is NetworkMode.PRIVATE
+    # AWS keeps 5 addresses of every subnet; one more per zone for the load balancer's interface.
+    room = (4096 if private else 256) - 6
+    fallback = list(spec.aws.availability_zones) or [f"{spec.aws.region}a"]
+    cp = spec.cluster.control_plane
+    groups: list[tuple[Loc, int, list[str]]] = []
+    if (cp.provider or spec.provider) is Provider.AWS:
+        groups.append((CP, control_plane_count(env), list(cp.availability_zones) or fallback))
+    groups += [
+        (loc, pool_count(p), list(p.availability_zones) or fallback)
+        for loc, _, p in pools(env)
+        if (p.provider or spec.provider) is Provider.AWS
+    ]
+    per_zone: dict[str, int] = {}
+    blame: dict[str, Loc] = {}
+    for loc, count, zones in groups:
+        for i in range(count):
+            zone = zones[i % len(zones)]
+            per_zone[zone] = per_zone.get(zone, 0) + 1
+            if per_zone[zone] > room and zone not in blame:
+                blame[zone] = loc
+    for zone, loc in blame.items():
+        subnet = "private /20" if private else "public /24"
+        hint = "" if private else ", or use aws.network.mode: private (a /20 per zone)"
+        yield (
+            (*loc, "count"),
+            f"{per_zone[zone]} aws nodes would land in {zone}, more than its "
+            f"{subnet} subnet holds ({room}); spread them over more availabilityZones{hint}",
         )
 
 
