@@ -98,6 +98,22 @@ async def fetch_join_material(conns: Connections, endpoint: Endpoint, *, certifi
     return JoinMaterial(token=token, ca_cert_hash=ca_hash, certificate_key=key)
 
 
+KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
+APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+
+
+async def has_joined(conns: Connections, endpoint: Endpoint, *, control_plane: bool) -> bool:
+    """The node's join phase would find it already joined (the same files it checks)."""
+    test = ["test", "-f", KUBELET_CONF]
+    if control_plane:
+        test += ["-a", "-f", APISERVER_MANIFEST]
+    try:
+        res = await conns.run(endpoint, Command(test, name="joined?"), timeout=30, check=False)
+    except (TransientError, PermanentError):
+        return False  # cannot tell: the material is fetched, the node's phase decides
+    return res.exit_status == 0
+
+
 async def upload_join_config(conns: Connections, endpoint: Endpoint, cfg: NodeConfig,
                              material: JoinMaterial, log: Log) -> None:
     text = kubeadm.to_yaml(join_document(cfg, material))

@@ -26,7 +26,7 @@ from clusterdeck.pipeline import kubeconfig as kc
 from clusterdeck.pipeline.targets import Target, targets
 from clusterdeck.spec.models import Environment
 from clusterdeck.state.store import StateStore
-from clusterdeck.transport import Command, Connections, PinnedHostKeys
+from clusterdeck.transport import Command, Connections, Endpoint, PinnedHostKeys
 
 PHASE_DEADLINE = 1800.0
 READY_TIMEOUT = 600.0
@@ -80,8 +80,7 @@ def _steps(specs: list[graph.StepSpec], bundle: Bundle, tgt: dict[str, Target],
                 await actions.upload_bundle(conns, endpoint, bundle.files[spec.node], ctx.write)
                 return None
             if spec.kind == "join-material":
-                return await actions.fetch_join_material(conns, endpoint, certificate_key=ha,
-                                                         log=ctx.write)
+                return await _join_material(conns, endpoint, ctx, ha)
             if spec.kind == "kubeconfig":
                 return await actions.read_admin_conf(conns, endpoint)
             if spec.kind == "ready":
@@ -92,13 +91,29 @@ def _steps(specs: list[graph.StepSpec], bundle: Bundle, tgt: dict[str, Target],
                 p.script for p in cfg.phases if p.name == spec.phase)].content
             secrets: list[str] = []
             if spec.phase in graph.JOIN_PHASES:
-                material: JoinMaterial = ctx.need(graph.JOIN_MATERIAL)
-                secrets = material.secrets()
-                await actions.upload_join_config(conns, endpoint, cfg, material, ctx.write)
+                material: JoinMaterial | None = ctx.need(graph.JOIN_MATERIAL)
+                if material is not None:  # None: every node had joined; the phase checks
+                    secrets = material.secrets()
+                    await actions.upload_join_config(conns, endpoint, cfg, material, ctx.write)
             await actions.run_phase(conns, endpoint, spec.node, spec.phase, script, ctx.write,
                                     timeout=PHASE_DEADLINE, secrets=secrets)
             return None
         return run
+
+    async def _join_material(conns: Connections, endpoint: Endpoint, ctx: StepContext,
+                             ha: bool) -> JoinMaterial | None:
+        """Fetched once, and only when a node still has to join: a re-run of a complete
+        cluster creates no bootstrap token and uploads no certificates."""
+        joiners = [c for c in configs.values()
+                   if any(p.name in graph.JOIN_PHASES for p in c.phases)]
+        joined = await asyncio.gather(*(
+            actions.has_joined(conns, tgt[c.name].endpoint,
+                               control_plane=c.role is Role.CONTROL_PLANE) for c in joiners))
+        if all(joined):
+            ctx.write(f"all {len(joiners)} joining nodes have joined: no join material needed")
+            return None
+        return await actions.fetch_join_material(conns, endpoint, certificate_key=ha,
+                                                 log=ctx.write)
 
     for spec in specs:
         steps.append(Step(id=spec.id, run=bind(spec), subject=spec.subject, needs=spec.needs,

@@ -12,6 +12,19 @@ export BUNDLE
 log() { printf '[%s %s] %s\n' "$NODE" "$PHASE" "$*"; }
 fail() { printf '[%s %s] error: %s\n' "$NODE" "$PHASE" "$*" >&2; exit 1; }
 
+# A phase runs to its end even when the connection that started it is lost (clusterdeck
+# killed, network gone): its output goes through a tee that ignores a closed pipe (-p), so no
+# command dies of SIGPIPE halfway through, and is kept in the node's own log. A re-run waits
+# for such a leftover run of the same phase to finish, then finds its work done.
+install -d -m 0700 /var/log/clusterdeck /run/lock/clusterdeck
+exec > >(tee -p -a "/var/log/clusterdeck/${NODE}.${PHASE}.log") 2>&1
+log "started $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+exec 9>"/run/lock/clusterdeck/${NODE}.${PHASE}.lock"
+if ! flock -n 9; then
+  log "an earlier run of this phase is still going (interrupted clusterdeck?): waiting for it"
+  flock 9
+fi
+
 # retry N CMD...: transient failures (mirrors, network) are retried with a growing pause
 retry() {
   local tries=$1 n=1
