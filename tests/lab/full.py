@@ -201,12 +201,13 @@ def add_full_hosts(
     count: int,
     packages: Sequence[str] = DEFAULT_PACKAGES,
     boot_timeout: float = 90,
-    binds: Sequence[str] = (),
+    nspawn_args: Sequence[str] = (),
 ) -> list[LabHost]:
     """Boot ``count`` systemd machines at once on new lab namespaces; wait for their sshd.
 
-    ``binds`` are extra systemd-nspawn ``--bind``/``--bind-ro`` arguments given to every host
-    (e.g. ``--bind=/tmp/shared:/var/lib/shared``), for directories a test shares with them."""
+    ``nspawn_args`` are extra systemd-nspawn arguments given to every host, e.g.
+    ``--bind=/tmp/shared:/var/lib/shared`` for a directory a test shares with them, or
+    ``--capability=CAP_NET_ADMIN`` for hosts that manage their own (namespaced) network."""
     problem = require_full_tools()
     if problem:
         raise RuntimeError(problem)
@@ -244,7 +245,7 @@ def add_full_hosts(
                 f"--bind-ro={host.path}/root/.ssh/authorized_keys:/root/.ssh/authorized_keys",
                 f"--bind-ro={host.path}/etc/hostname:/etc/hostname",
                 f"--bind-ro={host.path}/etc/machine-id:/etc/machine-id",
-                *binds,
+                *nspawn_args,
             ],
             host.path / "machine.log",
         )
