@@ -339,8 +339,18 @@ class Lab:
     def make_namespaces(self, hosts: Sequence[LabHost]) -> None:
         """A network namespace per host with ``eth0`` on the lab bridge (one ``ip`` call)."""
         batch = []
+        # A deleted namespace can live on for minutes (orphaned TCP sockets of its last
+        # connections hold it) and keep its veth pair, whose host-side name an earlier lab in
+        # this slot used: remove such a leftover, which frees the old namespace too.
+        existing = {
+            line.split(":")[1].strip().split("@")[0]
+            for line in run(["ip", "-o", "link", "show"]).stdout.splitlines()
+            if ":" in line
+        }
         for h in hosts:
             veth = f"{self.bridge}v{h.index}"
+            if veth in existing:
+                batch.append(f"link del {veth}")
             batch += [
                 f"netns add {h.netns}",
                 f"link add {veth} type veth peer name eth0 netns {h.netns}",
