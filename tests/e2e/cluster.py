@@ -34,6 +34,7 @@ class Cluster:
         return records.read(self.shared)
 
     def remove(self) -> None:
+        full.stop_machines_in([h.netns for h in self.hosts])  # all shut down at once
         for host in self.hosts:
             self.lab.remove_host(host)
 
