@@ -9,6 +9,9 @@ NODE='lab-cp-0'
 BUNDLE="${CLUSTERDECK_BUNDLE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 export BUNDLE
 
+# Note for these scripts: never `cmd | grep -q` to test output. grep -q exits at its first
+# match, cmd can then die of SIGPIPE, and with pipefail the test fails at random (ip -o addr
+# with two addresses: about one run in three). `grep ... >/dev/null` reads everything.
 log() { printf '[%s %s] %s\n' "$NODE" "$PHASE" "$*"; }
 fail() { printf '[%s %s] error: %s\n' "$NODE" "$PHASE" "$*" >&2; exit 1; }
 
@@ -116,13 +119,13 @@ for taint in "${taints[@]}"; do
   effect="${taint##*:}"
   value=""
   case "$taint" in *=*) value="${taint#*=}"; value="${value%:*}" ;; esac
-  if ! printf '%s\n' "$current_taints" | grep -qxF "${key}=${value}:${effect}"; then
+  if ! printf '%s\n' "$current_taints" | grep -xF "${key}=${value}:${effect}" >/dev/null; then
     log "adding taint $taint"
     kubectl taint node "$NODE" "$taint" --overwrite >/dev/null
   fi
 done
 # not dedicated: the control-plane taint is removed after every join or replacement
-if printf '%s\n' "$current_taints" | grep -qxF "node-role.kubernetes.io/control-plane=:NoSchedule"; then
+if printf '%s\n' "$current_taints" | grep -xF "node-role.kubernetes.io/control-plane=:NoSchedule" >/dev/null; then
   log "removing the control-plane taint (control planes also run workloads)"
   kubectl taint node "$NODE" node-role.kubernetes.io/control-plane:NoSchedule- >/dev/null
 fi

@@ -9,6 +9,9 @@ NODE='lab-cp-1'
 BUNDLE="${CLUSTERDECK_BUNDLE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 export BUNDLE
 
+# Note for these scripts: never `cmd | grep -q` to test output. grep -q exits at its first
+# match, cmd can then die of SIGPIPE, and with pipefail the test fails at random (ip -o addr
+# with two addresses: about one run in three). `grep ... >/dev/null` reads everything.
 log() { printf '[%s %s] %s\n' "$NODE" "$PHASE" "$*"; }
 fail() { printf '[%s %s] error: %s\n' "$NODE" "$PHASE" "$*" >&2; exit 1; }
 
@@ -98,7 +101,7 @@ for pkg in keepalived haproxy; do
     apt_install "$pkg"
   fi
 done
-if [ -n "$OWN_IP" ] && ! ip -o -4 addr show dev "$IFACE" 2>/dev/null | grep -q "inet ${OWN_IP}/"; then
+if [ -n "$OWN_IP" ] && ! ip -o -4 addr show dev "$IFACE" 2>/dev/null | grep -F "inet ${OWN_IP}/" >/dev/null; then
   fail "keepalived.conf names interface ${IFACE}, which does not carry ${OWN_IP}; re-render once the node's interface is known"
 fi
 haproxy -c -q -f "$BUNDLE/files/haproxy.cfg" || fail "haproxy.cfg does not validate"

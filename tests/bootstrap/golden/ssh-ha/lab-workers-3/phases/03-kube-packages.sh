@@ -9,6 +9,9 @@ NODE='lab-workers-3'
 BUNDLE="${CLUSTERDECK_BUNDLE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 export BUNDLE
 
+# Note for these scripts: never `cmd | grep -q` to test output. grep -q exits at its first
+# match, cmd can then die of SIGPIPE, and with pipefail the test fails at random (ip -o addr
+# with two addresses: about one run in three). `grep ... >/dev/null` reads everything.
 log() { printf '[%s %s] %s\n' "$NODE" "$PHASE" "$*"; }
 fail() { printf '[%s %s] error: %s\n' "$NODE" "$PHASE" "$*" >&2; exit 1; }
 
@@ -122,7 +125,7 @@ else
   apt_install --allow-downgrades --allow-change-held-packages "${need[@]}"
 fi
 for pkg in kubelet kubeadm kubectl; do
-  if ! apt-mark showhold | grep -qx "$pkg"; then
+  if ! apt-mark showhold | grep -x "$pkg" >/dev/null; then
     apt-mark hold "$pkg" >/dev/null
   fi
 done
