@@ -80,8 +80,12 @@ def critical_path(specs: list[graph.StepSpec], cost: dict[str, float]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=50)
-    parser.add_argument("--scale", type=float, default=0.02,
-                        help="fraction of the realistic duration each double sleeps")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=0.02,
+        help="fraction of the realistic duration each double sleeps",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cluster-up-"))
     hosts = ", ".join(f"{{address: 10.88.2.{i + 1}}}" for i in range(args.workers))
@@ -97,10 +101,19 @@ def main() -> int:
     def double(seconds: float):  # a phase's double: it only takes its time
         async def run(_: StepContext) -> None:
             await asyncio.sleep(seconds)
+
         return run
 
-    steps = [Step(id=s.id, run=double(cost[s.id]), subject=s.subject, needs=s.needs,
-                  name=s.phase or s.kind) for s in specs]
+    steps = [
+        Step(
+            id=s.id,
+            run=double(cost[s.id]),
+            subject=s.subject,
+            needs=s.needs,
+            name=s.phase or s.kind,
+        )
+        for s in specs
+    ]
     executor = Executor(store=store, environment=env.name, log_root=tmp / "logs")
     started = time.monotonic()
     report = executor.run_sync(steps)
@@ -113,8 +126,10 @@ def main() -> int:
     for event in store.events(env.name):
         if event.ended_at is not None:
             per_phase[event.step].append(event.ended_at - event.started_at)
-    print(f"nodes: {len(bundle.configs)} (3 control planes + {args.workers} workers), "
-          f"steps: {len(steps)}, durations scaled by {args.scale}")
+    print(
+        f"nodes: {len(bundle.configs)} (3 control planes + {args.workers} workers), "
+        f"steps: {len(steps)}, durations scaled by {args.scale}"
+    )
     print(f"{'phase':30} {'runs':>5} {'mean s':>8} {'max s':>8}")
     for phase, values in sorted(per_phase.items(), key=lambda kv: -max(kv[1])):
         print(f"{phase:30} {len(values):5d} {sum(values) / len(values):8.3f} {max(values):8.3f}")
