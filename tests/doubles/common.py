@@ -237,6 +237,21 @@ class Api:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float = 10,
+        attempts: int = 8,
+    ) -> tuple[int, Any]:
+        """One API call; a dropped or refused connection is retried with backoff, as kubeadm's
+        API client does (a load balancer can drop a connection while a health check flaps)."""
+        for attempt in range(attempts):
+            try:
+                return self._request_once(method, path, body, content_type, timeout)
+            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(min(0.25 * 2**attempt, 4))
+        raise AssertionError("unreachable")
+
+    def _request_once(
+        self, method: str, path: str, body: Any, content_type: str, timeout: float
     ) -> tuple[int, Any]:
         conn = http.client.HTTPSConnection(
             self.host, self.port, context=self._context(), timeout=timeout
@@ -264,7 +279,7 @@ class Api:
         last = ""
         while True:
             try:
-                status, body = self.request("GET", "/readyz", timeout=3)
+                status, body = self.request("GET", "/readyz", timeout=3, attempts=1)
                 if status == 200:
                     return
                 last = f"status {status}: {body}"

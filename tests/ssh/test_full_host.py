@@ -47,7 +47,11 @@ def test_full_hosts_boot_systemd_with_their_own_identity(
                     "journalctl -u ssh.service -q -n 1 --no-pager >/dev/null\n"
                 ),
             )
+            failed = await pool.run(
+                node, Command(["systemctl", "--failed", "--no-legend", "--plain"]), check=False
+            )
             return {
+                "failed": failed.stdout.strip(),
                 "init": found["init"],
                 "hostname": found["hostname"],
                 "state": state.stdout.strip(),
@@ -59,7 +63,7 @@ def test_full_hosts_boot_systemd_with_their_own_identity(
     for host, result in zip(full_hosts, results, strict=True):
         assert result["init"] == "systemd"
         assert result["hostname"] == host.name
-        assert result["state"] == "running"  # no failed units
+        assert result["state"] == "running", f"failed units: {result['failed']}"
         assert result["active"] == "active"
     assert results[0]["machine_id"] != results[1]["machine_id"]
     # the lab can act on a full host directly too (as a test does to break it)
