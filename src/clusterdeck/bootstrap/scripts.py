@@ -54,12 +54,28 @@ def environment() -> jinja2.Environment:
 _ENV: jinja2.Environment | None = None
 
 
+# Primary-key fingerprints of the package signing keys fetched over HTTPS; a key that does not
+# match is refused, so a compromised or redirected download cannot plant its own key.
+SIGNING_KEYS = {
+    # pkgs.k8s.io (OBS isv:kubernetes), the same key for every minor's repository
+    "kubernetes": "DE15B14486CD377B9E876E1A234654DA9A296436",
+    # nvidia.github.io/libnvidia-container (NVIDIA CORPORATION (Open Source Projects))
+    "nvidia": "C95B321B61E88C1809C4F759DDCAE044F796ECB0",
+}
+
+
 def render_phase(cfg: NodeConfig, phase: str, *, upload_certs: bool = False) -> str:
     """The bash script for one phase of one node."""
     global _ENV
     if _ENV is None:
         _ENV = environment()
     template = _ENV.get_template(f"{phase}.sh.j2")
-    return template.render(cfg=cfg, phase=phase, purpose=PHASE_PURPOSE[Phase(phase)],
-                           local_api=LOCAL_API, join_file=JOIN_FILE,
-                           upload_certs=upload_certs)
+    return template.render(
+        cfg=cfg,
+        phase=phase,
+        purpose=PHASE_PURPOSE[Phase(phase)],
+        local_api=LOCAL_API,
+        join_file=JOIN_FILE,
+        upload_certs=upload_certs,
+        keys=SIGNING_KEYS,
+    )

@@ -41,6 +41,18 @@ retry() {
   done
 }
 
+# check_key FILE FINGERPRINT SOURCE: refuse a downloaded signing key whose primary-key
+# fingerprint is not the pinned one (awk reads all of gpg's output: no SIGPIPE under pipefail)
+check_key() {
+  local got
+  # gpg fails on something that is not a key (a proxy's error page): then there is no fingerprint
+  got="$(gpg --batch --show-keys --with-colons "$1" 2>/dev/null \
+    | awk -F: '$1 == "fpr" && !seen { print $10; seen = 1 }')" || got=""
+  if [ "$got" != "$2" ]; then
+    fail "the signing key from $3 has fingerprint ${got:-none}, not the pinned $2: refusing it"
+  fi
+}
+
 # install_file SRC DEST MODE: copy only when the content differs; prints "changed" if it did
 install_file() {
   if [ -f "$2" ] && cmp -s "$1" "$2"; then
