@@ -230,6 +230,8 @@ class Api:
                 ctx.load_cert_chain(cert, key)
         return ctx
 
+    # A connection the load balancer dropped (before, during or after the TLS handshake) is
+    # retried; a certificate that does not verify is not.
     def request(
         self,
         method: str,
@@ -244,7 +246,7 @@ class Api:
         for attempt in range(attempts):
             try:
                 return self._request_once(method, path, body, content_type, timeout)
-            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
+            except DROPPED:
                 if attempt == attempts - 1:
                     raise
                 time.sleep(min(0.25 * 2**attempt, 4))
@@ -288,6 +290,16 @@ class Api:
             if time.monotonic() > deadline:
                 raise Fail(f"timed out waiting for the API server at {self.server}: {last}")
             time.sleep(0.5)
+
+
+DROPPED = (
+    ConnectionError,
+    TimeoutError,
+    http.client.RemoteDisconnected,
+    http.client.BadStatusLine,
+    ssl.SSLZeroReturnError,
+    ssl.SSLEOFError,
+)
 
 
 # certificates (real X.509, made with openssl) ----------------------------------------------
