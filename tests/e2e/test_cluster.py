@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -221,6 +222,38 @@ def test_events_list_every_phase_of_every_node(ha: Created) -> None:
             assert (node, phase) in done, f"no finished event for {node} {phase}"
     timed = [r for r in rows if r["outcome"] == "finished" and r["step"] == "kubeadm-init"]
     assert timed and timed[0]["duration"] > 0
+
+
+def test_no_secret_reaches_the_store_the_logs_or_the_output(ha: Created) -> None:
+    """Join tokens, the certificate key and private keys never land where clusterdeck writes."""
+    key_hashes = {
+        r.extra["certificate_key_sha256"]
+        for r in ha.cluster.runs()
+        if r.extra.get("certificate_key_sha256")
+    }
+    assert key_hashes, "the doubles saw a certificate key, so there was one to leak"
+    places = {
+        "state store": ha.state.read_bytes(),
+        "CLI output": (ha.result.stdout + ha.result.stderr).encode(),
+    }
+    for wal in ha.state.parent.glob(ha.state.name + "-*"):
+        places[wal.name] = wal.read_bytes()
+    logs = ha.state.parent / "logs"
+    for path in [*logs.rglob("*"), *ha.rendered.rglob("*")]:
+        if path.is_file():
+            places[str(path)] = path.read_bytes()
+    assert any("logs" in name for name in places), "node logs were written and are checked"
+    token = re.compile(rb"\b[a-z0-9]{6}\.[a-z0-9]{16}\b")
+    hex64 = re.compile(rb"\b[0-9a-f]{64}\b")
+    for name, data in places.items():
+        assert not token.search(data), f"a bootstrap token in {name}"
+        for candidate in hex64.findall(data):
+            assert hashlib.sha256(candidate).hexdigest() not in key_hashes, (
+                f"the certificate key in {name}"
+            )
+        assert b"PRIVATE KEY" not in data and b"client-key-data" not in data, (
+            f"private key material in {name}"
+        )
 
 
 def test_a_second_create_changes_nothing(ha: Created) -> None:
