@@ -1,0 +1,24 @@
+"""Console-script entry point that works even when the CLI extra is not installed.
+
+The library installs without typer and rich; the ``clusterdeck`` command needs them. Instead
+of an ImportError traceback, a missing extra gets one line saying what to install.
+"""
+
+from __future__ import annotations
+
+import sys
+
+CLI_MODULES = {"typer", "rich", "click"}
+
+
+def run() -> None:
+    try:
+        from clusterdeck.cli.main import run as cli_run
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in CLI_MODULES:
+            raise
+        sys.stderr.write(
+            "error: the clusterdeck command needs the CLI extra: pip install 'clusterdeck[cli]'\n"
+        )
+        sys.exit(1)
+    cli_run()
