@@ -95,15 +95,25 @@ def create(
         existed = store.environment(env.name) is not None
         store.save_environment(env.name, env.spec.provider.value, effective_spec(env, dedicated))
         try:
-            return _create_locked(
+            result = _create_locked(
                 env, store, infra_only=infra_only, dedicated=dedicated, events=events
             )
         except BaseException:
-            if not existed and not store.resources(env.name, include_deleted=True):
-                store.forget_environment(env.name)
-            else:
-                store.set_status(env.name, "failed")
+            _after_failure(store, env.name, existed=existed, status="failed")
             raise
+        if result.failed:
+            _after_failure(store, env.name, existed=existed)
+        return result
+
+
+def _after_failure(
+    store: StateStore, name: str, *, existed: bool, status: str | None = None
+) -> None:
+    """A new environment that got nowhere leaves no trace; otherwise its failure is recorded."""
+    if not existed and not store.resources(name, include_deleted=True):
+        store.forget_environment(name)
+    elif status is not None:
+        store.set_status(name, status)
 
 
 def _create_locked(

@@ -185,3 +185,19 @@ def test_non_interactive_never_prompts(tmp_path, how) -> None:
     child.close()
     assert index == 1, "must take the file's value without asking"
     assert child.exitstatus == 0
+
+
+def test_a_new_environment_that_got_nowhere_leaves_no_record(
+    store_path, tmp_path, capsys, monkeypatch
+) -> None:
+    spec = tmp_path / "nowhere.yaml"
+    spec.write_text(
+        "apiVersion: clusterdeck.dev/v1alpha1\nkind: Environment\n"
+        "metadata: {name: nowhere}\nspec:\n  provider: ssh\n  auth: {username: root}\n"
+        "  cluster:\n    controlPlane:\n      hosts: [{address: 127.0.0.1, port: 1}]\n"
+    )
+    monkeypatch.setenv("CLUSTERDECK_SSH_WAIT", "1")
+    result = run_cli(["create", "-f", str(spec), "--infra-only", "--yes"], capsys, monkeypatch)
+    assert result.code == 1
+    assert "failed: nowhere-cp-0: 127.0.0.1:1: connection refused" in result.err
+    assert SqliteStore(store_path).environments() == []
