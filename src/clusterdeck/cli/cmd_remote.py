@@ -120,11 +120,11 @@ def ssh(
     app = state(ctx)
     store = app.store()
     endpoint = remote.node_access(store, environment, node)
-    keys = remote.pinned_keys(store, environment, endpoint)
+    known_hosts, keys = remote.trusted_known_hosts(store, environment, endpoint)
     fd, path = tempfile.mkstemp(prefix="clusterdeck-known-hosts-")
     try:
         with os.fdopen(fd, "w") as handle:  # mkstemp: mode 0600
-            handle.write(remote.known_hosts_text(keys))
+            handle.write(known_hosts)
         argv = remote.ssh_invocation(endpoint, keys, path, command or ())
         if app.verbose > 0:
             app.err.print(" ".join(argv), highlight=False)

@@ -24,9 +24,10 @@ from clusterdeck.model.topology import Role, Topology
 from clusterdeck.pipeline import actions, graph
 from clusterdeck.pipeline import kubeconfig as kc
 from clusterdeck.pipeline.targets import Target, targets
+from clusterdeck.providers.ssh.access import host_key_policy
 from clusterdeck.spec.models import Environment
 from clusterdeck.state.store import StateStore
-from clusterdeck.transport import Command, Connections, Endpoint, PinnedHostKeys
+from clusterdeck.transport import Command, Connections, Endpoint
 
 PHASE_DEADLINE = 1800.0
 READY_TIMEOUT = 600.0
@@ -40,8 +41,7 @@ class BootstrapResult:
     server: str = ""
 
 
-def public_server(env: Environment, topology: Topology, facts: ClusterFacts,
-                  plan: Plan) -> str:
+def public_server(env: Environment, topology: Topology, facts: ClusterFacts, plan: Plan) -> str:
     kind = plan.endpoint.kind
     if kind == "nlb" and facts.nlb_dns:
         return f"https://{facts.nlb_dns}:6443"
@@ -49,8 +49,11 @@ def public_server(env: Environment, topology: Topology, facts: ClusterFacts,
         return plan.endpoint.url()
     first = topology.control_planes()[0]
     machine = facts.machines.get(first.name)
-    host = (machine.public_ip if machine else None) or (
-        first.host.address if first.host else None) or (machine.private_ip if machine else None)
+    host = (
+        (machine.public_ip if machine else None)
+        or (first.host.address if first.host else None)
+        or (machine.private_ip if machine else None)
+    )
     if host is None:
         raise PermanentError(f"no address recorded for {first.name}")
     return f"https://{host}:6443"
@@ -67,8 +70,13 @@ def _targets(store: StateStore, env: Environment, topology: Topology) -> dict[st
     return targets(env, topology, store.resources(env.name), record.outputs if record else {})
 
 
-def _steps(specs: list[graph.StepSpec], bundle: Bundle, tgt: dict[str, Target],
-           conns: Connections, ready_timeout: float) -> list[Step]:
+def _steps(
+    specs: list[graph.StepSpec],
+    bundle: Bundle,
+    tgt: dict[str, Target],
+    conns: Connections,
+    ready_timeout: float,
+) -> list[Step]:
     configs = bundle.configs
     ha = sum(1 for c in configs.values() if c.role is Role.CONTROL_PLANE) > 1
     steps: list[Step] = []
@@ -84,46 +92,78 @@ def _steps(specs: list[graph.StepSpec], bundle: Bundle, tgt: dict[str, Target],
             if spec.kind == "kubeconfig":
                 return await actions.read_admin_conf(conns, endpoint)
             if spec.kind == "ready":
-                return await actions.wait_ready(conns, endpoint, list(configs), ctx.write,
-                                                timeout=ready_timeout)
+                return await actions.wait_ready(
+                    conns, endpoint, list(configs), ctx.write, timeout=ready_timeout
+                )
             cfg = configs[spec.node]
-            script = bundle.files[spec.node][next(
-                p.script for p in cfg.phases if p.name == spec.phase)].content
+            script = bundle.files[spec.node][
+                next(p.script for p in cfg.phases if p.name == spec.phase)
+            ].content
             secrets: list[str] = []
             if spec.phase in graph.JOIN_PHASES:
                 material: JoinMaterial | None = ctx.need(graph.JOIN_MATERIAL)
                 if material is not None:  # None: every node had joined; the phase checks
                     secrets = material.secrets()
                     await actions.upload_join_config(conns, endpoint, cfg, material, ctx.write)
-            await actions.run_phase(conns, endpoint, spec.node, spec.phase, script, ctx.write,
-                                    timeout=PHASE_DEADLINE, secrets=secrets)
+            await actions.run_phase(
+                conns,
+                endpoint,
+                spec.node,
+                spec.phase,
+                script,
+                ctx.write,
+                timeout=PHASE_DEADLINE,
+                secrets=secrets,
+            )
             return None
+
         return run
 
-    async def _join_material(conns: Connections, endpoint: Endpoint, ctx: StepContext,
-                             ha: bool) -> JoinMaterial | None:
+    async def _join_material(
+        conns: Connections, endpoint: Endpoint, ctx: StepContext, ha: bool
+    ) -> JoinMaterial | None:
         """Fetched once, and only when a node still has to join: a re-run of a complete
         cluster creates no bootstrap token and uploads no certificates."""
-        joiners = [c for c in configs.values()
-                   if any(p.name in graph.JOIN_PHASES for p in c.phases)]
-        joined = await asyncio.gather(*(
-            actions.has_joined(conns, tgt[c.name].endpoint,
-                               control_plane=c.role is Role.CONTROL_PLANE) for c in joiners))
+        joiners = [
+            c for c in configs.values() if any(p.name in graph.JOIN_PHASES for p in c.phases)
+        ]
+        joined = await asyncio.gather(
+            *(
+                actions.has_joined(
+                    conns, tgt[c.name].endpoint, control_plane=c.role is Role.CONTROL_PLANE
+                )
+                for c in joiners
+            )
+        )
         if all(joined):
             ctx.write(f"all {len(joiners)} joining nodes have joined: no join material needed")
             return None
-        return await actions.fetch_join_material(conns, endpoint, certificate_key=ha,
-                                                 log=ctx.write)
+        return await actions.fetch_join_material(conns, endpoint, certificate_key=ha, log=ctx.write)
 
     for spec in specs:
-        steps.append(Step(id=spec.id, run=bind(spec), subject=spec.subject, needs=spec.needs,
-                          name=spec.phase or spec.kind, retries=2))
+        steps.append(
+            Step(
+                id=spec.id,
+                run=bind(spec),
+                subject=spec.subject,
+                needs=spec.needs,
+                name=spec.phase or spec.kind,
+                retries=2,
+            )
+        )
     return steps
 
 
-def bootstrap(env: Environment, store: StateStore, topology: Topology, plan: Plan, *,
-              events: EventSink = discard, ready_timeout: float = READY_TIMEOUT,
-              concurrency: int = 100) -> BootstrapResult:
+def bootstrap(
+    env: Environment,
+    store: StateStore,
+    topology: Topology,
+    plan: Plan,
+    *,
+    events: EventSink = discard,
+    ready_timeout: float = READY_TIMEOUT,
+    concurrency: int = 100,
+) -> BootstrapResult:
     """Bring every node of the environment into the cluster (idempotent; re-run resumes)."""
     facts = _facts(store, env, plan)
     bundle = render_environment(env, topology, plan, facts)
@@ -131,10 +171,11 @@ def bootstrap(env: Environment, store: StateStore, topology: Topology, plan: Pla
     specs = graph.build(bundle.configs)
 
     async def go() -> RunReport:
-        async with Connections(host_keys=PinnedHostKeys(store, env.name), events=events) as c:
+        async with Connections(host_keys=host_key_policy(env, store, env.name), events=events) as c:
             steps = _steps(specs, bundle, tgt, c, ready_timeout)
-            executor = Executor(concurrency=concurrency, events=events, store=store,
-                                environment=env.name)
+            executor = Executor(
+                concurrency=concurrency, events=events, store=store, environment=env.name
+            )
             return await executor.run(steps)
 
     report = asyncio.run(go())
@@ -150,15 +191,16 @@ def bootstrap(env: Environment, store: StateStore, topology: Topology, plan: Pla
     return result
 
 
-def fetch_kubeconfig(env: Environment, store: StateStore, topology: Topology,
-                     plan: Plan) -> dict[str, Any]:
+def fetch_kubeconfig(
+    env: Environment, store: StateStore, topology: Topology, plan: Plan
+) -> dict[str, Any]:
     """The admin kubeconfig from the first reachable control plane, server = public endpoint."""
     facts = _facts(store, env, plan)
     tgt = _targets(store, env, topology)
 
     async def go() -> str:
         errors = []
-        async with Connections(host_keys=PinnedHostKeys(store, env.name)) as conns:
+        async with Connections(host_keys=host_key_policy(env, store, env.name)) as conns:
             for cp in topology.control_planes():
                 try:
                     return await actions.read_admin_conf(conns, tgt[cp.name].endpoint)
@@ -175,23 +217,34 @@ def live_status(env: Environment, store: StateStore, topology: Topology) -> dict
 
     async def go() -> dict[str, Any]:
         tried = []
-        async with Connections(host_keys=PinnedHostKeys(store, env.name)) as conns:
+        async with Connections(host_keys=host_key_policy(env, store, env.name)) as conns:
             for cp in topology.control_planes():
                 endpoint = tgt[cp.name].endpoint
                 try:
-                    health = await conns.run(endpoint, Command(
-                        [*actions.KUBECTL, "get", "--raw=/readyz"]), timeout=20, check=False)
+                    health = await conns.run(
+                        endpoint,
+                        Command([*actions.KUBECTL, "get", "--raw=/readyz"]),
+                        timeout=20,
+                        check=False,
+                    )
                     data = await actions.nodes_json(conns, endpoint, timeout=20)
                 except (TransientError, PermanentError, ValueError) as exc:
                     tried.append({"control_plane": cp.name, "error": str(exc)})
                     continue
-                return {"environment": env.name, "asked": cp.name,
-                        "api": {"healthy": health.exit_status == 0,
-                                "detail": health.stdout.strip() or health.stderr.strip()},
-                        "nodes": _node_rows(data, [n.name for n in topology.nodes]),
-                        "unreachable": tried}
-        raise PermanentError("no control plane answered: " + "; ".join(
-            f"{t['control_plane']}: {t['error']}" for t in tried))
+                return {
+                    "environment": env.name,
+                    "asked": cp.name,
+                    "api": {
+                        "healthy": health.exit_status == 0,
+                        "detail": health.stdout.strip() or health.stderr.strip(),
+                    },
+                    "nodes": _node_rows(data, [n.name for n in topology.nodes]),
+                    "unreachable": tried,
+                }
+        raise PermanentError(
+            "no control plane answered: "
+            + "; ".join(f"{t['control_plane']}: {t['error']}" for t in tried)
+        )
 
     return asyncio.run(go())
 
@@ -203,14 +256,31 @@ def _node_rows(data: dict[str, Any], expected: list[str]) -> list[dict[str, Any]
         meta, status = item.get("metadata", {}), item.get("status", {})
         name = meta.get("name", "")
         seen.add(name)
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in status.get("conditions", []))
-        roles = sorted(k.split("/", 1)[1] for k in meta.get("labels", {})
-                       if k.startswith("node-role.kubernetes.io/"))
-        taints = [f"{t['key']}{'=' + t['value'] if t.get('value') else ''}:{t['effect']}"
-                  for t in item.get("spec", {}).get("taints", []) or []]
-        rows.append({"name": name, "ready": ready, "roles": roles, "taints": taints,
-                     "version": status.get("nodeInfo", {}).get("kubeletVersion", "")})
-    rows += [{"name": n, "ready": False, "roles": [], "taints": [], "version": "",
-              "missing": True} for n in expected if n not in seen]
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions", [])
+        )
+        roles = sorted(
+            k.split("/", 1)[1]
+            for k in meta.get("labels", {})
+            if k.startswith("node-role.kubernetes.io/")
+        )
+        taints = [
+            f"{t['key']}{'=' + t['value'] if t.get('value') else ''}:{t['effect']}"
+            for t in item.get("spec", {}).get("taints", []) or []
+        ]
+        rows.append(
+            {
+                "name": name,
+                "ready": ready,
+                "roles": roles,
+                "taints": taints,
+                "version": status.get("nodeInfo", {}).get("kubeletVersion", ""),
+            }
+        )
+    rows += [
+        {"name": n, "ready": False, "roles": [], "taints": [], "version": "", "missing": True}
+        for n in expected
+        if n not in seen
+    ]
     return rows

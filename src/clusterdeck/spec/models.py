@@ -118,6 +118,11 @@ class Bastion(Strict):
     )
 
 
+class HostKeyPolicyKind(StrEnum):
+    PINNED = "pinned"
+    STRICT = "strict"
+
+
 class Auth(Strict):
     key_name: str | None = Field(default=None, description="EC2 key pair name (aws).")
     private_key: str | None = Field(
@@ -125,6 +130,8 @@ class Auth(Strict):
     )
     username: str = Field(default="ubuntu", description="Login user on every node.")
     bastion: Bastion | None = Field(default=None, description="Jump host used to reach the nodes.")
+    host_key_policy: HostKeyPolicyKind = Field(default=HostKeyPolicyKind.PINNED, description="pinned: trust a host's key on first use, then only that key (kept in the state store); strict: only keys already in knownHosts files.")
+    known_hosts: list[str] = Field(default_factory=list, description="known_hosts files for hostKeyPolicy: strict; default ~/.ssh/known_hosts.")
 
 
 class NetworkMode(StrEnum):

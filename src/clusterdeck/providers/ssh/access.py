@@ -3,7 +3,7 @@
 Used for ssh-provider hosts and for any recorded node that carries the store conventions of
 :mod:`clusterdeck.providers.base` (``ssh_host``, ``ssh_port``, ``ssh_user``, optional
 ``bastion``, or ``reach: ssm`` for AWS nodes without a public address), so ``clusterdeck exec``
-and ``clusterdeck ssh`` work the same for every provider. No I/O here.
+and ``clusterdeck ssh`` work the same for every provider, and which host keys to trust. No I/O.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import Any
 from clusterdeck.errors import UsageError
 from clusterdeck.model.records import ResourceRecord
 from clusterdeck.model.topology import Node
-from clusterdeck.spec.models import Environment
+from clusterdeck.spec.models import Environment, HostKeyPolicyKind
+from clusterdeck.state.store import StateStore
 from clusterdeck.transport import Endpoint, SsmRoute
+from clusterdeck.transport.hostkeys import HostKeyPolicy, KnownHostsOnly, PinnedHostKeys
 
 NODE_PREFIX = "node/"
 
@@ -32,6 +34,14 @@ def split_host_port(text: str, default_port: int = 22) -> tuple[str, int]:
         host, port = text.split(":")
         return host, int(port)
     return text, default_port
+
+
+def host_key_policy(spec: Environment | None, store: StateStore, environment: str) -> HostKeyPolicy:
+    """The spec's host-key policy: pinned on first use (default) or known_hosts files only."""
+    auth = spec.spec.auth if spec is not None else None
+    if auth is not None and auth.host_key_policy is HostKeyPolicyKind.STRICT:
+        return KnownHostsOnly(auth.known_hosts)
+    return PinnedHostKeys(store, environment)
 
 
 def bastion_endpoint(spec: Environment | None, address: str | None = None) -> Endpoint | None:

@@ -20,8 +20,8 @@ from clusterdeck.events import Event, EventKind
 from clusterdeck.model.topology import Node
 from clusterdeck.providers.base import ApplyContext, InfraResult
 from clusterdeck.providers.ssh import facts
-from clusterdeck.providers.ssh.access import NODE_PREFIX, node_endpoint
-from clusterdeck.transport import Connections, ConnectOptions, Endpoint, PinnedHostKeys
+from clusterdeck.providers.ssh.access import NODE_PREFIX, host_key_policy, node_endpoint
+from clusterdeck.transport import Connections, ConnectOptions, Endpoint
 
 READY = "ready"
 REACHABLE = "reachable"
@@ -119,7 +119,7 @@ def _reason(endpoint: Endpoint, error: BaseException) -> str:
 
 async def register(ctx: ApplyContext, options: RegisterOptions) -> InfraResult:
     endpoints = {node.name: node_endpoint(node, ctx.spec) for node in ctx.nodes}
-    policy = PinnedHostKeys(ctx.store, ctx.environment)
+    policy = host_key_policy(ctx.spec, ctx.store, ctx.environment)
     async with Connections(policy, options.connect, ctx.events) as pool:
         steps = [
             step

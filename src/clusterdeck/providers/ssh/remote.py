@@ -15,12 +15,13 @@ import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from clusterdeck.engine import DEFAULT_CONCURRENCY, Executor, Step, StepContext
 from clusterdeck.errors import NotFoundError, UsageError
 from clusterdeck.events import EventSink, discard
 from clusterdeck.model.records import ResourceRecord
-from clusterdeck.providers.ssh.access import NODE_PREFIX, record_endpoint
+from clusterdeck.providers.ssh.access import NODE_PREFIX, host_key_policy, record_endpoint
 from clusterdeck.spec.models import Environment
 from clusterdeck.state.store import StateStore
 from clusterdeck.transport import (
@@ -28,6 +29,7 @@ from clusterdeck.transport import (
     Connections,
     Endpoint,
     HostKey,
+    HostKeyPolicy,
     PinnedHostKeys,
     Result,
     known_hosts_line,
@@ -108,19 +110,23 @@ def run_on_nodes(
     spec = environment_spec(store, environment)
     records = select_nodes(store, environment, role=role, pool=pool, names=names)
     endpoints = {r.key.removeprefix(NODE_PREFIX): record_endpoint(r, spec) for r in records}
-    return asyncio.run(_run(store, environment, endpoints, command, timeout, events, concurrency))
+    policy = host_key_policy(spec, store, environment)
+    return asyncio.run(
+        _run(store, environment, policy, endpoints, command, timeout, events, concurrency)
+    )
 
 
 async def _run(
     store: StateStore,
     environment: str,
+    policy: HostKeyPolicy,
     endpoints: dict[str, Endpoint],
     command: Command,
     timeout: float | None,
     events: EventSink,
     concurrency: int,
 ) -> list[NodeOutcome]:
-    async with Connections(PinnedHostKeys(store, environment), events=events) as pool:
+    async with Connections(policy, events=events) as pool:
 
         def step(name: str, endpoint: Endpoint) -> Step:
             async def run(ctx: StepContext) -> Result:
@@ -151,6 +157,24 @@ def node_access(store: StateStore, environment: str, node: str) -> Endpoint:
     return record_endpoint(record, spec)
 
 
+def trusted_known_hosts(
+    store: StateStore, environment: str, endpoint: Endpoint
+) -> tuple[str, dict[Endpoint, HostKey] | None]:
+    """known_hosts text for the system ``ssh``, and the pinned keys (None in strict mode).
+
+    Pinned mode: exactly the keys pinned for the node and its bastion (pinning on first use).
+    Strict mode: the spec's known_hosts files as they are; nothing is pinned.
+    """
+    policy = host_key_policy(environment_spec(store, environment), store, environment)
+    if policy.strict:
+        files = policy.known_hosts_files()
+        if not files:
+            raise UsageError("hostKeyPolicy is strict but none of the knownHosts files exists")
+        return "".join(Path(f).read_text() for f in files), None
+    keys = pinned_keys(store, environment, endpoint)
+    return known_hosts_text(keys), keys
+
+
 def pinned_keys(store: StateStore, environment: str, endpoint: Endpoint) -> dict[Endpoint, HostKey]:
     """The pinned key of the node and of its bastion, pinning on first use if never seen."""
     policy = PinnedHostKeys(store, environment)
@@ -174,7 +198,7 @@ def known_hosts_text(keys: dict[Endpoint, HostKey]) -> str:
     return "".join(known_hosts_line(e.host, e.port, k) for e, k in keys.items())
 
 
-def _base(endpoint: Endpoint, known_hosts: str, key: HostKey) -> list[str]:
+def _base(endpoint: Endpoint, known_hosts: str, key: HostKey | None) -> list[str]:
     argv = [
         "-o",
         "StrictHostKeyChecking=yes",
@@ -184,8 +208,7 @@ def _base(endpoint: Endpoint, known_hosts: str, key: HostKey) -> list[str]:
         "GlobalKnownHostsFile=/dev/null",
         "-o",
         "UpdateHostKeys=no",
-        "-o",
-        f"HostKeyAlgorithms={','.join(sig_algorithms(key.key_type))}",
+        *(["-o", f"HostKeyAlgorithms={','.join(sig_algorithms(key.key_type))}"] if key else []),
         "-p",
         str(endpoint.port),
         "-l",
@@ -198,16 +221,22 @@ def _base(endpoint: Endpoint, known_hosts: str, key: HostKey) -> list[str]:
 
 def ssh_invocation(
     endpoint: Endpoint,
-    keys: dict[Endpoint, HostKey],
+    keys: dict[Endpoint, HostKey] | None,
     known_hosts: str,
     command: Sequence[str] = (),
     ssh: str = "ssh",
 ) -> list[str]:
-    """The system ``ssh`` argv: pinned keys only, never asks to trust a new one."""
-    argv = [ssh, *_base(endpoint, known_hosts, keys[endpoint])]
+    """The system ``ssh`` argv: trusted keys only, never asks to trust a new one."""
+    argv = [ssh, *_base(endpoint, known_hosts, keys[endpoint] if keys else None)]
     if endpoint.jump is not None:
         jump = endpoint.jump
-        proxy = [ssh, *_base(jump, known_hosts, keys[jump]), "-W", "%h:%p", jump.host]
+        proxy = [
+            ssh,
+            *_base(jump, known_hosts, keys[jump] if keys else None),
+            "-W",
+            "%h:%p",
+            jump.host,
+        ]
         argv += ["-o", f"ProxyCommand={shlex.join(proxy)}"]
     elif endpoint.ssm is not None:
         route = endpoint.ssm
