@@ -7,26 +7,24 @@ the store. No printing here: progress goes out as events, results come back as d
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clusterdeck import pipeline
-from clusterdeck.errors import NotFoundError
 from clusterdeck.events import EventSink, discard
 from clusterdeck.model.observed import Observed, ObservedNode
-from clusterdeck.model.plan import Plan
-from clusterdeck.model.records import EnvironmentRecord, ResourceRecord
+from clusterdeck.model.plan import ActionKind, Plan
+from clusterdeck.model.records import NODE_PREFIX, EnvironmentRecord, ResourceRecord
 from clusterdeck.model.topology import Topology
 from clusterdeck.planner import build_plan, expand
 from clusterdeck.providers import registry
 from clusterdeck.providers.base import ApplyContext, InfraResult
 from clusterdeck.spec import ValidationReport, check_file, load_file
+from clusterdeck.spec.loader import from_recorded
 from clusterdeck.spec.models import Environment
-from clusterdeck.state.store import StateStore
+from clusterdeck.state.store import StateStore, require_environment
 
-NODE_PREFIX = "node/"
 PROVIDER_ORDER = ("aws", "ssh")
 
 
@@ -163,7 +161,7 @@ def effective_spec(env: Environment, dedicated: bool | None) -> dict[str, Any]:
 
 def delete(name: str, store: StateStore, *, events: EventSink = discard) -> list[str]:
     """Delete everything recorded for ``name``; return what could not be deleted."""
-    record = require(store, name)
+    record = require_environment(store, name)
     with store.lock(name, "delete"):
         store.set_status(name, "deleting")
         leftovers: list[str] = []
@@ -185,16 +183,6 @@ def delete(name: str, store: StateStore, *, events: EventSink = discard) -> list
         return leftovers
 
 
-def require(store: StateStore, name: str) -> EnvironmentRecord:
-    record = store.environment(name)
-    if record is None:
-        known = ", ".join(e.name for e in store.environments()) or "none"
-        raise NotFoundError(
-            f"no environment named {name!r} in the state store {store.path} (known: {known})"
-        )
-    return record
-
-
 @dataclass
 class Status:
     record: EnvironmentRecord
@@ -206,16 +194,16 @@ class Status:
 
 def status(store: StateStore, name: str) -> Status:
     """What the store knows of an environment, and what its plan still lacks."""
-    record = require(store, name)
+    record = require_environment(store, name)
     resources = store.resources(name)
     nodes = [r for r in resources if r.key.startswith(NODE_PREFIX)]
     the_plan: Plan | None = None
     missing: list[str] = []
     try:
-        env = Environment.model_validate_json(json.dumps(record.spec))
+        env: Environment | None = from_recorded(record.spec)
     except ValueError:
         env = None
     if env is not None:
         _, the_plan = plan(env, store)
-        missing = [a.target for a in the_plan.changes() if a.kind.value == "create"]
+        missing = [a.target for a in the_plan.changes() if a.kind is ActionKind.CREATE]
     return Status(record, nodes, [r for r in resources if r not in nodes], missing, the_plan)

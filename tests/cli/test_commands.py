@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pexpect
 import pytest
 
 from clusterdeck.state import SqliteStore
-from tests.helpers import EXAMPLES, ROOT, run_cli
+from tests.helpers import EXAMPLES, ROOT, lock_holder, run_cli
 
 CLI = str(Path(sys.executable).with_name("clusterdeck"))
 
@@ -113,21 +112,8 @@ def test_create_needs_consent_in_non_interactive_mode(store_path, capsys, monkey
     assert SqliteStore(store_path).environments() == [], "nothing recorded without consent"
 
 
-HOLDER = """
-import sys, time
-from clusterdeck.state import SqliteStore
-with SqliteStore(sys.argv[1]).lock("onprem", "create"):
-    print("held", flush=True)
-    time.sleep(60)
-"""
-
-
 def test_second_apply_of_one_environment_is_refused(store_path, capsys, monkeypatch) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(store_path)], stdout=subprocess.PIPE
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+    with lock_holder(store_path, "onprem"):
         result = run_cli(
             ["create", "-f", str(EXAMPLES / "ssh-existing.yaml"), "--infra-only", "--yes"],
             capsys,
@@ -135,11 +121,6 @@ def test_second_apply_of_one_environment_is_refused(store_path, capsys, monkeypa
         )
         assert result.code == 1
         assert "'onprem' is locked by create (pid" in result.err
-    finally:
-        holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
 
 
 def _clean_env(tmp_path) -> dict[str, str]:

@@ -6,8 +6,6 @@ import os
 import signal
 import sqlite3
 import stat
-import subprocess
-import sys
 import time
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from clusterdeck.errors import LockedError, NotFoundError
 from clusterdeck.state import SqliteStore
 from clusterdeck.state.sqlite import MIGRATIONS
+from tests.helpers import lock_holder
 
 
 def test_file_is_private_and_round_trips(tmp_path) -> None:
@@ -65,21 +64,10 @@ def test_newer_schema_is_refused(tmp_path) -> None:
         SqliteStore(path)
 
 
-HOLDER = """
-import sys, time
-from clusterdeck.state import SqliteStore
-with SqliteStore(sys.argv[1]).lock("e", "create"):
-    print("held", flush=True)
-    time.sleep(60)
-"""
-
-
 def test_lock_excludes_a_second_process_and_dies_with_its_holder(tmp_path) -> None:
     path = tmp_path / "s.db"
     SqliteStore(path).save_environment("e", "aws", {})
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+    with lock_holder(path, "e") as holder:
         store = SqliteStore(path)
         with (
             pytest.raises(LockedError, match=r"locked by create \(pid \d+"),
@@ -99,8 +87,3 @@ def test_lock_excludes_a_second_process_and_dies_with_its_holder(tmp_path) -> No
             except LockedError:
                 assert time.time() < deadline, "a killed holder must release the lock"
                 time.sleep(0.05)
-    finally:
-        holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()

@@ -47,5 +47,6 @@ class UserData(Model):
 
 
 def user_data(node_name: str, node_config_json: str) -> UserData:
-    return UserData(hostname=node_name,
-                    write_files=[WriteFile(path=NODE_CONFIG_PATH, content=node_config_json)])
+    return UserData(
+        hostname=node_name, write_files=[WriteFile(path=NODE_CONFIG_PATH, content=node_config_json)]
+    )

@@ -68,8 +68,12 @@ def _crd(kind: str, plural: str, namespaced: bool) -> dict[str, Any]:
         "metadata": {"name": f"{plural}.{CALICO_GROUP}"},
         "spec": {
             "group": CALICO_GROUP,
-            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural,
-                      "singular": kind.lower()},
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+            },
             "scope": "Namespaced" if namespaced else "Cluster",
             "versions": [version],
         },

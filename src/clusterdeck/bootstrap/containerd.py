@@ -31,13 +31,19 @@ class ContainerdConfig(BaseModel):
 
     def as_data(self) -> dict[str, Any]:
         runtimes: dict[str, Any] = {
-            "runc": {"runtime_type": "io.containerd.runc.v2",
-                     "options": {"SystemdCgroup": self.systemd_cgroup}},
+            "runc": {
+                "runtime_type": "io.containerd.runc.v2",
+                "options": {"SystemdCgroup": self.systemd_cgroup},
+            },
         }
         if self.nvidia_runtime:
-            runtimes["nvidia"] = {"runtime_type": "io.containerd.runc.v2",
-                                  "options": {"BinaryName": NVIDIA_RUNTIME_BINARY,
-                                              "SystemdCgroup": self.systemd_cgroup}}
+            runtimes["nvidia"] = {
+                "runtime_type": "io.containerd.runc.v2",
+                "options": {
+                    "BinaryName": NVIDIA_RUNTIME_BINARY,
+                    "SystemdCgroup": self.systemd_cgroup,
+                },
+            }
         cri: dict[str, Any] = {
             "sandbox_image": self.sandbox_image,
             "enable_cdi": self.enable_cdi,

@@ -14,25 +14,27 @@ from urllib.parse import urlsplit
 
 from clusterdeck.bootstrap.nodeconfig import MachineFacts
 from clusterdeck.bootstrap.render import ClusterFacts
-from clusterdeck.model.records import ResourceRecord
-
-NODE_PREFIX = "node/"
+from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
 
 
 def _text(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-def from_records(records: Iterable[ResourceRecord], outputs: Mapping[str, Any],
-                 endpoint_kind: str) -> ClusterFacts:
+def from_records(
+    records: Iterable[ResourceRecord], outputs: Mapping[str, Any], endpoint_kind: str
+) -> ClusterFacts:
     machines: dict[str, MachineFacts] = {}
     for rec in records:
         if not rec.key.startswith(NODE_PREFIX) or rec.deleted_at is not None:
             continue
         data = rec.data
-        machines[rec.key[len(NODE_PREFIX):]] = MachineFacts(
-            private_ip=_text(data.get("private_ip")), public_ip=_text(data.get("public_ip")),
-            public_name=_text(data.get("public_dns")), interface=_text(data.get("interface")))
+        machines[rec.key[len(NODE_PREFIX) :]] = MachineFacts(
+            private_ip=_text(data.get("private_ip")),
+            public_ip=_text(data.get("public_ip")),
+            public_name=_text(data.get("public_dns")),
+            interface=_text(data.get("interface")),
+        )
     nlb_dns = None
     endpoint = _text(outputs.get("endpoint"))
     if endpoint_kind == "nlb" and endpoint:

@@ -34,8 +34,9 @@ CERT_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 class K8sModel(BaseModel):
     """camelCase keys as in the Go types; unknown keys are an error."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True,
-                              frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
 
 
 class Arg(K8sModel):
@@ -71,7 +72,8 @@ class BootstrapToken(K8sModel):
     ttl: str = "2h0m0s"
     usages: list[str] = Field(default_factory=lambda: ["signing", "authentication"])
     groups: list[str] = Field(
-        default_factory=lambda: ["system:bootstrappers:kubeadm:default-node-token"])
+        default_factory=lambda: ["system:bootstrappers:kubeadm:default-node-token"]
+    )
     description: str | None = None
 
     @field_validator("token")
@@ -87,8 +89,7 @@ class InitConfiguration(K8sModel):
     kind: Literal["InitConfiguration"] = "InitConfiguration"
     bootstrap_tokens: list[BootstrapToken] | None = None
     node_registration: NodeRegistration
-    local_api_endpoint: APIEndpoint = Field(default_factory=APIEndpoint,
-                                            alias="localAPIEndpoint")
+    local_api_endpoint: APIEndpoint = Field(default_factory=APIEndpoint, alias="localAPIEndpoint")
     certificate_key: str | None = None
     skip_phases: list[str] | None = None
 
@@ -157,8 +158,7 @@ class Discovery(K8sModel):
 
 
 class JoinControlPlane(K8sModel):
-    local_api_endpoint: APIEndpoint = Field(default_factory=APIEndpoint,
-                                            alias="localAPIEndpoint")
+    local_api_endpoint: APIEndpoint = Field(default_factory=APIEndpoint, alias="localAPIEndpoint")
     certificate_key: str | None = None
 
     @field_validator("certificate_key")

@@ -50,8 +50,7 @@ def _taints(cfg: NodeConfig) -> list[Taint]:
     taints = []
     for text in cfg.taints:
         parsed = parse_taint(text)
-        taints.append(Taint(key=parsed.key, value=parsed.value or None,
-                            effect=parsed.effect))
+        taints.append(Taint(key=parsed.key, value=parsed.value or None, effect=parsed.effect))
     return taints
 
 
@@ -60,8 +59,9 @@ def registration(cfg: NodeConfig) -> NodeRegistration:
     if cfg.machine.private_ip:
         kubelet_args.append(Arg(name="node-ip", value=cfg.machine.private_ip))
     # an explicit list, even when empty: [] means "no taint", absent would mean kubeadm's default
-    return NodeRegistration(name=cfg.name, taints=_taints(cfg),
-                            kubelet_extra_args=kubelet_args or None)
+    return NodeRegistration(
+        name=cfg.name, taints=_taints(cfg), kubelet_extra_args=kubelet_args or None
+    )
 
 
 def init_documents(cfg: NodeConfig, cert_sans: list[str]) -> list[K8sModel]:
@@ -73,22 +73,28 @@ def init_documents(cfg: NodeConfig, cert_sans: list[str]) -> list[K8sModel]:
         cluster_name=cfg.environment,
         kubernetes_version=cfg.kubernetes.version,
         control_plane_endpoint=cfg.endpoint.address,
-        networking=Networking(service_subnet=cfg.kubernetes.service_cidr,
-                              pod_subnet=cfg.kubernetes.pod_cidr),
+        networking=Networking(
+            service_subnet=cfg.kubernetes.service_cidr, pod_subnet=cfg.kubernetes.pod_cidr
+        ),
         api_server=APIServer(cert_sans=cert_sans),
     )
     return [init, cluster, KubeletConfiguration()]
 
 
 def join_document(cfg: NodeConfig, material: JoinMaterial | None = None) -> JoinConfiguration:
-    discovery = Discovery(bootstrap_token=BootstrapTokenDiscovery(
-        api_server_endpoint=cfg.endpoint.address,
-        token=material.token if material else None,
-        ca_cert_hashes=[material.ca_cert_hash] if material else None))
+    discovery = Discovery(
+        bootstrap_token=BootstrapTokenDiscovery(
+            api_server_endpoint=cfg.endpoint.address,
+            token=material.token if material else None,
+            ca_cert_hashes=[material.ca_cert_hash] if material else None,
+        )
+    )
     control_plane = None
     if cfg.role is Role.CONTROL_PLANE:
         control_plane = JoinControlPlane(
             local_api_endpoint=APIEndpoint(advertise_address=cfg.machine.private_ip),
-            certificate_key=material.certificate_key if material else None)
-    return JoinConfiguration(node_registration=registration(cfg), discovery=discovery,
-                             control_plane=control_plane)
+            certificate_key=material.certificate_key if material else None,
+        )
+    return JoinConfiguration(
+        node_registration=registration(cfg), discovery=discovery, control_plane=control_plane
+    )

@@ -129,8 +129,9 @@ class LoadBalancerConfig(BaseModel):
         for peer in self.peers:
             peers.add(peer)
         instance.body.append(peers)
-        instance.body.append(Block(("virtual_ipaddress",), [(f"{self.vip}/32", "dev",
-                                                              self.interface)]))
+        instance.body.append(
+            Block(("virtual_ipaddress",), [(f"{self.vip}/32", "dev", self.interface)])
+        )
         instance.body.append(Block(("track_script",), [("chk_haproxy",)]))
         glob = Block(("global_defs",))
         glob.add("router_id", self.node).add("enable_script_security")

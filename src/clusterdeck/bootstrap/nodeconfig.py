@@ -90,7 +90,8 @@ class PhaseEntry(Model):
 
 class NodeConfig(Model):
     schema_: Literal["clusterdeck.dev/node/v1alpha1"] = Field(
-        default="clusterdeck.dev/node/v1alpha1", alias="schema")
+        default="clusterdeck.dev/node/v1alpha1", alias="schema"
+    )
     environment: str
     name: str
     role: Role
@@ -121,25 +122,38 @@ def kubernetes_settings(env: Environment, cni_version: str) -> KubernetesSetting
     k8s = env.spec.kubernetes
     major_minor = ".".join(k8s.version.split(".")[:2])
     return KubernetesSettings(
-        version=k8s.version, minor=major_minor,
+        version=k8s.version,
+        minor=major_minor,
         package_version=f"{k8s.version.removeprefix('v')}-{PKGS_REVISION}",
-        cni=k8s.cni.value, cni_version=cni_version, pod_cidr=k8s.pod_cidr,
-        service_cidr=k8s.service_cidr)
+        cni=k8s.cni.value,
+        cni_version=cni_version,
+        pod_cidr=k8s.pod_cidr,
+        service_cidr=k8s.service_cidr,
+    )
 
 
-def endpoint(env: Environment, topology: Topology, facts: dict[str, MachineFacts],
-             nlb_dns: str | None) -> EndpointSettings:
+def endpoint(
+    env: Environment, topology: Topology, facts: dict[str, MachineFacts], nlb_dns: str | None
+) -> EndpointSettings:
     """The control-plane endpoint every node and kubeconfig uses (HA: NLB or VIP)."""
     ha = env.spec.cluster.high_availability
     if ha.enabled and ha.load_balancer is LoadBalancerKind.NLB:
-        return EndpointSettings(kind="nlb", host=nlb_dns or f"{env.name}-nlb.{PENDING}",
-                                port=6443, known=nlb_dns is not None)
+        return EndpointSettings(
+            kind="nlb",
+            host=nlb_dns or f"{env.name}-nlb.{PENDING}",
+            port=6443,
+            known=nlb_dns is not None,
+        )
     if ha.enabled and ha.load_balancer is LoadBalancerKind.KEEPALIVED and ha.vip:
         return EndpointSettings(kind="vip", host=ha.vip, port=ha.api_port, known=True)
     first = topology.control_planes()[0]
     address = private_address(first, facts.get(first.name))
-    return EndpointSettings(kind="control-plane", host=address or f"{first.name}.{PENDING}",
-                            port=6443, known=address is not None)
+    return EndpointSettings(
+        kind="control-plane",
+        host=address or f"{first.name}.{PENDING}",
+        port=6443,
+        known=address is not None,
+    )
 
 
 def private_address(node: Node, facts: MachineFacts | None) -> str | None:
@@ -148,8 +162,9 @@ def private_address(node: Node, facts: MachineFacts | None) -> str | None:
     return node.host.address if node.host is not None else None
 
 
-def cert_sans(topology: Topology, facts: dict[str, MachineFacts],
-              ep: EndpointSettings) -> list[str]:
+def cert_sans(
+    topology: Topology, facts: dict[str, MachineFacts], ep: EndpointSettings
+) -> list[str]:
     """API server certificate names: endpoint, every control plane's public address and name,
     and the loopback names the control planes' own kubeconfigs use."""
     sans: list[str] = []
@@ -164,19 +179,33 @@ def cert_sans(topology: Topology, facts: dict[str, MachineFacts],
     return sans
 
 
-def keepalived_settings(env: Environment, topology: Topology, node: Node,
-                        facts: dict[str, MachineFacts]) -> KeepalivedSettings | None:
+def keepalived_settings(
+    env: Environment, topology: Topology, node: Node, facts: dict[str, MachineFacts]
+) -> KeepalivedSettings | None:
     ha = env.spec.cluster.high_availability
-    if node.role is not Role.CONTROL_PLANE or not ha.enabled or \
-            ha.load_balancer is not LoadBalancerKind.KEEPALIVED or ha.vip is None:
+    if (
+        node.role is not Role.CONTROL_PLANE
+        or not ha.enabled
+        or ha.load_balancer is not LoadBalancerKind.KEEPALIVED
+        or ha.vip is None
+    ):
         return None
-    peers = [addr for cp in topology.control_planes() if cp.name != node.name
-             for addr in [private_address(cp, facts.get(cp.name))] if addr]
+    peers = [
+        addr
+        for cp in topology.control_planes()
+        if cp.name != node.name
+        for addr in [private_address(cp, facts.get(cp.name))]
+        if addr
+    ]
     own = facts.get(node.name, MachineFacts())
-    return KeepalivedSettings(vip=ha.vip, api_port=ha.api_port,
-                              priority=200 - node.index * 10, peers=peers,
-                              interface=own.interface or DEFAULT_INTERFACE,
-                              interface_known=own.interface is not None)
+    return KeepalivedSettings(
+        vip=ha.vip,
+        api_port=ha.api_port,
+        priority=200 - node.index * 10,
+        peers=peers,
+        interface=own.interface or DEFAULT_INTERFACE,
+        interface_known=own.interface is not None,
+    )
 
 
 def phase_entries(plan_node: NodePlan) -> list[PhaseEntry]:

@@ -46,17 +46,25 @@ class AptSource(BaseModel):
     signed_by: str
 
     def line(self) -> str:
-        parts = [_check(self.uri, "URI"), _check(self.suite, "suite"),
-                 *(_check(c, "component") for c in self.components)]
+        parts = [
+            _check(self.uri, "URI"),
+            _check(self.suite, "suite"),
+            *(_check(c, "component") for c in self.components),
+        ]
         return f"deb [signed-by={_check(self.signed_by, 'keyring')}] {' '.join(parts)}\n"
 
 
 def kubernetes_source(minor: str) -> AptSource:
-    return AptSource(uri=f"https://pkgs.k8s.io/core:/stable:/{minor}/deb/", suite="/",
-                     signed_by="/etc/apt/keyrings/kubernetes-apt-keyring.gpg")
+    return AptSource(
+        uri=f"https://pkgs.k8s.io/core:/stable:/{minor}/deb/",
+        suite="/",
+        signed_by="/etc/apt/keyrings/kubernetes-apt-keyring.gpg",
+    )
 
 
 def nvidia_source() -> AptSource:
-    return AptSource(uri="https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)",
-                     suite="/",
-                     signed_by="/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg")
+    return AptSource(
+        uri="https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)",
+        suite="/",
+        signed_by="/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg",
+    )

@@ -39,8 +39,10 @@ from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Node, Role, Topology
 from clusterdeck.spec.models import Environment
 
-JOIN_NOTE = ("# Review copy. The bootstrap token, CA certificate hash and (control planes) the\n"
-             "# certificate key are added at join time, in a 0600 file that is removed after.\n")
+JOIN_NOTE = (
+    "# Review copy. The bootstrap token, CA certificate hash and (control planes) the\n"
+    "# certificate key are added at join time, in a 0600 file that is removed after.\n"
+)
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,9 @@ class Bundle:
         return {n: c.pending for n, c in self.configs.items() if c.pending}
 
 
-def node_config(env: Environment, topology: Topology, plan: Plan, node: Node,
-                facts: ClusterFacts) -> NodeConfig:
+def node_config(
+    env: Environment, topology: Topology, plan: Plan, node: Node, facts: ClusterFacts
+) -> NodeConfig:
     spec = env.spec
     machine = facts.machines.get(node.name, MachineFacts())
     if machine.private_ip is None and node.host is not None:
@@ -84,20 +87,31 @@ def node_config(env: Environment, topology: Topology, plan: Plan, node: Node,
     if lb is not None and not lb.interface_known:
         pending.append(f"network interface for the VIP (assumed {lb.interface})")
     return NodeConfig(
-        environment=env.name, name=node.name, role=node.role, pool=node.pool,
-        provider=node.provider, first_control_plane=node.first_control_plane, machine=machine,
+        environment=env.name,
+        name=node.name,
+        role=node.role,
+        pool=node.pool,
+        provider=node.provider,
+        first_control_plane=node.first_control_plane,
+        machine=machine,
         kubernetes=kubernetes_settings(env, cni.version(spec.kubernetes.cni.value)),
-        endpoint=ep, containerd_version=spec.container_runtime.version,
+        endpoint=ep,
+        containerd_version=spec.container_runtime.version,
         nvidia=NvidiaSettings(
             driver=Phase.NVIDIA_DRIVER.value in names,
             driver_branch=spec.nvidia_driver.version or "570",
             toolkit=Phase.NVIDIA_TOOLKIT.value in names,
             toolkit_version=spec.nvidia_container_toolkit.version,
-            cdi=spec.nvidia_container_toolkit.enable_cdi),
-        keepalived=lb, labels=dict(node.labels), taints=list(node.taints),
+            cdi=spec.nvidia_container_toolkit.enable_cdi,
+        ),
+        keepalived=lb,
+        labels=dict(node.labels),
+        taints=list(node.taints),
         remove_control_plane_taint=node.role is Role.CONTROL_PLANE
         and topology.control_plane_untainted,
-        phases=entries, pending=pending)
+        phases=entries,
+        pending=pending,
+    )
 
 
 def _yaml_text(data: object) -> str:
@@ -108,8 +122,9 @@ def _yaml_text(data: object) -> str:
     return out.getvalue()
 
 
-def node_files(env: Environment, topology: Topology, cfg: NodeConfig,
-               facts: ClusterFacts) -> dict[str, Artifact]:
+def node_files(
+    env: Environment, topology: Topology, cfg: NodeConfig, facts: ClusterFacts
+) -> dict[str, Artifact]:
     """Every file of one node's bundle, by path inside the bundle."""
     phases = [p.name for p in cfg.phases]
     files: dict[str, Artifact] = {}
@@ -118,47 +133,60 @@ def node_files(env: Environment, topology: Topology, cfg: NodeConfig,
         files["files/modules-k8s.conf"] = Artifact(osfiles.modules_load())
         files["files/sysctl-k8s.conf"] = Artifact(osfiles.sysctl_conf())
     if Phase.CONTAINERD.value in phases:
-        toml = ContainerdConfig(nvidia_runtime=cfg.nvidia.toolkit,
-                                enable_cdi=cfg.nvidia.toolkit and cfg.nvidia.cdi).to_toml()
+        toml = ContainerdConfig(
+            nvidia_runtime=cfg.nvidia.toolkit, enable_cdi=cfg.nvidia.toolkit and cfg.nvidia.cdi
+        ).to_toml()
         files["files/containerd.toml"] = Artifact(toml)
     if Phase.NVIDIA_TOOLKIT.value in phases:
         files["files/nvidia-container-toolkit.list"] = Artifact(osfiles.nvidia_source().line())
     if Phase.KUBE_PACKAGES.value in phases:
         files["files/kubernetes.list"] = Artifact(
-            osfiles.kubernetes_source(cfg.kubernetes.minor).line())
+            osfiles.kubernetes_source(cfg.kubernetes.minor).line()
+        )
     if cfg.keepalived is not None:
         lb = LoadBalancerConfig(
-            node=cfg.name, vip=cfg.keepalived.vip, api_port=cfg.keepalived.api_port,
+            node=cfg.name,
+            vip=cfg.keepalived.vip,
+            api_port=cfg.keepalived.api_port,
             interface=cfg.keepalived.interface,
             own_address=cfg.machine.private_ip or f"{cfg.name}.{PENDING}",
-            peers=cfg.keepalived.peers, priority=cfg.keepalived.priority,
-            backends=[Backend(name=cp.name, address=addr) for cp in topology.control_planes()
-                      for addr in [private_address(cp, facts.machines.get(cp.name))] if addr])
+            peers=cfg.keepalived.peers,
+            priority=cfg.keepalived.priority,
+            backends=[
+                Backend(name=cp.name, address=addr)
+                for cp in topology.control_planes()
+                for addr in [private_address(cp, facts.machines.get(cp.name))]
+                if addr
+            ],
+        )
         files["files/keepalived.conf"] = Artifact(lb.keepalived_conf())
         files["files/haproxy.cfg"] = Artifact(lb.haproxy_cfg())
     if Phase.KUBEADM_INIT.value in phases:
         docs = init_documents(cfg, cert_sans(topology, facts.machines, cfg.endpoint))
         files["files/kubeadm-init.yaml"] = Artifact(kubeadm.to_yaml(*docs), 0o600)
     if Phase.CNI.value in phases:
-        files["files/cni.yaml"] = Artifact(cni.manifest(cfg.kubernetes.cni,
-                                                        cfg.kubernetes.pod_cidr))
+        files["files/cni.yaml"] = Artifact(
+            cni.manifest(cfg.kubernetes.cni, cfg.kubernetes.pod_cidr)
+        )
     if {Phase.KUBEADM_JOIN_WORKER.value, Phase.KUBEADM_JOIN_CONTROL_PLANE.value} & set(phases):
         files["files/kubeadm-join.yaml"] = Artifact(
-            JOIN_NOTE + kubeadm.to_yaml(join_document(cfg)), 0o600)
+            JOIN_NOTE + kubeadm.to_yaml(join_document(cfg)), 0o600
+        )
     upload_certs = ha.enabled and len(topology.control_planes()) > 1
     for entry in cfg.phases:
-        files[entry.script] = Artifact(scripts.render_phase(cfg, entry.name,
-                                                            upload_certs=upload_certs), 0o755)
+        files[entry.script] = Artifact(
+            scripts.render_phase(cfg, entry.name, upload_certs=upload_certs), 0o755
+        )
     cfg = cfg.model_copy(update={"files": {path: path for path in files}})
     files["node.json"] = Artifact(cfg.to_json())
     if cfg.provider == "aws":
-        files["user-data.yaml"] = Artifact(
-            cloudinit.user_data(cfg.name, cfg.to_json()).to_text())
+        files["user-data.yaml"] = Artifact(cloudinit.user_data(cfg.name, cfg.to_json()).to_text())
     return files
 
 
-def render_environment(env: Environment, topology: Topology, plan: Plan,
-                       facts: ClusterFacts | None = None) -> Bundle:
+def render_environment(
+    env: Environment, topology: Topology, plan: Plan, facts: ClusterFacts | None = None
+) -> Bundle:
     facts = facts or ClusterFacts()
     bundle = Bundle()
     for node in topology.nodes:
@@ -183,8 +211,10 @@ def write_bundle(bundle: Bundle, directory: str | Path) -> list[Path]:
             tmp.chmod(artifact.mode)
             tmp.replace(path)
             written.append(path)
-    index = {"nodes": {n: [p.name for p in c.phases] for n, c in bundle.configs.items()},
-             "pending": bundle.pending()}
+    index = {
+        "nodes": {n: [p.name for p in c.phases] for n, c in bundle.configs.items()},
+        "pending": bundle.pending(),
+    }
     (root / "bundle.json").write_text(json.dumps(index, indent=2) + "\n")
     written.append(root / "bundle.json")
     return written

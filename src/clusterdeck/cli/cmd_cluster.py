@@ -7,7 +7,6 @@ plane each time it is asked for.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,13 +18,23 @@ from clusterdeck import api, pipeline
 from clusterdeck.cli.context import AppState, Output, print_json, state
 from clusterdeck.errors import UsageError
 from clusterdeck.pipeline import kubeconfig as kc
+from clusterdeck.spec.loader import from_recorded
 from clusterdeck.spec.models import Environment
+from clusterdeck.state.store import require_environment
 
-KubeconfigOpt = Annotated[Path | None, typer.Option(
-    "--kubeconfig", "-k", help="Write the admin kubeconfig here (mode 0600).", dir_okay=False)]
-MergeOpt = Annotated[bool, typer.Option(
-    "--merge-kubeconfig", help="Merge the kubeconfig into ~/.kube/config as a context named "
-    "after the environment.")]
+KubeconfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--kubeconfig", "-k", help="Write the admin kubeconfig here (mode 0600).", dir_okay=False
+    ),
+]
+MergeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--merge-kubeconfig",
+        help="Merge the kubeconfig into ~/.kube/config as a context named after the environment.",
+    ),
+]
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
 
 get_app = typer.Typer(help="Fetch something from an environment.", no_args_is_help=True)
@@ -47,15 +56,16 @@ def register(app: typer.Typer) -> None:
 
 
 def _environment(app: AppState, name: str) -> Environment:
-    record = api.require(app.store(), name)
+    record = require_environment(app.store(), name)
     try:
-        return Environment.model_validate_json(json.dumps(record.spec))
+        return from_recorded(record.spec)
     except ValueError as exc:
         raise UsageError(f"the recorded spec of {name!r} no longer loads: {exc}") from exc
 
 
-def deliver_kubeconfig(app: AppState, name: str, config: dict[str, Any], path: Path | None,
-                       merge: bool) -> None:
+def deliver_kubeconfig(
+    app: AppState, name: str, config: dict[str, Any], path: Path | None, merge: bool
+) -> None:
     if path is not None:
         kc.write_private(path.expanduser(), kc.dump(config))
         app.err.print(f"kubeconfig written to {path} (mode 0600)", highlight=False)
@@ -87,11 +97,18 @@ def events(
     output: OutputOpt = Output.TEXT,
 ) -> None:
     app = state(ctx)
-    api.require(app.store(), environment)
+    require_environment(app.store(), environment)
     rows: list[dict[str, Any]] = [
-        {"subject": e.subject, "step": e.step, "outcome": e.kind, "started_at": e.started_at,
-         "duration": None if e.ended_at is None else round(e.ended_at - e.started_at, 3),
-         "message": e.message} for e in app.store().events(environment)]
+        {
+            "subject": e.subject,
+            "step": e.step,
+            "outcome": e.kind,
+            "started_at": e.started_at,
+            "duration": None if e.ended_at is None else round(e.ended_at - e.started_at, 3),
+            "message": e.message,
+        }
+        for e in app.store().events(environment)
+    ]
     if output is Output.JSON:
         print_json(rows)
         return
@@ -101,8 +118,14 @@ def events(
     for row in rows:
         started = time.strftime("%H:%M:%S", time.localtime(row["started_at"]))
         duration = "running" if row["duration"] is None else f"{row['duration']:.1f}s"
-        table.add_row(str(row["subject"]), str(row["step"]), started, duration,
-                      str(row["outcome"]), str(row["message"])[:80])
+        table.add_row(
+            str(row["subject"]),
+            str(row["step"]),
+            started,
+            duration,
+            str(row["outcome"]),
+            str(row["message"])[:80],
+        )
     app.console.print(table)
 
 
@@ -114,17 +137,22 @@ def live_status(app: AppState, name: str, output: Output) -> None:
         print_json(view)
         return
     api_state = "healthy" if view["api"]["healthy"] else f"unhealthy ({view['api']['detail']})"
-    app.console.print(f"[bold]{name}[/]: API {api_state} (asked {view['asked']})",
-                      highlight=False)
+    app.console.print(f"[bold]{name}[/]: API {api_state} (asked {view['asked']})", highlight=False)
     for miss in view["unreachable"]:
-        app.err.print(f"[yellow]unreachable[/]: {miss['control_plane']}: {miss['error']}",
-                      highlight=False)
+        app.err.print(
+            f"[yellow]unreachable[/]: {miss['control_plane']}: {miss['error']}", highlight=False
+        )
     table = Table(title="Nodes")
     for column in ("node", "ready", "roles", "version", "taints"):
         table.add_column(column)
     for row in view["nodes"]:
-        table.add_row(row["name"], "yes" if row["ready"] else "[red]no", ",".join(row["roles"]),
-                      row["version"], ", ".join(row["taints"]))
+        table.add_row(
+            row["name"],
+            "yes" if row["ready"] else "[red]no",
+            ",".join(row["roles"]),
+            row["version"],
+            ", ".join(row["taints"]),
+        )
     app.console.print(table)
     if not all(r["ready"] for r in view["nodes"]) or not view["api"]["healthy"]:
         raise typer.Exit(1)

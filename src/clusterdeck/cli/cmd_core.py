@@ -17,6 +17,7 @@ from clusterdeck import __version__, api
 from clusterdeck.cli import render
 from clusterdeck.cli.context import AppState, Output, ask, print_json, state
 from clusterdeck.errors import SpecError
+from clusterdeck.model.records import NODE_PREFIX
 from clusterdeck.spec import rules
 from clusterdeck.spec.models import Environment
 from clusterdeck.state import SqliteStore, default_state_path
@@ -128,9 +129,7 @@ def list_environments(ctx: typer.Context, output: OutputOpt = Output.TEXT) -> No
     rows = []
     for rec in records:
         nodes = (
-            [r for r in store.resources(rec.name) if r.key.startswith(api.NODE_PREFIX)]
-            if store
-            else []
+            [r for r in store.resources(rec.name) if r.key.startswith(NODE_PREFIX)] if store else []
         )
         rows.append(
             {
@@ -163,9 +162,15 @@ def status(
     ctx: typer.Context,
     environment: Annotated[str, typer.Argument(help="Environment name.")],
     output: OutputOpt = Output.TEXT,
-    live: Annotated[bool, typer.Option("--live", help="Ask a reachable control plane: API "
-                                       "health, each node's Ready state, version, roles, "
-                                       "taints.")] = False,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Ask a reachable control plane: API "
+            "health, each node's Ready state, version, roles, "
+            "taints.",
+        ),
+    ] = False,
 ) -> None:
     app = state(ctx)
     if live:
@@ -177,7 +182,7 @@ def status(
     rec = view.record
     nodes = [
         {
-            "name": n.key.removeprefix(api.NODE_PREFIX),
+            "name": n.key.removeprefix(NODE_PREFIX),
             "id": n.provider_id,
             "role": n.data.get("role"),
             "pool": n.data.get("pool"),

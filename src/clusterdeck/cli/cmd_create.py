@@ -15,6 +15,7 @@ from clusterdeck.cli import cmd_cluster, render
 from clusterdeck.cli.cmd_core import FileOpt, ask_dedicated, load_checked
 from clusterdeck.cli.context import confirm, progress, state
 from clusterdeck.errors import ClusterdeckError
+from clusterdeck.state.store import require_environment
 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
 
@@ -67,8 +68,9 @@ def create(
             "cause and run the same command again to resume"
         )
     if result.bootstrap is not None and result.bootstrap.kubeconfig is not None:
-        cmd_cluster.deliver_kubeconfig(app, env.name, result.bootstrap.kubeconfig, kubeconfig,
-                                       merge_kubeconfig)
+        cmd_cluster.deliver_kubeconfig(
+            app, env.name, result.bootstrap.kubeconfig, kubeconfig, merge_kubeconfig
+        )
     ready = sum(len(r.ready) for r in result.results.values())
     app.console.print(
         f"[green]{env.name}[/]: {ready} node(s) ready"
@@ -83,7 +85,7 @@ def delete(
 ) -> None:
     app = state(ctx)
     store = app.store()
-    api.require(store, environment)
+    require_environment(store, environment)
     resources = store.resources(environment)
     table = render.table_(
         f"{environment}: {len(resources)} recorded resources", "resource", "kind", "id"

@@ -11,11 +11,11 @@ from typing import Annotated
 
 import typer
 
-from clusterdeck import api
 from clusterdeck.cli import render
 from clusterdeck.cli.context import Output, confirm, print_json, state
 from clusterdeck.errors import NotFoundError
-from clusterdeck.state.store import StateStore
+from clusterdeck.model.records import NODE_PREFIX
+from clusterdeck.state.store import StateStore, require_environment
 from clusterdeck.transport.hostkeys import HostKey
 
 host_keys = typer.Typer(
@@ -40,7 +40,7 @@ def list_keys(
 ) -> None:
     app = state(ctx)
     store = app.store()
-    api.require(store, environment)
+    require_environment(store, environment)
     names = _names_by_address(store, environment)
     rows = [
         {
@@ -77,9 +77,9 @@ def forget(
 ) -> None:
     app = state(ctx)
     store = app.store()
-    api.require(store, environment)
+    require_environment(store, environment)
     record = next(
-        (r for r in store.resources(environment) if r.key == f"{api.NODE_PREFIX}{node}"), None
+        (r for r in store.resources(environment) if r.key == f"{NODE_PREFIX}{node}"), None
     )
     host = str(record.data.get("ssh_host") or record.provider_id) if record else node
     if not any(k.host == host for k in store.host_keys(environment)):
@@ -94,7 +94,7 @@ def forget(
 
 def _names_by_address(store: StateStore, environment: str) -> dict[str, str]:
     return {
-        str(r.data.get("ssh_host") or r.provider_id): r.key.removeprefix(api.NODE_PREFIX)
+        str(r.data.get("ssh_host") or r.provider_id): r.key.removeprefix(NODE_PREFIX)
         for r in store.resources(environment)
-        if r.key.startswith(api.NODE_PREFIX)
+        if r.key.startswith(NODE_PREFIX)
     }

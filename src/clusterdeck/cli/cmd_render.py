@@ -32,8 +32,9 @@ def register(app: typer.Typer) -> None:
 def render(
     ctx: typer.Context,
     file: FileOpt,
-    directory: Annotated[Path, typer.Option("--dir", "-d", help="Output directory.",
-                                            file_okay=False)],
+    directory: Annotated[
+        Path, typer.Option("--dir", "-d", help="Output directory.", file_okay=False)
+    ],
 ) -> None:
     app = state(ctx)
     env = load_checked(app, file)
@@ -42,14 +43,18 @@ def render(
     topology, the_plan = api.plan(env, store)
     facts = ClusterFacts()
     if store is not None and recorded is not None:
-        facts = bootstrap_facts.from_records(store.resources(env.name), recorded.outputs,
-                                             the_plan.endpoint.kind)
+        facts = bootstrap_facts.from_records(
+            store.resources(env.name), recorded.outputs, the_plan.endpoint.kind
+        )
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--dir {directory} exists and is not a directory")
     bundle = render_environment(env, topology, the_plan, facts)
     written = write_bundle(bundle, directory)
-    app.console.print(f"wrote {len(written)} files for {len(bundle.configs)} nodes to "
-                      f"{directory}", highlight=False)
+    app.console.print(
+        f"wrote {len(written)} files for {len(bundle.configs)} nodes to {directory}",
+        highlight=False,
+    )
     for node, items in bundle.pending().items():
-        app.err.print(f"[yellow]note[/]: {node}: known after create: {'; '.join(items)}",
-                      highlight=False)
+        app.err.print(
+            f"[yellow]note[/]: {node}: known after create: {'; '.join(items)}", highlight=False
+        )

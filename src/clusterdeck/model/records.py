@@ -10,6 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Nodes are recorded under this key prefix (``node/<node name>``) by every provider.
+NODE_PREFIX = "node/"
+
 
 class Row(BaseModel):
     model_config = ConfigDict(frozen=True)

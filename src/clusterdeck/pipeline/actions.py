@@ -45,13 +45,23 @@ def bundle_tar(files: dict[str, Artifact]) -> bytes:
     return buf.getvalue()
 
 
-async def upload_bundle(conns: Connections, endpoint: Endpoint, files: dict[str, Artifact],
-                        log: Log) -> None:
-    unpack = ('umask 077; rm -rf "$1.new" && mkdir -p "$1.new" && tar -x -C "$1.new" '
-              '&& rm -rf "$1" && mv "$1.new" "$1"')
-    await conns.run(endpoint, Command(["sh", "-c", unpack, "clusterdeck-bundle", BUNDLE_ON_NODE],
-                                      stdin=bundle_tar(files), name="upload bundle"),
-                    output=log, timeout=120)
+async def upload_bundle(
+    conns: Connections, endpoint: Endpoint, files: dict[str, Artifact], log: Log
+) -> None:
+    unpack = (
+        'umask 077; rm -rf "$1.new" && mkdir -p "$1.new" && tar -x -C "$1.new" '
+        '&& rm -rf "$1" && mv "$1.new" "$1"'
+    )
+    await conns.run(
+        endpoint,
+        Command(
+            ["sh", "-c", unpack, "clusterdeck-bundle", BUNDLE_ON_NODE],
+            stdin=bundle_tar(files),
+            name="upload bundle",
+        ),
+        output=log,
+        timeout=120,
+    )
 
 
 def _tail(text: str) -> str:
@@ -59,38 +69,67 @@ def _tail(text: str) -> str:
     return " | ".join(lines[-TAIL_LINES:])
 
 
-async def run_phase(conns: Connections, endpoint: Endpoint, node: str, phase: str, script: str,
-                    log: Log, *, timeout: float, secrets: list[str] | None = None) -> None:
-    result = await conns.run(endpoint, Script(script, interpreter="/bin/bash", name=phase,
-                                              env={"CLUSTERDECK_BUNDLE": BUNDLE_ON_NODE}),
-                             output=log, timeout=timeout, check=False)
+async def run_phase(
+    conns: Connections,
+    endpoint: Endpoint,
+    node: str,
+    phase: str,
+    script: str,
+    log: Log,
+    *,
+    timeout: float,
+    secrets: list[str] | None = None,
+) -> None:
+    result = await conns.run(
+        endpoint,
+        Script(
+            script, interpreter="/bin/bash", name=phase, env={"CLUSTERDECK_BUNDLE": BUNDLE_ON_NODE}
+        ),
+        output=log,
+        timeout=timeout,
+        check=False,
+    )
     if result.exit_status != 0:
         mask = Masker(secrets or [])
-        raise PermanentError(f"{node}: phase {phase} failed with status {result.exit_status}; "
-                             f"last lines: {mask(_tail(result.stdout + result.stderr))}")
+        raise PermanentError(
+            f"{node}: phase {phase} failed with status {result.exit_status}; "
+            f"last lines: {mask(_tail(result.stdout + result.stderr))}"
+        )
 
 
-async def fetch_join_material(conns: Connections, endpoint: Endpoint, *, certificate_key: bool,
-                              log: Log) -> JoinMaterial:
+async def fetch_join_material(
+    conns: Connections, endpoint: Endpoint, *, certificate_key: bool, log: Log
+) -> JoinMaterial:
     """A fresh token (2 h TTL) and CA hash, and for HA a fresh certificate key. The output of
     these commands is secret: it is parsed here and never written to a log."""
     log("creating a bootstrap token and reading the CA hash (output not logged)")
-    res = await conns.run(endpoint, Command(["kubeadm", "token", "create", "--ttl", "2h0m0s",
-                                             "--print-join-command"], name="kubeadm token"),
-                          timeout=120)
+    res = await conns.run(
+        endpoint,
+        Command(
+            ["kubeadm", "token", "create", "--ttl", "2h0m0s", "--print-join-command"],
+            name="kubeadm token",
+        ),
+        timeout=120,
+    )
     words = shlex.split(res.stdout.strip().splitlines()[-1] if res.stdout.strip() else "")
     try:
         token = words[words.index("--token") + 1]
         ca_hash = words[words.index("--discovery-token-ca-cert-hash") + 1]
     except (ValueError, IndexError):
-        raise TransientError(f"{endpoint.label}: kubeadm token create printed no join "
-                             "command") from None
+        raise TransientError(
+            f"{endpoint.label}: kubeadm token create printed no join command"
+        ) from None
     key = None
     if certificate_key:
         log("uploading control-plane certificates for joining control planes (key not logged)")
-        res = await conns.run(endpoint, Command(["kubeadm", "init", "phase", "upload-certs",
-                                                 "--upload-certs"], name="kubeadm upload-certs"),
-                              timeout=120)
+        res = await conns.run(
+            endpoint,
+            Command(
+                ["kubeadm", "init", "phase", "upload-certs", "--upload-certs"],
+                name="kubeadm upload-certs",
+            ),
+            timeout=120,
+        )
         keys = [w for w in res.stdout.split() if _CERT_KEY.match(w)]
         if not keys:
             raise TransientError(f"{endpoint.label}: upload-certs printed no certificate key")
@@ -114,19 +153,21 @@ async def has_joined(conns: Connections, endpoint: Endpoint, *, control_plane: b
     return res.exit_status == 0
 
 
-async def upload_join_config(conns: Connections, endpoint: Endpoint, cfg: NodeConfig,
-                             material: JoinMaterial, log: Log) -> None:
+async def upload_join_config(
+    conns: Connections, endpoint: Endpoint, cfg: NodeConfig, material: JoinMaterial, log: Log
+) -> None:
     text = kubeadm.to_yaml(join_document(cfg, material))
-    await conns.run(endpoint, Command(["mkdir", "-p", "-m", "0700", "/run/clusterdeck"]),
-                    output=log, timeout=30)
+    await conns.run(
+        endpoint, Command(["mkdir", "-p", "-m", "0700", "/run/clusterdeck"]), output=log, timeout=30
+    )
     conn = await conns.get(endpoint)
     await conn.upload(JOIN_FILE, text.encode(), mode=0o600, timeout=30, output=log)
 
 
-async def nodes_json(conns: Connections, endpoint: Endpoint, timeout: float = 30
-                     ) -> dict[str, Any]:
-    res = await conns.run(endpoint, Command([*KUBECTL, "get", "nodes", "-o", "json"]),
-                          timeout=timeout)
+async def nodes_json(conns: Connections, endpoint: Endpoint, timeout: float = 30) -> dict[str, Any]:
+    res = await conns.run(
+        endpoint, Command([*KUBECTL, "get", "nodes", "-o", "json"]), timeout=timeout
+    )
     data: dict[str, Any] = json.loads(res.stdout)
     return data
 
@@ -140,8 +181,15 @@ def ready_nodes(data: dict[str, Any]) -> set[str]:
     return ready
 
 
-async def wait_ready(conns: Connections, endpoint: Endpoint, expected: list[str], log: Log,
-                     *, timeout: float, interval: float = 2.0) -> list[str]:
+async def wait_ready(
+    conns: Connections,
+    endpoint: Endpoint,
+    expected: list[str],
+    log: Log,
+    *,
+    timeout: float,
+    interval: float = 2.0,
+) -> list[str]:
     deadline = time.monotonic() + timeout
     missing = list(expected)
     while True:
@@ -160,6 +208,7 @@ async def wait_ready(conns: Connections, endpoint: Endpoint, expected: list[str]
 
 
 async def read_admin_conf(conns: Connections, endpoint: Endpoint) -> str:
-    res = await conns.run(endpoint, Command(["cat", ADMIN_CONF], name="read admin.conf"),
-                          timeout=30)
+    res = await conns.run(
+        endpoint, Command(["cat", ADMIN_CONF], name="read admin.conf"), timeout=30
+    )
     return res.stdout

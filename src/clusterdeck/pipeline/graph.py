@@ -43,8 +43,10 @@ def step_id(node: str, phase: str) -> str:
 
 
 def build(configs: dict[str, NodeConfig]) -> list[StepSpec]:
-    cps = sorted((c for c in configs.values() if c.role is Role.CONTROL_PLANE),
-                 key=lambda c: (not c.first_control_plane, c.name))
+    cps = sorted(
+        (c for c in configs.values() if c.role is Role.CONTROL_PLANE),
+        key=lambda c: (not c.first_control_plane, c.name),
+    )
     if not cps or not cps[0].first_control_plane:
         raise ValueError("the topology has no first control plane")
     first = cps[0].name
@@ -67,19 +69,33 @@ def build(configs: dict[str, NodeConfig]) -> list[StepSpec]:
                 label_steps.append(step_id(cfg.name, entry.name))
             runs_on = first if entry.runs_on == "control-plane" else cfg.name
             sid = step_id(cfg.name, entry.name)
-            specs.append(StepSpec(sid, "phase", cfg.name, cfg.name, entry.name, runs_on,
-                                  tuple(dict.fromkeys(needs))))
+            specs.append(
+                StepSpec(
+                    sid,
+                    "phase",
+                    cfg.name,
+                    cfg.name,
+                    entry.name,
+                    runs_on,
+                    tuple(dict.fromkeys(needs)),
+                )
+            )
             if entry.name == Phase.KUBEADM_JOIN_CONTROL_PLANE.value:
                 previous_cp_join = sid
             before = sid
     if not has_kubernetes:
         return specs
     init = step_id(first, Phase.KUBEADM_INIT.value)
-    specs.append(StepSpec(JOIN_MATERIAL, "join-material", first, first, runs_on=first,
-                          needs=(init,)))
+    specs.append(
+        StepSpec(JOIN_MATERIAL, "join-material", first, first, runs_on=first, needs=(init,))
+    )
     specs.append(StepSpec(KUBECONFIG, "kubeconfig", first, first, runs_on=first, needs=(init,)))
-    cni = [step_id(first, Phase.CNI.value)] if any(
-        p.name == Phase.CNI.value for p in cps[0].phases) else []
-    specs.append(StepSpec(READY, "ready", "cluster", "", runs_on=first,
-                          needs=tuple([*label_steps, *cni])))
+    cni = (
+        [step_id(first, Phase.CNI.value)]
+        if any(p.name == Phase.CNI.value for p in cps[0].phases)
+        else []
+    )
+    specs.append(
+        StepSpec(READY, "ready", "cluster", "", runs_on=first, needs=tuple([*label_steps, *cni]))
+    )
     return specs

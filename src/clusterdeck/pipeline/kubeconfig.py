@@ -39,7 +39,9 @@ def for_user(admin_conf: str, name: str, server: str) -> dict[str, Any]:
     cluster["server"] = server
     user = dict(data["users"][0]["user"])
     return {
-        "apiVersion": "v1", "kind": "Config", "preferences": {},
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
         "clusters": [{"name": name, "cluster": cluster}],
         "users": [{"name": f"{name}-admin", "user": user}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}],
@@ -60,8 +62,13 @@ def write_private(path: Path, text: str) -> None:
 
 def merge(path: Path, config: dict[str, Any]) -> None:
     """Add or replace the named cluster, user and context in an existing kubeconfig."""
-    existing: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "clusters": [],
-                                "users": [], "contexts": []}
+    existing: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [],
+        "users": [],
+        "contexts": [],
+    }
     if path.exists():
         loaded = _yaml().load(path.read_text()) or {}
         if not isinstance(loaded, dict):

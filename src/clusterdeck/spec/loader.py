@@ -107,6 +107,12 @@ def load_text(text: str | bytes, source: str | None = None) -> Environment:
     return report.environment
 
 
+def from_recorded(data: dict[str, Any]) -> Environment:
+    """The Environment recorded in the state store (already validated once); ValueError if a
+    newer or older clusterdeck recorded something this one no longer loads."""
+    return Environment.model_validate_json(json.dumps(data))
+
+
 def check_bytes(data: bytes) -> ValidationReport:
     """Validate raw file content. Never raises for any input."""
     if len(data) > MAX_BYTES:

@@ -130,8 +130,14 @@ class Auth(Strict):
     )
     username: str = Field(default="ubuntu", description="Login user on every node.")
     bastion: Bastion | None = Field(default=None, description="Jump host used to reach the nodes.")
-    host_key_policy: HostKeyPolicyKind = Field(default=HostKeyPolicyKind.PINNED, description="pinned: trust a host's key on first use, then only that key (kept in the state store); strict: only keys already in knownHosts files.")
-    known_hosts: list[str] = Field(default_factory=list, description="known_hosts files for hostKeyPolicy: strict; default ~/.ssh/known_hosts.")
+    host_key_policy: HostKeyPolicyKind = Field(
+        default=HostKeyPolicyKind.PINNED,
+        description="pinned: trust a host's key on first use, then only that key (kept in the state store); strict: only keys already in knownHosts files.",
+    )
+    known_hosts: list[str] = Field(
+        default_factory=list,
+        description="known_hosts files for hostKeyPolicy: strict; default ~/.ssh/known_hosts.",
+    )
 
 
 class NetworkMode(StrEnum):

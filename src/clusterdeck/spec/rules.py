@@ -21,7 +21,7 @@ from clusterdeck.spec.models import (
     Provider,
     WorkerPool,
 )
-from clusterdeck.spec.network import aws_groups, subnet_layout, zones_in_use
+from clusterdeck.spec.network import aws_groups, default_zone, subnet_layout, zones_in_use
 
 Loc = tuple[str | int, ...]
 Finding = tuple[Loc, str]
@@ -252,18 +252,18 @@ def _aws(env: Env) -> Iterator[Finding]:
         )
         return
     region = spec.aws.region
-    for i, zone in enumerate(spec.aws.availability_zones):
-        if not (zone.startswith(region) and len(zone) == len(region) + 1):
-            yield (
-                ("spec", "aws", "availabilityZones", i),
-                f"zone {zone!r} is not in region {region} (zones look like {region}a)",
-            )
-    for loc, _, pool in [(CP, "", spec.cluster.control_plane), *pools(env)]:
-        for i, zone in enumerate(pool.availability_zones):
+    zone_lists: list[tuple[Loc, list[str]]] = [(("spec", "aws"), spec.aws.availability_zones)]
+    zone_lists += [
+        (loc, g.availability_zones)
+        for loc, _, g in [(CP, "", spec.cluster.control_plane), *pools(env)]
+    ]
+    for loc, zones in zone_lists:
+        for i, zone in enumerate(zones):
             if not (zone.startswith(region) and len(zone) == len(region) + 1):
                 yield (
                     (*loc, "availabilityZones", i),
-                    f"zone {zone!r} is not in region {region} (zones look like {region}a)",
+                    f"zone {zone!r} is not in region {region} (zones look like "
+                    f"{default_zone(region)})",
                 )
     if not spec.auth.key_name:
         yield (("spec", "auth", "keyName"), "aws nodes need an EC2 key pair: set auth.keyName")
@@ -290,7 +290,7 @@ def _zone_capacity(env: Env) -> Iterator[Finding]:
     private = spec.aws.network.mode is NetworkMode.PRIVATE
     # AWS keeps 5 addresses of every subnet; one more per zone for the load balancer's interface.
     room = (4096 if private else 256) - 6
-    fallback = list(spec.aws.availability_zones) or [f"{spec.aws.region}a"]
+    fallback = list(spec.aws.availability_zones) or [default_zone(spec.aws.region)]
     cp = spec.cluster.control_plane
     groups: list[tuple[Loc, int, list[str]]] = []
     if (cp.provider or spec.provider) is Provider.AWS:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from platformdirs import user_data_path
 
+from clusterdeck.errors import NotFoundError
 from clusterdeck.model.records import (
     EnvironmentRecord,
     EventRecord,
@@ -29,6 +30,17 @@ def default_state_path() -> Path:
     if override:
         return Path(override).expanduser()
     return user_data_path("clusterdeck") / "state.db"
+
+
+def require_environment(store: StateStore, name: str) -> EnvironmentRecord:
+    """The recorded environment, or a NotFoundError naming the environments there are."""
+    record = store.environment(name)
+    if record is None:
+        known = ", ".join(e.name for e in store.environments()) or "none"
+        raise NotFoundError(
+            f"no environment named {name!r} in the state store {store.path} (known: {known})"
+        )
+    return record
 
 
 class StateStore(Protocol):

@@ -23,7 +23,7 @@ from typing import Any
 from clusterdeck.errors import ClusterdeckError, PermanentError
 from clusterdeck.events import EventKind
 from clusterdeck.model.plan import InstanceGroupPlan, Plan
-from clusterdeck.model.records import ResourceRecord
+from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
 from clusterdeck.providers.aws import checkpoints, tags
 from clusterdeck.providers.aws.errors import EVENTUAL, aws_code, collect
 from clusterdeck.providers.aws.observe import Instance, instances_from
@@ -33,7 +33,6 @@ from clusterdeck.spec.models import Environment
 
 RUNNING_TIMEOUT = 900.0
 PARALLEL = 16
-NODE_PREFIX = "node/"
 BASTION_KEY = "instances/bastion"
 
 

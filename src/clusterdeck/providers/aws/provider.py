@@ -17,7 +17,7 @@ from clusterdeck.errors import UsageError
 from clusterdeck.events import Event, EventKind, EventSink
 from clusterdeck.model.observed import Observed, ObservedNode
 from clusterdeck.model.plan import Plan, SourceKind
-from clusterdeck.model.records import ResourceRecord
+from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
 from clusterdeck.providers.aws import (
     caller_ip,
     compute,
@@ -45,9 +45,9 @@ class AwsProvider:
         live = {i.id: i for i in inv.live_instances()}
         nodes: dict[str, ObservedNode] = {}
         for rec in ctx.store.resources(ctx.environment):
-            if rec.key.startswith(compute.NODE_PREFIX) and rec.provider_id in live:
+            if rec.key.startswith(NODE_PREFIX) and rec.provider_id in live:
                 inst = live[rec.provider_id]
-                name = rec.key[len(compute.NODE_PREFIX) :]
+                name = rec.key[len(NODE_PREFIX) :]
                 nodes[name] = ObservedNode(
                     name=name,
                     provider_id=inst.id,

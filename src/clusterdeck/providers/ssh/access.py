@@ -11,14 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from clusterdeck.errors import UsageError
-from clusterdeck.model.records import ResourceRecord
+from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
 from clusterdeck.model.topology import Node
 from clusterdeck.spec.models import Environment, HostKeyPolicyKind
 from clusterdeck.state.store import StateStore
 from clusterdeck.transport import Endpoint, SsmRoute
 from clusterdeck.transport.hostkeys import HostKeyPolicy, KnownHostsOnly, PinnedHostKeys
-
-NODE_PREFIX = "node/"
 
 
 def _keys(path: str | None) -> tuple[str, ...]:

@@ -13,9 +13,8 @@ import os
 from clusterdeck.errors import UsageError
 from clusterdeck.events import Event, EventKind, EventSink
 from clusterdeck.model.observed import Observed, ObservedNode
-from clusterdeck.model.records import ResourceRecord
+from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
 from clusterdeck.providers.base import ApplyContext, Capabilities, InfraResult
-from clusterdeck.providers.ssh.access import NODE_PREFIX
 from clusterdeck.providers.ssh.register import RegisterOptions, register
 from clusterdeck.state.store import StateStore
 

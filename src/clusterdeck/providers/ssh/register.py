@@ -17,10 +17,11 @@ from typing import Any
 
 from clusterdeck.engine import DEFAULT_CONCURRENCY, Executor, RunReport, Step, StepContext
 from clusterdeck.events import Event, EventKind
+from clusterdeck.model.records import NODE_PREFIX
 from clusterdeck.model.topology import Node
 from clusterdeck.providers.base import ApplyContext, InfraResult
 from clusterdeck.providers.ssh import facts
-from clusterdeck.providers.ssh.access import NODE_PREFIX, host_key_policy, node_endpoint
+from clusterdeck.providers.ssh.access import host_key_policy, node_endpoint
 from clusterdeck.transport import Connections, ConnectOptions, Endpoint
 
 READY = "ready"

@@ -10,7 +10,6 @@ file by the caller) with ``StrictHostKeyChecking yes``. Works for every provider
 from __future__ import annotations
 
 import asyncio
-import json
 import shlex
 import sys
 from collections.abc import Sequence
@@ -20,10 +19,11 @@ from pathlib import Path
 from clusterdeck.engine import DEFAULT_CONCURRENCY, Executor, Step, StepContext
 from clusterdeck.errors import NotFoundError, UsageError
 from clusterdeck.events import EventSink, discard
-from clusterdeck.model.records import ResourceRecord
-from clusterdeck.providers.ssh.access import NODE_PREFIX, host_key_policy, record_endpoint
+from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
+from clusterdeck.providers.ssh.access import host_key_policy, record_endpoint
+from clusterdeck.spec.loader import from_recorded
 from clusterdeck.spec.models import Environment
-from clusterdeck.state.store import StateStore
+from clusterdeck.state.store import StateStore, require_environment
 from clusterdeck.transport import (
     Command,
     Connections,
@@ -49,14 +49,9 @@ class NodeOutcome:
 
 
 def environment_spec(store: StateStore, environment: str) -> Environment | None:
-    record = store.environment(environment)
-    if record is None:
-        known = ", ".join(e.name for e in store.environments()) or "none"
-        raise NotFoundError(
-            f"no environment named {environment!r} in the state store {store.path} (known: {known})"
-        )
+    record = require_environment(store, environment)
     try:
-        return Environment.model_validate_json(json.dumps(record.spec))
+        return from_recorded(record.spec)
     except ValueError:
         return None
 
