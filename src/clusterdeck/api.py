@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from clusterdeck import pipeline
+from clusterdeck.bundle.manifest import Bundle as OfflineBundle
+from clusterdeck.bundle.manifest import open_checked
 from clusterdeck.events import EventSink, discard
 from clusterdeck.model.observed import Observed, ObservedNode
 from clusterdeck.model.plan import ActionKind, Plan
@@ -89,12 +91,24 @@ def create(
     something exists leaves status ``failed`` and every recorded resource, so a re-run resumes
     and ``delete`` can clean up.
     """
+    offline_bundle = None
+    if env.spec.offline is not None and not infra_only:
+        # checked before anything is created or uploaded: a bundle for another version, or
+        # one whose files do not match their checksums, is refused in one line
+        offline_bundle = open_checked(
+            env.spec.offline.bundle, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
+        )
     with store.lock(env.name, "create"):
         existed = store.environment(env.name) is not None
         store.save_environment(env.name, env.spec.provider.value, effective_spec(env, dedicated))
         try:
             result = _create_locked(
-                env, store, infra_only=infra_only, dedicated=dedicated, events=events
+                env,
+                store,
+                infra_only=infra_only,
+                dedicated=dedicated,
+                events=events,
+                offline_bundle=offline_bundle,
             )
         except BaseException:
             _after_failure(store, env.name, existed=existed, status="failed")
@@ -121,6 +135,7 @@ def _create_locked(
     infra_only: bool,
     dedicated: bool | None,
     events: EventSink,
+    offline_bundle: OfflineBundle | None = None,
 ) -> CreateResult:
     topology, the_plan = plan(env, store, dedicated=dedicated)
     result = CreateResult(env.name, the_plan)
@@ -143,7 +158,9 @@ def _create_locked(
     if result.failed or infra_only:
         store.set_status(env.name, "failed" if result.failed else "infra-ready")
         return result
-    result.bootstrap = pipeline.bootstrap(env, store, topology, the_plan, events=events)
+    result.bootstrap = pipeline.bootstrap(
+        env, store, topology, the_plan, events=events, offline_bundle=offline_bundle
+    )
     ready = not result.bootstrap.failed
     outputs = {"endpoint": result.bootstrap.server} if result.bootstrap.server else {}
     store.set_status(env.name, "ready" if ready else "bootstrap-failed", **outputs)

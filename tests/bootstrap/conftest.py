@@ -56,15 +56,18 @@ spec:
     highAvailability: {enabled: true, loadBalancer: nlb}
   nvidiaDriver: {install: true}
   nvidiaContainerToolkit: {install: true}
-  kubernetes: {version: v1.33.4}
+  kubernetes: {version: v1.37.2}
 """
 
 CASES = {"ssh-ha": SSH_HA, "single": SINGLE, "aws-ha": AWS_HA}
 
 AWS_FACTS = ClusterFacts(
     machines={
-        "gpu-cp-0": MachineFacts(private_ip="10.0.1.10", public_ip="203.0.113.10",
-                                 public_name="ec2-203-0-113-10.compute.amazonaws.com"),
+        "gpu-cp-0": MachineFacts(
+            private_ip="10.0.1.10",
+            public_ip="203.0.113.10",
+            public_name="ec2-203-0-113-10.compute.amazonaws.com",
+        ),
         "gpu-cp-1": MachineFacts(private_ip="10.0.1.11", public_ip="203.0.113.11"),
         "gpu-cp-2": MachineFacts(private_ip="10.0.1.12", public_ip="203.0.113.12"),
         "gpu-workers-0": MachineFacts(private_ip="10.0.1.20"),
@@ -72,9 +75,12 @@ AWS_FACTS = ClusterFacts(
     },
     nlb_dns="gpu-nlb-0123456789.elb.us-west-2.amazonaws.com",
 )
-SSH_FACTS = ClusterFacts(machines={
-    f"lab-cp-{i}": MachineFacts(private_ip=f"10.77.0.1{i + 1}", interface="host0")
-    for i in range(3)})
+SSH_FACTS = ClusterFacts(
+    machines={
+        f"lab-cp-{i}": MachineFacts(private_ip=f"10.77.0.1{i + 1}", interface="host0")
+        for i in range(3)
+    }
+)
 
 
 def load_text(tmp_path: Path, name: str, text: str):

@@ -22,16 +22,22 @@ K8S_SCHEMA_VERSION = "1.33.0"
 
 
 def _need(tool: str) -> str:
-    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists()
-                                  else None)
+    path = shutil.which(tool) or (
+        f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None
+    )
     if path is None:
         pytest.fail(f"{tool} is not installed (see .ci/apt-packages.txt)")
     return path
 
 
 def _files(bundles: dict[str, Bundle], suffix: str) -> list[tuple[str, str, str]]:
-    return [(case, node, rel) for case, b in bundles.items() for node, files in b.files.items()
-            for rel in files if rel.endswith(suffix)]
+    return [
+        (case, node, rel)
+        for case, b in bundles.items()
+        for node, files in b.files.items()
+        for rel in files
+        if rel.endswith(suffix)
+    ]
 
 
 def test_every_script_passes_shellcheck_and_bash_n(bundles, tmp_path) -> None:
@@ -42,8 +48,9 @@ def test_every_script_passes_shellcheck_and_bash_n(bundles, tmp_path) -> None:
     assert len(paths) > 40
     for path in paths:
         subprocess.run(["bash", "-n", path], check=True)
-    result = subprocess.run([_need("shellcheck"), "--severity=style", *paths],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [_need("shellcheck"), "--severity=style", *paths], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout[-4000:]
 
 
@@ -58,19 +65,25 @@ def test_kubeadm_configs_read_back_as_typed_v1beta4(bundles) -> None:
     assert len(found) == 3 + 6 + 4  # one init per cluster, one join per other node
     for case, node, rel in found:
         docs = kubeadm.parse(bundles[case].files[node][rel].content)
-        assert all(d.api_version.startswith(("kubeadm.k8s.io/v1beta4", "kubelet"))  # type: ignore[attr-defined]
-                   for d in docs)
+        assert all(
+            d.api_version.startswith(("kubeadm.k8s.io/v1beta4", "kubelet"))  # type: ignore[attr-defined]
+            for d in docs
+        )
 
 
 def test_typed_model_rejects_v1beta3_shapes() -> None:
-    text = ("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"
-            "nodeRegistration:\n  kubeletExtraArgs: {node-ip: 10.0.0.1}\n")
+    text = (
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"
+        "nodeRegistration:\n  kubeletExtraArgs: {node-ip: 10.0.0.1}\n"
+    )
     with pytest.raises(ValueError, match="kubeletExtraArgs"):
         kubeadm.parse(text)
     with pytest.raises(ValueError, match="controlPlaneEndpiont"):
-        kubeadm.parse("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"
-                      "clusterName: x\nkubernetesVersion: v1.33.4\ncontrolPlaneEndpiont: a:1\n"
-                      "networking: {serviceSubnet: 10.96.0.0/12, podSubnet: 10.244.0.0/16}\n")
+        kubeadm.parse(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"
+            "clusterName: x\nkubernetesVersion: v1.33.4\ncontrolPlaneEndpiont: a:1\n"
+            "networking: {serviceSubnet: 10.96.0.0/12, podSubnet: 10.244.0.0/16}\n"
+        )
 
 
 @pytest.mark.parametrize("name", ["calico", "flannel"])
@@ -101,17 +114,29 @@ def test_cni_pod_cidr_comes_from_the_spec() -> None:
 def test_user_data_passes_cloud_init_schema(bundles, tmp_path) -> None:
     found = _files(bundles, "user-data.yaml")
     assert {node for _, node, _ in found} == {
-        "gpu-cp-0", "gpu-cp-1", "gpu-cp-2", "gpu-workers-0", "gpu-workers-1"}
+        "gpu-cp-0",
+        "gpu-cp-1",
+        "gpu-cp-2",
+        "gpu-workers-0",
+        "gpu-workers-1",
+    }
     for case, node, rel in found:
         path = tmp_path / f"{node}.yaml"
         path.write_text(bundles[case].files[node][rel].content)
-        result = subprocess.run([_need("cloud-init"), "schema", "--config-file", str(path)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [_need("cloud-init"), "schema", "--config-file", str(path)],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
     broken = tmp_path / "broken.yaml"
     broken.write_text("#cloud-config\npackages: curl\n")
-    assert subprocess.run([_need("cloud-init"), "schema", "--config-file", str(broken)],
-                          capture_output=True).returncode != 0
+    assert (
+        subprocess.run(
+            [_need("cloud-init"), "schema", "--config-file", str(broken)], capture_output=True
+        ).returncode
+        != 0
+    )
 
 
 @pytest.fixture
@@ -120,42 +145,68 @@ def netns_with_host0():
     name = f"cdbt-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
-        subprocess.run(["ip", "-n", name, "link", "add", "host0", "type", "veth", "peer", "name",
-                        "peer0"], check=True)
+        subprocess.run(
+            ["ip", "-n", name, "link", "add", "host0", "type", "veth", "peer", "name", "peer0"],
+            check=True,
+        )
         yield ["ip", "netns", "exec", name]
     finally:
         subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
-def test_haproxy_and_keepalived_accept_rendered_configs(bundles, tmp_path,
-                                                         netns_with_host0) -> None:
+def test_haproxy_and_keepalived_accept_rendered_configs(
+    bundles, tmp_path, netns_with_host0
+) -> None:
     files = bundles["ssh-ha"].files
     for node in ("lab-cp-0", "lab-cp-1", "lab-cp-2"):
         ha = tmp_path / f"{node}-haproxy.cfg"
         ha.write_text(files[node]["files/haproxy.cfg"].content)
         ka = tmp_path / f"{node}-keepalived.conf"
         ka.write_text(files[node]["files/keepalived.conf"].content)
-        result = subprocess.run([_need("haproxy"), "-c", "-f", str(ha)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [_need("haproxy"), "-c", "-f", str(ha)], capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stderr
-        result = subprocess.run([*netns_with_host0, _need("keepalived"), "-t", "-f", str(ka)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [*netns_with_host0, _need("keepalived"), "-t", "-f", str(ka)],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
     # the validators do catch mistakes
-    (tmp_path / "bad.cfg").write_text(files["lab-cp-0"]["files/haproxy.cfg"].content
-                                      .replace("mode tcp", "mode tpc"))
-    assert subprocess.run([_need("haproxy"), "-c", "-f", str(tmp_path / "bad.cfg")],
-                          capture_output=True).returncode != 0
-    (tmp_path / "bad.conf").write_text(files["lab-cp-0"]["files/keepalived.conf"].content
-                                       .replace("virtual_router_id 51", "virtual_router_id 999"))
-    assert subprocess.run([*netns_with_host0, _need("keepalived"), "-t", "-f",
-                           str(tmp_path / "bad.conf")],
-                          capture_output=True).returncode != 0
+    (tmp_path / "bad.cfg").write_text(
+        files["lab-cp-0"]["files/haproxy.cfg"].content.replace("mode tcp", "mode tpc")
+    )
+    assert (
+        subprocess.run(
+            [_need("haproxy"), "-c", "-f", str(tmp_path / "bad.cfg")], capture_output=True
+        ).returncode
+        != 0
+    )
+    (tmp_path / "bad.conf").write_text(
+        files["lab-cp-0"]["files/keepalived.conf"].content.replace(
+            "virtual_router_id 51", "virtual_router_id 999"
+        )
+    )
+    assert (
+        subprocess.run(
+            [*netns_with_host0, _need("keepalived"), "-t", "-f", str(tmp_path / "bad.conf")],
+            capture_output=True,
+        ).returncode
+        != 0
+    )
 
 
 def test_load_balancer_config_refuses_unsafe_values() -> None:
-    base = dict(node="n", vip="10.0.0.100", api_port=8443, own_address="10.0.0.1",
-                peers=["10.0.0.2"], priority=200, backends=[])
+    base = dict(
+        node="n",
+        vip="10.0.0.100",
+        api_port=8443,
+        own_address="10.0.0.1",
+        peers=["10.0.0.2"],
+        priority=200,
+        backends=[],
+    )
     with pytest.raises(ConfigValueError, match="eth0; reboot"):
         LoadBalancerConfig(interface="eth0; reboot", **base).keepalived_conf()
     with pytest.raises(ValueError):
@@ -169,7 +220,9 @@ def test_containerd_config_uses_systemd_cgroups_and_nvidia_only_on_gpu_nodes(bun
     for conf in (gpu, cp):
         runc = conf["plugins"][cri]["containerd"]["runtimes"]["runc"]
         assert runc["options"]["SystemdCgroup"] is True
-    assert gpu["plugins"][cri]["containerd"]["runtimes"]["nvidia"]["options"]["BinaryName"] \
+    assert (
+        gpu["plugins"][cri]["containerd"]["runtimes"]["nvidia"]["options"]["BinaryName"]
         == "/usr/bin/nvidia-container-runtime"
+    )
     assert gpu["plugins"][cri]["enable_cdi"] is True
     assert "nvidia" not in cp["plugins"][cri]["containerd"]["runtimes"]

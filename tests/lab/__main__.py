@@ -1,7 +1,10 @@
-"""``python -m tests.lab up N [--full] | down [SLOT|--all] | status``: the lab by hand.
+"""``python -m tests.lab up N [--full] [-o json] | down [SLOT|--all] | status``: the lab by hand.
 
 ``up`` starts N hosts that stay until ``down`` (they are not removed as stale by test runs)
-and prints how to reach them. ``down`` without arguments removes every lab this machine has,
+and prints how to reach them; with ``-o json`` stdout holds only JSON: ``slot``, ``hosts``
+(``name``, ``address``), ``user``, ``key``, ``known_hosts``, and ``vip`` (a free address on
+the hosts' network for a virtual IP). Full hosts log in as a sudoer, never as root.
+``down`` without arguments removes every lab this machine has,
 by the lab's own name prefix, plus the safety route.
 """
 
@@ -15,7 +18,7 @@ from tests.lab import full
 from tests.lab.light import BASE_DIR, Lab, remove_all
 
 
-def up(count: int, is_full: bool, default_max_startups: bool) -> int:
+def up(count: int, is_full: bool, default_max_startups: bool, as_json: bool = False) -> int:
     lab = Lab.create(keep=True)
     try:
         if is_full:
@@ -27,6 +30,24 @@ def up(count: int, is_full: bool, default_max_startups: bool) -> int:
     except BaseException:
         lab.down()
         raise
+    known_hosts = lab.path / "known_hosts"
+    known_hosts.write_text("".join(f"{h.address} {h.host_public_key()}\n" for h in hosts))
+    if as_json:  # stdout holds this JSON and nothing else
+        print(
+            json.dumps(
+                {
+                    "slot": lab.slot,
+                    "hosts": [{"name": h.name, "address": h.address} for h in hosts],
+                    "user": hosts[0].user,
+                    "key": str(lab.client_key),
+                    "known_hosts": str(known_hosts),
+                    "vip": str(lab.network.broadcast_address - 1),
+                    "network": str(lab.network),
+                },
+                indent=1,
+            )
+        )
+        return 0
     print(
         f"lab {lab.slot}: {len(hosts)} {'full' if is_full else 'light'} host(s) on "
         f"{lab.network} (bridge {lab.bridge})"
@@ -35,11 +56,8 @@ def up(count: int, is_full: bool, default_max_startups: bool) -> int:
         print(f"  {host.name:<6} {host.address}")
     first = hosts[0]
     print(
-        f"ssh: ssh -i {lab.client_key} -o UserKnownHostsFile={lab.path}/known_hosts "
-        f"root@{first.address}"
-    )
-    (lab.path / "known_hosts").write_text(
-        "".join(f"{h.address} {h.host_public_key()}\n" for h in hosts)
+        f"ssh: ssh -i {lab.client_key} -o UserKnownHostsFile={known_hosts} "
+        f"{first.user}@{first.address}"
     )
     print(f"remove with: python -m tests.lab down {lab.slot}")
     return 0
@@ -89,13 +107,16 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="keep sshd's default MaxStartups 10:30:100 (light hosts)",
     )
+    p_up.add_argument(
+        "-o", "--output", choices=["text", "json"], default="text", help="json: only JSON on stdout"
+    )
     p_down = sub.add_parser("down", help="remove one lab, or all labs")
     p_down.add_argument("slot", nargs="?")
     p_down.add_argument("--all", action="store_true")
     sub.add_parser("status", help="list labs")
     args = parser.parse_args(argv)
     if args.cmd == "up":
-        return up(args.count, args.full, args.default_max_startups)
+        return up(args.count, args.full, args.default_max_startups, args.output == "json")
     if args.cmd == "down":
         return down(None if args.all else args.slot)
     return status()

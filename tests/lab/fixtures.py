@@ -45,13 +45,13 @@ def lab_hosts(lab: Lab) -> Iterator[HostFactory]:
 
 
 def endpoint(lab: Lab, host: LabHost, **overrides: Any) -> Any:
-    """The transport Endpoint for a lab host, logging in as root with the lab's key."""
+    """The transport Endpoint for a lab host, logging in as its user with the lab's key."""
     from clusterdeck.transport import Endpoint
 
     fields: dict[str, Any] = {
         "host": host.address,
         "port": host.port,
-        "user": "root",
+        "user": host.user,
         "keys": (str(lab.client_key),),
         "name": host.name,
     }

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tests.lab.light import (
+    HOST_INTERFACE,
     SLOT_PREFIX,
     Lab,
     LabHost,
@@ -39,7 +40,8 @@ from tests.lab.light import (
 
 CACHE = Path(os.environ.get("CLUSTERDECK_LAB_CACHE", "/var/cache/clusterdeck-lab"))
 SUITE = "bookworm"
-IMAGE_VERSION = "3"  # bump when customize() changes
+IMAGE_VERSION = "6"  # bump when customize() changes
+LOGIN_USER = "ubuntu"  # full hosts log in as this user, with passwordless sudo; root cannot
 BASE_PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -53,6 +55,14 @@ BASE_PACKAGES = (
     "netcat-openbsd",
     "less",
     "python3",
+    "sudo",
+    "kmod",
+    "ethtool",
+    "socat",
+    "conntrack",
+    "ebtables",
+    "util-linux",
+    "mount",
 )
 SERVICE_PACKAGES = (
     "etcd-server",
@@ -75,7 +85,7 @@ DISABLED_UNITS = (
     "fstrim.timer",
 )
 SSHD_LAB = """\
-PermitRootLogin prohibit-password
+PermitRootLogin no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
@@ -163,16 +173,42 @@ def image(packages: Sequence[str] = DEFAULT_PACKAGES) -> Path:
     return path
 
 
+# PID 1 of a full host: nspawn mounts the cgroup v1 controller hierarchies read-only, which
+# leaves systemd (and so the kubelet's systemd cgroup driver) without memory, cpu or pids
+# cgroups. Made writable before systemd starts, systemd manages them as on a real machine.
+LAB_INIT = "/usr/local/sbin/cdlab-init"
+LAB_INIT_SCRIPT = """#!/bin/sh
+for hierarchy in /sys/fs/cgroup/*; do
+  mount -o remount,bind,rw "$hierarchy" 2>/dev/null || true
+done
+exec /lib/systemd/systemd "$@"
+"""
+
+
 def customize(root: Path) -> None:
     """Host-independent settings; per-host identity is bind-mounted at boot."""
+    init = root / LAB_INIT.lstrip("/")
+    init.parent.mkdir(parents=True, exist_ok=True)
+    init.write_text(LAB_INIT_SCRIPT)
+    init.chmod(0o755)
     for key in (root / "etc" / "ssh").glob("ssh_host_*"):
         key.unlink()
     (root / "etc" / "ssh" / "sshd_config.d" / "clusterdeck-lab.conf").write_text(SSHD_LAB)
     for name in ("ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"):
         (root / "etc" / "ssh" / name).touch()  # mount points for the per-host key
-    ssh_dir = root / "root" / ".ssh"
+    # password "*": no password login, but not a locked account (which sshd refuses)
+    run(["chroot", str(root), "useradd", "-m", "-s", "/bin/bash", "-p", "*", LOGIN_USER])
+    sudoers = root / "etc" / "sudoers.d" / "90-clusterdeck-lab"
+    sudoers.write_text(f"{LOGIN_USER} ALL=(ALL) NOPASSWD:ALL\n")
+    sudoers.chmod(0o440)
+    ssh_dir = root / "home" / LOGIN_USER / ".ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     (ssh_dir / "authorized_keys").touch()
+    run(["chroot", str(root), "chown", "-R", f"{LOGIN_USER}:{LOGIN_USER}", f"/home/{LOGIN_USER}"])
+    # the kubelet and containerd keep their state on real directories bound in per host
+    # (overlayfs cannot stack on the machine's own overlay root)
+    for state in ("var/lib/containerd", "var/lib/kubelet", "lib/modules"):
+        (root / state).mkdir(parents=True, exist_ok=True)  # kube-proxy mounts /lib/modules
     (root / "etc" / "machine-id").write_text("")  # per host: bind-mounted at boot
     dbus_id = root / "var" / "lib" / "dbus" / "machine-id"  # systemd would copy this one
     dbus_id.unlink(missing_ok=True)
@@ -212,25 +248,35 @@ def add_full_hosts(
     if problem:
         raise RuntimeError(problem)
     root = image(packages)
+    raise_kernel_limits()
     hosts = [lab.prepare(None) for _ in range(count)]
     for host in hosts:
         host.full = True
+        host.user = LOGIN_USER
     lab.make_namespaces(hosts)
     for host in hosts:
         run(
             ["ip", "-n", host.netns, "-batch", "-"],
             input=(
-                f"link set lo up\naddr add {host.address}/{SLOT_PREFIX} dev eth0\n"
-                "link set eth0 up\n"
+                f"link set lo up\naddr add {host.address}/{SLOT_PREFIX} dev {HOST_INTERFACE}\n"
+                f"link set {HOST_INTERFACE} up\nroute add default via {lab.gateway}\n"
             ),
         )
         ssh = host.path / "ssh"
         machine_id = uuid.uuid4()
         (host.path / "etc" / "machine-id").write_text(machine_id.hex + "\n")
+        (host.path / "etc" / "hosts").write_text(
+            f"127.0.0.1 localhost\n127.0.1.1 {host.name}\n{host.address} {host.name}\n"
+        )
         host.machine_pid = spawn(
             [
+                "bash",
+                "-c",
+                _IN_OWN_CGROUPS,
+                "machine",
+                _cgroup_name(host),
                 "systemd-nspawn",
-                "--boot",
+                "--kill-signal=SIGRTMIN+3",  # what --boot would send: a clean shutdown
                 f"--directory={root}",
                 "--volatile=overlay",
                 "--register=no",
@@ -242,10 +288,13 @@ def add_full_hosts(
                 "--console=read-only",
                 f"--bind-ro={ssh}/ssh_host_ed25519_key:/etc/ssh/ssh_host_ed25519_key",
                 f"--bind-ro={ssh}/ssh_host_ed25519_key.pub:/etc/ssh/ssh_host_ed25519_key.pub",
-                f"--bind-ro={host.path}/root/.ssh/authorized_keys:/root/.ssh/authorized_keys",
+                f"--bind-ro={host.path}/root/.ssh/authorized_keys:/home/{LOGIN_USER}/.ssh/authorized_keys",
                 f"--bind-ro={host.path}/etc/hostname:/etc/hostname",
                 f"--bind-ro={host.path}/etc/machine-id:/etc/machine-id",
+                f"--bind-ro={host.path}/etc/hosts:/etc/hosts",
+                *_kubernetes_args(host),
                 *nspawn_args,
+                LAB_INIT,
             ],
             host.path / "machine.log",
         )
@@ -259,6 +308,87 @@ def add_full_hosts(
         host.holder_pid = _machine_init(host)
     lab.save()
     return hosts
+
+
+# What the kubelet and containerd need from the machine around them (the recipes of kind and
+# kube-spawn, checked here): every capability, the keyring, bpf and perf calls nspawn's filter
+# drops by default, the kernel log for the OOM watcher, and real directories for their state.
+KUBERNETES_SYSCALLS = "add_key keyctl request_key bpf perf_event_open"
+
+
+# Each machine gets its own cgroup in every v1 controller hierarchy before nspawn starts
+# (there is no systemd outside to delegate one): inside, the cgroup namespace makes it the
+# root, and two machines' kubelets never see, or clean up, each other's pod cgroups.
+# SYSTEMD_NSPAWN_API_VFS_WRITABLE keeps those hierarchies writable inside, as the kubelet needs.
+CGROUP_PARENT = "cdlab"
+_IN_OWN_CGROUPS = r"""
+set -e
+name=$1; shift
+for hierarchy in /sys/fs/cgroup/*; do
+  [ -f "$hierarchy/cgroup.procs" ] || continue
+  dir="$hierarchy"
+  for part in ${name//\// }; do
+    dir="$dir/$part"
+    mkdir -p "$dir"
+    if [ -f "$hierarchy/cpuset.cpus" ]; then  # cpuset: a new group starts with no CPUs
+      cat "$hierarchy/cpuset.cpus" >"$dir/cpuset.cpus"
+      cat "$hierarchy/cpuset.mems" >"$dir/cpuset.mems"
+    fi
+  done
+  echo $$ >"$dir/cgroup.procs"
+done
+export SYSTEMD_NSPAWN_API_VFS_WRITABLE=1
+exec "$@"
+"""
+
+
+def _cgroup_name(host: LabHost) -> str:
+    return f"{CGROUP_PARENT}/{host.netns}"
+
+
+def remove_cgroups(namespaces: Sequence[str]) -> None:
+    """Remove the machines' cgroups (deepest first) once nothing runs in them."""
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        for ns in namespaces:
+            top = hierarchy / CGROUP_PARENT / ns
+            if not top.is_dir():
+                continue
+            for sub in sorted(
+                (p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)
+            ):
+                with contextlib.suppress(OSError):
+                    sub.rmdir()
+            with contextlib.suppress(OSError):
+                top.rmdir()
+
+
+# Kernel-wide limits every machine shares with this one (one kernel, one root user): a few
+# kubelets, containerds and their pods need more inotify instances than the default 128
+# (kube-proxy then fails with "too many open files"), as kind documents for its nodes.
+HOST_SYSCTLS = {
+    "fs/inotify/max_user_instances": 8192,
+    "fs/inotify/max_user_watches": 524288,
+}
+
+
+def raise_kernel_limits() -> None:
+    for key, wanted in HOST_SYSCTLS.items():
+        path = Path("/proc/sys") / key
+        if int(path.read_text().split()[0]) < wanted:
+            path.write_text(f"{wanted}\n")
+
+
+def _kubernetes_args(host: LabHost) -> list[str]:
+    args = [
+        "--capability=all",
+        f"--system-call-filter={KUBERNETES_SYSCALLS}",
+        "--bind=/dev/kmsg",
+    ]
+    for state in ("var/lib/containerd", "var/lib/kubelet"):
+        real = host.path / "state" / state.replace("/", "-")
+        real.mkdir(parents=True, exist_ok=True)
+        args.append(f"--bind={real}:/{state}")
+    return args
 
 
 def _machine_init(host: LabHost) -> int:
@@ -307,3 +437,4 @@ def stop_machines_in(namespaces: Sequence[str], timeout: float = 15.0) -> None:
     for pid in pids:
         kill(pid, signal.SIGKILL)
     wait_gone(pids)
+    remove_cgroups(namespaces)

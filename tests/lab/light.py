@@ -3,8 +3,11 @@
 Test support, not product code. A :class:`Lab` owns one Linux bridge and one /22 out of the
 benchmarking range 198.18.0.0/15 (RFC 2544, used by nothing real), so several labs (pytest
 workers, a lab brought up by hand) live side by side. The root namespace gets the safety route
-``unreachable 198.18.0.0/15`` so lab traffic can never leave the machine, and hosts get no
-default route. Every name the lab makes starts with ``cdlab`` and cleanup goes by that prefix
+``unreachable 198.18.0.0/15`` and a FORWARD rule that drops whatever a lab host sends
+beyond the lab range, so lab traffic can never leave the machine. Hosts get a default route
+via their lab's gateway, as real machines have one (service IPs are only routable with it:
+kube-proxy rewrites them after the route lookup); nothing is forwarded from there.
+Every name the lab makes starts with ``cdlab`` and cleanup goes by that prefix
 only; processes are stopped by the PIDs the lab recorded (or found in its own namespaces).
 """
 
@@ -31,10 +34,13 @@ MAX_SLOTS = 2 ** (SLOT_PREFIX - LAB_RANGE.prefixlen)
 BASE_DIR = Path(os.environ.get("CLUSTERDECK_LAB_DIR", "/var/tmp/clusterdeck-lab"))
 LAB_MAX_STARTUPS = "200:30:300"
 MINIMAL_BASHRC = "# clusterdeck lab host: deliberately minimal (no pyenv init per command)\n"
+# Lab hosts' network interface: deliberately not eth0, as on most real machines (ens5 on AWS
+# Nitro instances), so nothing in clusterdeck can get away with assuming eth0.
+HOST_INTERFACE = "ens5"
 
 _HOLDER = r"""
 set -e
-d=$1; name=$2; addr=$3; shift 3
+d=$1; name=$2; addr=$3; iface=$4; gateway=$5; shift 5
 hostname "$name"
 mount --bind "$d/etc/hostname" /etc/hostname
 mount --bind "$d/root" /root
@@ -45,8 +51,9 @@ for extra in "$@"; do
   mount --bind "$d/private$extra" "$extra"
 done
 ip link set lo up
-ip addr add "$addr" dev eth0
-ip link set eth0 up
+ip addr add "$addr" dev "$iface"
+ip link set "$iface" up
+ip route add default via "$gateway"
 touch "$d/ready"
 exec sleep infinity
 """
@@ -169,6 +176,7 @@ class LabHost:
     full: bool = False
     machine_pid: int = 0  # full hosts: the systemd-nspawn process
     port: int = 22
+    user: str = "root"  # the login user (full hosts: a sudoer, root login refused)
 
     @property
     def path(self) -> Path:
@@ -225,6 +233,7 @@ class Lab:
             lab.save()
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         run(["ip", "route", "replace", "unreachable", str(LAB_RANGE)])
+        keep_in_lab()
         run(["ip", "link", "add", lab.bridge, "type", "bridge"])
         run(["ip", "addr", "add", f"{lab.gateway}/{SLOT_PREFIX}", "dev", lab.bridge])
         run(["ip", "link", "set", lab.bridge, "up"])
@@ -312,6 +321,8 @@ class Lab:
                     h.dir,
                     h.name,
                     f"{h.address}/{SLOT_PREFIX}",
+                    HOST_INTERFACE,
+                    self.gateway,
                     *private_dirs,
                 ],
                 h.path / "holder.log",
@@ -337,7 +348,7 @@ class Lab:
         return hosts
 
     def make_namespaces(self, hosts: Sequence[LabHost]) -> None:
-        """A network namespace per host with ``eth0`` on the lab bridge (one ``ip`` call)."""
+        """A network namespace per host, ``HOST_INTERFACE`` on the lab bridge (one ``ip`` call)."""
         batch = []
         # A deleted namespace can live on for minutes (orphaned TCP sockets of its last
         # connections hold it) and keep its veth pair, whose host-side name an earlier lab in
@@ -353,7 +364,7 @@ class Lab:
                 batch.append(f"link del {veth}")
             batch += [
                 f"netns add {h.netns}",
-                f"link add {veth} type veth peer name eth0 netns {h.netns}",
+                f"link add {veth} type veth peer name {HOST_INTERFACE} netns {h.netns}",
                 f"link set {veth} master {self.bridge} up",
             ]
         for h in hosts:
@@ -437,6 +448,16 @@ class Lab:
         teardown(sorted(set(namespaces)), [self.bridge], self.path)
 
 
+# Dropped in the root namespace's FORWARD chain: anything from a lab host to an address
+# outside the lab range (hosts have a default route via the gateway, like real machines)
+_CONTAIN = ["-s", str(LAB_RANGE), "!", "-d", str(LAB_RANGE), "-j", "DROP"]
+
+
+def keep_in_lab() -> None:
+    if run(["iptables", "-C", "FORWARD", *_CONTAIN], check=False).returncode != 0:
+        run(["iptables", "-I", "FORWARD", *_CONTAIN])
+
+
 def _lab_namespaces() -> list[str]:
     out = run(["ip", "netns", "list"], check=False).stdout
     return [
@@ -478,6 +499,7 @@ def remove_all() -> int:
             if child.name.isdigit():
                 shutil.rmtree(child, ignore_errors=True)
     run(["ip", "route", "del", "unreachable", str(LAB_RANGE)], check=False)
+    run(["iptables", "-D", "FORWARD", *_CONTAIN], check=False)
     return len(ours)
 
 

@@ -51,22 +51,28 @@ def test_labels_run_on_the_first_control_plane_after_the_node_joined(ha_specs) -
     assert "lab-workers-0/kubeadm-join-worker" in label.needs
     ready = ha_specs[graph.READY]
     assert set(ready.needs) >= {f"lab-workers-{i}/labels-and-taints" for i in range(4)} | {
-        "lab-cp-0/cni", "lab-cp-2/labels-and-taints"}
+        "lab-cp-0/cni",
+        "lab-cp-2/labels-and-taints",
+    }
 
 
 def test_kubeconfig_for_user_points_at_the_public_endpoint(tmp_path) -> None:
-    admin = ("apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n"
-             "    server: https://127.0.0.1:6443\n    certificate-authority-data: Q0E=\n"
-             "users:\n- name: kubernetes-admin\n  user: {client-certificate-data: Qw==, "
-             "client-key-data: Sw==}\ncontexts: []\n")
+    admin = (
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n"
+        "    server: https://127.0.0.1:6443\n    certificate-authority-data: Q0E=\n"
+        "users:\n- name: kubernetes-admin\n  user: {client-certificate-data: Qw==, "
+        "client-key-data: Sw==}\ncontexts: []\n"
+    )
     cfg = kc.for_user(admin, "lab", "https://10.77.0.100:8443")
     assert cfg["clusters"][0]["cluster"]["server"] == "https://10.77.0.100:8443"
     assert cfg["current-context"] == "lab"
     path = tmp_path / "kube" / "config"
     path.parent.mkdir()
-    path.write_text("apiVersion: v1\nkind: Config\nclusters: [{name: other, cluster: {server: "
-                    "https://x}}]\nusers: []\ncontexts: [{name: other, context: {cluster: other,"
-                    " user: u}}]\ncurrent-context: other\n")
+    path.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: other, cluster: {server: "
+        "https://x}}]\nusers: []\ncontexts: [{name: other, context: {cluster: other,"
+        " user: u}}]\ncurrent-context: other\n"
+    )
     kc.merge(path, cfg)
     kc.merge(path, cfg)  # merging twice replaces, never duplicates
     merged = kc.load(path.read_text())

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
+from clusterdeck.errors import ClusterdeckError
 from clusterdeck.providers.ssh import facts
 from clusterdeck.transport import Command, Connections, Script
 from tests.lab import full
 from tests.lab.fixtures import endpoint
-from tests.lab.light import Lab, LabHost
+from tests.lab.light import HOST_INTERFACE, Lab, LabHost
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -44,7 +48,8 @@ def test_full_hosts_boot_systemd_with_their_own_identity(
                 Script(
                     "set -eu\nsystemd-run --unit=clusterdeck-probe --wait -q true\n"
                     "systemctl is-active ssh.service\ncat /etc/machine-id\n"
-                    "journalctl -u ssh.service -q -n 1 --no-pager >/dev/null\n"
+                    "journalctl -u ssh.service -q -n 1 --no-pager >/dev/null\n",
+                    root=True,
                 ),
             )
             failed = await pool.run(
@@ -59,7 +64,28 @@ def test_full_hosts_boot_systemd_with_their_own_identity(
                 "machine_id": unit.stdout.split()[1],
             }
 
+    async def as_root(host: LabHost) -> str:
+        async with Connections() as pool:
+            try:
+                await pool.run(endpoint(lab, host, user="root"), Command(["true"]), timeout=30)
+            except ClusterdeckError as exc:
+                return str(exc)
+        return "root logged in"
+
+    async def privileged(host: LabHost) -> list[str]:
+        async with Connections() as pool:
+            node = endpoint(lab, host)
+            plain = await pool.run(node, Command(["id", "-un"]))
+            root = await pool.run(node, Command(["id", "-un"], root=True))
+            links = await pool.run(node, Command(["ip", "-o", "link", "show"]))
+            return [plain.stdout.strip(), root.stdout.strip(), links.stdout]
+
     results = [asyncio.run(probe(h)) for h in full_hosts]
+    # like a cloud image: a sudoer logs in, root cannot, and the interface is not eth0
+    assert "root logged in" not in asyncio.run(as_root(full_hosts[0]))
+    plain, root, links = asyncio.run(privileged(full_hosts[0]))
+    assert (plain, root) == ("ubuntu", "root")
+    assert " eth0" not in links and f" {HOST_INTERFACE}@" in links
     for host, result in zip(full_hosts, results, strict=True):
         assert result["init"] == "systemd"
         assert result["hostname"] == host.name
@@ -69,3 +95,53 @@ def test_full_hosts_boot_systemd_with_their_own_identity(
     # the lab can act on a full host directly too (as a test does to break it)
     out = full_hosts[0].exec(["systemctl", "is-active", "ssh.service"]).stdout.strip()
     assert out == "active"
+
+
+def test_lab_up_full_json_gives_what_a_user_needs(lab: Lab) -> None:
+    """``python -m tests.lab up 1 --full -o json``: only JSON on stdout, and with it plain
+    OpenSSH logs in as the sudoer, checking the host key against the known_hosts it names."""
+    problem = full.require_full_tools()
+    if problem:
+        pytest.skip(problem)
+    res = subprocess.run(
+        [sys.executable, "-m", "tests.lab", "up", "1", "--full", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    try:
+        assert set(data) >= {"slot", "hosts", "user", "key", "known_hosts", "vip"}
+        (host,) = data["hosts"]
+        assert data["user"] == "ubuntu" and data["vip"] != host["address"]
+        ssh = [
+            "ssh",
+            "-i",
+            data["key"],
+            "-o",
+            f"UserKnownHostsFile={data['known_hosts']}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+        ]
+        out = subprocess.run(
+            [*ssh, f"{data['user']}@{host['address']}", "sudo -n id -un"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.stdout.strip() == "root", out.stderr
+        denied = subprocess.run(
+            [*ssh, f"root@{host['address']}", "true"], capture_output=True, text=True, timeout=60
+        )
+        assert denied.returncode != 0
+    finally:
+        down = subprocess.run(
+            [sys.executable, "-m", "tests.lab", "down", str(data["slot"])],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert down.returncode == 0, down.stderr

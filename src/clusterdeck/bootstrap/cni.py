@@ -84,11 +84,10 @@ def _find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     for doc in docs:
         if doc.get("kind") == kind and doc.get("metadata", {}).get("name") == name:
             return doc
-    raise LookupError(f"vendored manifest has no {kind} {name}")
+    raise LookupError(f"the CNI manifest has no {kind} {name}")
 
 
-def calico(pod_cidr: str) -> list[dict[str, Any]]:
-    docs = _load("calico.yaml")
+def _set_calico_pool(docs: list[dict[str, Any]], pod_cidr: str) -> None:
     node = _find(docs, "DaemonSet", "calico-node")
     container = node["spec"]["template"]["spec"]["containers"][0]
     for env in container["env"]:
@@ -96,17 +95,63 @@ def calico(pod_cidr: str) -> list[dict[str, Any]]:
             env["value"] = pod_cidr
             break
     else:
-        raise LookupError("calico-node has no CALICO_IPV4POOL_CIDR")
+        container["env"].append({"name": "CALICO_IPV4POOL_CIDR", "value": pod_cidr})
+
+
+def calico(pod_cidr: str) -> list[dict[str, Any]]:
+    docs = _load("calico.yaml")
+    _set_calico_pool(docs, pod_cidr)
     return [_crd(*row) for row in CALICO_CRDS] + docs
 
 
-def flannel(pod_cidr: str) -> list[dict[str, Any]]:
-    docs = _load("flannel.yaml")
+def _set_flannel_network(docs: list[dict[str, Any]], pod_cidr: str) -> None:
     cfg = _find(docs, "ConfigMap", "kube-flannel-cfg")
     net = json.loads(cfg["data"]["net-conf.json"])
     net["Network"] = pod_cidr
     cfg["data"]["net-conf.json"] = LiteralScalarString(json.dumps(net) + "\n")
+
+
+def _bind_to_node_ip(docs: list[dict[str, Any]], cni: str) -> None:
+    """Use the interface that carries the node's own IP (the kubelet's node IP, which the
+    topology decides), not the one of the default route, which a node may not even have."""
+    if cni == "flannel":
+        ds = _find(docs, "DaemonSet", "kube-flannel-ds")
+        container = next(
+            c for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "kube-flannel"
+        )
+        env = container.setdefault("env", [])
+        env[:] = [e for e in env if e.get("name") != "FLANNELD_IFACE"]
+        env.append(
+            {"name": "FLANNELD_IFACE", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}
+        )
+    else:
+        node = _find(docs, "DaemonSet", "calico-node")
+        container = node["spec"]["template"]["spec"]["containers"][0]
+        env = container.setdefault("env", [])
+        env[:] = [e for e in env if e.get("name") != "IP_AUTODETECTION_METHOD"]
+        env.append({"name": "IP_AUTODETECTION_METHOD", "value": "kubernetes-internal-ip"})
+
+
+def flannel(pod_cidr: str) -> list[dict[str, Any]]:
+    docs = _load("flannel.yaml")
+    _set_flannel_network(docs, pod_cidr)
     return docs
+
+
+def from_bundle(text: str, cni: str, pod_cidr: str) -> str:
+    """The release manifest an offline bundle carries, with the cluster's pod range set where
+    the CNI reads it (Flannel: net-conf.json's Network; Calico: CALICO_IPV4POOL_CIDR)."""
+    docs = [doc for doc in _yaml().load_all(text) if doc]
+    if cni == "flannel":
+        _set_flannel_network(docs, pod_cidr)
+    elif cni == "calico":
+        _set_calico_pool(docs, pod_cidr)
+    else:
+        raise ValueError(f"cni {cni!r} cannot come from a bundle (calico, flannel)")
+    _bind_to_node_ip(docs, cni)
+    out = io.StringIO()
+    _yaml().dump_all(docs, out)
+    return out.getvalue()
 
 
 def manifest(cni: str, pod_cidr: str) -> str:

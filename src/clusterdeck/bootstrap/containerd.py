@@ -15,7 +15,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict
 
 CRI = "io.containerd.grpc.v1.cri"
-PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10.2"  # what kubeadm v1.35-v1.37 name
 NVIDIA_RUNTIME_BINARY = "/usr/bin/nvidia-container-runtime"
 
 
@@ -26,6 +26,10 @@ class ContainerdConfig(BaseModel):
     sandbox_image: str = PAUSE_IMAGE
     nvidia_runtime: bool = False
     enable_cdi: bool = False
+    # clamp containers' OOM score adjustments to containerd's own: needed where no process may
+    # lower one (no CAP_SYS_RESOURCE: a machine that is itself a container), else runc fails
+    # every pod with "can't get final child's PID from pipe"
+    restrict_oom_score_adj: bool = False
     cni_bin_dir: str = "/opt/cni/bin"
     cni_conf_dir: str = "/etc/cni/net.d"
 
@@ -47,6 +51,7 @@ class ContainerdConfig(BaseModel):
         cri: dict[str, Any] = {
             "sandbox_image": self.sandbox_image,
             "enable_cdi": self.enable_cdi,
+            "restrict_oom_score_adj": self.restrict_oom_score_adj,
             "containerd": {"default_runtime_name": "runc", "runtimes": runtimes},
             "cni": {"bin_dir": self.cni_bin_dir, "conf_dir": self.cni_conf_dir},
         }

@@ -9,16 +9,25 @@ provider.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from clusterdeck.bootstrap.nodeconfig import MachineFacts
 from clusterdeck.bootstrap.render import ClusterFacts
+from clusterdeck.bundle.manifest import Bundle, read_text
 from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
 
 
 def _text(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
+
+
+def _cgroup(value: Any) -> Literal["v1", "v2"] | None:
+    if value == "v1":
+        return "v1"
+    if value == "v2":
+        return "v2"
+    return None
 
 
 def from_records(
@@ -34,9 +43,20 @@ def from_records(
             public_ip=_text(data.get("public_ip")),
             public_name=_text(data.get("public_dns")),
             interface=_text(data.get("interface")),
+            cgroup=_cgroup((data.get("facts") or {}).get("cgroup")),
+            can_lower_oom_score=(data.get("facts") or {}).get("can_lower_oom_score"),
         )
     nlb_dns = None
     endpoint = _text(outputs.get("endpoint"))
     if endpoint_kind == "nlb" and endpoint:
         nlb_dns = urlsplit(endpoint).hostname
     return ClusterFacts(machines=machines, nlb_dns=nlb_dns)
+
+
+def with_offline(facts: ClusterFacts, bundle: Bundle | None) -> ClusterFacts:
+    """The same facts plus what the offline bundle holds (its manifest and CNI manifest)."""
+    if bundle is None:
+        return facts
+    facts.bundle = bundle.manifest
+    facts.bundle_cni = read_text(bundle, bundle.manifest.cni.manifest)
+    return facts

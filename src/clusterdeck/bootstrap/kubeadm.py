@@ -183,6 +183,8 @@ class KubeletConfiguration(K8sModel):
     kind: Literal["KubeletConfiguration"] = "KubeletConfiguration"
     cgroup_driver: Literal["systemd", "cgroupfs"] = "systemd"
     server_tls_bootstrap: bool = Field(default=False, alias="serverTLSBootstrap")
+    # v1.35+ kubelets refuse cgroup v1 unless this is false (KEP-5573)
+    fail_cgroup_v1: bool | None = Field(default=None, alias="failCgroupV1")
 
 
 class KubeProxyConfiguration(K8sModel):

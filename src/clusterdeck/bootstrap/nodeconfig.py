@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from clusterdeck.bundle.manifest import BundleManifest, FileKind
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import NodePlan, Plan
 from clusterdeck.model.topology import Node, Role, Topology
@@ -42,6 +43,9 @@ class MachineFacts(Model):
     public_ip: str | None = None
     public_name: str | None = None
     interface: str | None = None
+    cgroup: Literal["v1", "v2"] | None = None  # None: not probed (v2 on current Ubuntu)
+    # False on container-like machines (no CAP_SYS_RESOURCE): runc must not lower OOM scores
+    can_lower_oom_score: bool | None = None
 
 
 class KubernetesSettings(Model):
@@ -52,6 +56,8 @@ class KubernetesSettings(Model):
     cni_version: str
     pod_cidr: str
     service_cidr: str
+    # some node runs cgroup v1 (from its facts): kubelets must be told to accept it
+    allow_cgroup_v1: bool = False
 
 
 class EndpointSettings(Model):
@@ -82,6 +88,49 @@ class KeepalivedSettings(Model):
     interface_known: bool
 
 
+OFFLINE_ON_NODE = "/var/lib/clusterdeck/offline"  # the verified bundle files, root's only
+# images only control planes run (static pods); every node gets the rest
+CONTROL_PLANE_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
+
+
+class OfflineImage(Model):
+    reference: str
+    file: str  # path inside the bundle (and under OFFLINE_ON_NODE)
+
+
+class OfflineSettings(Model):
+    """What this node takes from the offline bundle: nothing is downloaded."""
+
+    kubernetes_version: str
+    files: list[str]  # every bundle file this node gets (uploaded once, checked by sha256)
+    binaries: list[str]  # bin/<name>
+    cni_plugins: list[str]  # cni/<name>
+    images: list[OfflineImage]
+    pause_image: str
+
+
+def offline_settings(manifest: BundleManifest, role: Role) -> OfflineSettings:
+    images = [
+        OfflineImage(reference=i.reference, file=i.file)
+        for i in manifest.images
+        if role is Role.CONTROL_PLANE or image_short_name(i.reference) not in CONTROL_PLANE_IMAGES
+    ]
+    binaries = [f.path for f in manifest.of_kind(FileKind.BINARY)]
+    plugins = [f.path for f in manifest.of_kind(FileKind.CNI_PLUGIN)]
+    return OfflineSettings(
+        kubernetes_version=manifest.kubernetes_version,
+        files=[*binaries, *plugins, *sorted({i.file for i in images})],
+        binaries=binaries,
+        cni_plugins=plugins,
+        images=images,
+        pause_image=manifest.pause_image,
+    )
+
+
+def image_short_name(reference: str) -> str:
+    return reference.rsplit(":", 1)[0].rsplit("/", 1)[-1]
+
+
 class PhaseEntry(Model):
     name: str
     script: str  # path inside the bundle
@@ -104,6 +153,7 @@ class NodeConfig(Model):
     containerd_version: str | None = None
     nvidia: NvidiaSettings
     keepalived: KeepalivedSettings | None = None
+    offline: OfflineSettings | None = None
     labels: dict[str, str]
     taints: list[str]
     remove_control_plane_taint: bool

@@ -68,3 +68,13 @@ def nvidia_source() -> AptSource:
         suite="/",
         signed_by="/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg",
     )
+
+
+CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
+
+
+def crictl_yaml() -> str:
+    """/etc/crictl.yaml: crictl talks to containerd (no probing of other runtimes)."""
+    return (
+        f"runtime-endpoint: {CONTAINERD_SOCKET}\nimage-endpoint: {CONTAINERD_SOCKET}\ntimeout: 10\n"
+    )

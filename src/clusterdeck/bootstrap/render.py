@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from clusterdeck.bootstrap import cloudinit, cni, kubeadm, osfiles, scripts
-from clusterdeck.bootstrap.containerd import ContainerdConfig
+from clusterdeck.bootstrap import cloudinit, cni, kubeadm, osfiles, scripts, units
+from clusterdeck.bootstrap.containerd import PAUSE_IMAGE, ContainerdConfig
 from clusterdeck.bootstrap.kubeadm_build import init_documents, join_document
 from clusterdeck.bootstrap.lbconfig import Backend, LoadBalancerConfig
 from clusterdeck.bootstrap.nodeconfig import (
@@ -31,9 +31,11 @@ from clusterdeck.bootstrap.nodeconfig import (
     keepalived_settings,
     kubernetes_settings,
     node_plan,
+    offline_settings,
     phase_entries,
     private_address,
 )
+from clusterdeck.bundle.manifest import BundleManifest
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Node, Role, Topology
@@ -57,6 +59,8 @@ class ClusterFacts:
 
     machines: dict[str, MachineFacts] = field(default_factory=dict)
     nlb_dns: str | None = None
+    bundle: BundleManifest | None = None  # spec.offline: the bundle's manifest
+    bundle_cni: str | None = None  # and the CNI manifest it carries
 
 
 @dataclass
@@ -94,7 +98,9 @@ def node_config(
         provider=node.provider,
         first_control_plane=node.first_control_plane,
         machine=machine,
-        kubernetes=kubernetes_settings(env, cni.version(spec.kubernetes.cni.value)),
+        kubernetes=kubernetes_settings(env, cni.version(spec.kubernetes.cni.value)).model_copy(
+            update={"allow_cgroup_v1": any(m.cgroup == "v1" for m in facts.machines.values())}
+        ),
         endpoint=ep,
         containerd_version=spec.container_runtime.version,
         nvidia=NvidiaSettings(
@@ -105,6 +111,7 @@ def node_config(
             cdi=spec.nvidia_container_toolkit.enable_cdi,
         ),
         keepalived=lb,
+        offline=offline_settings(facts.bundle, node.role) if facts.bundle else None,
         labels=dict(node.labels),
         taints=list(node.taints),
         remove_control_plane_taint=node.role is Role.CONTROL_PLANE
@@ -134,15 +141,24 @@ def node_files(
         files["files/sysctl-k8s.conf"] = Artifact(osfiles.sysctl_conf())
     if Phase.CONTAINERD.value in phases:
         toml = ContainerdConfig(
-            nvidia_runtime=cfg.nvidia.toolkit, enable_cdi=cfg.nvidia.toolkit and cfg.nvidia.cdi
+            nvidia_runtime=cfg.nvidia.toolkit,
+            enable_cdi=cfg.nvidia.toolkit and cfg.nvidia.cdi,
+            sandbox_image=cfg.offline.pause_image if cfg.offline else PAUSE_IMAGE,
+            restrict_oom_score_adj=cfg.machine.can_lower_oom_score is False,
         ).to_toml()
         files["files/containerd.toml"] = Artifact(toml)
+        if cfg.offline is not None:
+            files["files/containerd.service"] = Artifact(units.containerd_service())
+            files["files/crictl.yaml"] = Artifact(osfiles.crictl_yaml())
     if Phase.NVIDIA_TOOLKIT.value in phases:
         files["files/nvidia-container-toolkit.list"] = Artifact(osfiles.nvidia_source().line())
-    if Phase.KUBE_PACKAGES.value in phases:
+    if Phase.KUBE_PACKAGES.value in phases and cfg.offline is None:
         files["files/kubernetes.list"] = Artifact(
             osfiles.kubernetes_source(cfg.kubernetes.minor).line()
         )
+    if Phase.KUBE_PACKAGES.value in phases and cfg.offline is not None:
+        files["files/kubelet.service"] = Artifact(units.kubelet_service())
+        files["files/10-kubeadm.conf"] = Artifact(units.kubelet_kubeadm_dropin())
     if cfg.keepalived is not None:
         lb = LoadBalancerConfig(
             node=cfg.name,
@@ -165,9 +181,12 @@ def node_files(
         docs = init_documents(cfg, cert_sans(topology, facts.machines, cfg.endpoint))
         files["files/kubeadm-init.yaml"] = Artifact(kubeadm.to_yaml(*docs), 0o600)
     if Phase.CNI.value in phases:
-        files["files/cni.yaml"] = Artifact(
-            cni.manifest(cfg.kubernetes.cni, cfg.kubernetes.pod_cidr)
+        text = (
+            cni.from_bundle(facts.bundle_cni, cfg.kubernetes.cni, cfg.kubernetes.pod_cidr)
+            if facts.bundle_cni is not None
+            else cni.manifest(cfg.kubernetes.cni, cfg.kubernetes.pod_cidr)
         )
+        files["files/cni.yaml"] = Artifact(text)
     if {Phase.KUBEADM_JOIN_WORKER.value, Phase.KUBEADM_JOIN_CONTROL_PLANE.value} & set(phases):
         files["files/kubeadm-join.yaml"] = Artifact(
             JOIN_NOTE + kubeadm.to_yaml(join_document(cfg)), 0o600

@@ -48,6 +48,16 @@ def render(
         )
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--dir {directory} exists and is not a directory")
+    if env.spec.offline is not None:  # its CNI manifest and images are part of the review
+        from clusterdeck.bundle.manifest import open_checked
+
+        offline = open_checked(
+            env.spec.offline.bundle,
+            env.spec.kubernetes.version,
+            env.spec.kubernetes.cni.value,
+            verify=False,
+        )
+        facts = bootstrap_facts.with_offline(facts, offline)
     bundle = render_environment(env, topology, the_plan, facts)
     written = write_bundle(bundle, directory)
     app.console.print(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -128,3 +128,19 @@ def progress(app: AppState, title: str) -> Iterator[EventSink]:
     app.err.print(f"[bold]{title}")
     with bars:
         yield sink
+
+
+@contextmanager
+def status_line(app: AppState, title: str) -> Iterator[Callable[[str], None]]:
+    """A one-line spinner for long work of a single subject; yields ``update(text)``."""
+    if app.verbose < 0:
+        yield lambda _text: None
+        return
+    with app.err.status(f"[bold]{title}") as status:
+
+        def update(text: str) -> None:
+            status.update(f"[bold]{title}[/bold] {text}")
+            if app.verbose > 0:
+                app.err.log(f"{title}: {text}")
+
+        yield update

@@ -58,6 +58,7 @@ async def upload_bundle(
             ["sh", "-c", unpack, "clusterdeck-bundle", BUNDLE_ON_NODE],
             stdin=bundle_tar(files),
             name="upload bundle",
+            root=True,
         ),
         output=log,
         timeout=120,
@@ -83,7 +84,11 @@ async def run_phase(
     result = await conns.run(
         endpoint,
         Script(
-            script, interpreter="/bin/bash", name=phase, env={"CLUSTERDECK_BUNDLE": BUNDLE_ON_NODE}
+            script,
+            interpreter="/bin/bash",
+            name=phase,
+            env={"CLUSTERDECK_BUNDLE": BUNDLE_ON_NODE},
+            root=True,
         ),
         output=log,
         timeout=timeout,
@@ -108,6 +113,7 @@ async def fetch_join_material(
         Command(
             ["kubeadm", "token", "create", "--ttl", "2h0m0s", "--print-join-command"],
             name="kubeadm token",
+            root=True,
         ),
         timeout=120,
     )
@@ -127,6 +133,7 @@ async def fetch_join_material(
             Command(
                 ["kubeadm", "init", "phase", "upload-certs", "--upload-certs"],
                 name="kubeadm upload-certs",
+                root=True,
             ),
             timeout=120,
         )
@@ -147,7 +154,9 @@ async def has_joined(conns: Connections, endpoint: Endpoint, *, control_plane: b
     if control_plane:
         test += ["-a", "-f", APISERVER_MANIFEST]
     try:
-        res = await conns.run(endpoint, Command(test, name="joined?"), timeout=30, check=False)
+        res = await conns.run(
+            endpoint, Command(test, name="joined?", root=True), timeout=30, check=False
+        )
     except (TransientError, PermanentError):
         return False  # cannot tell: the material is fetched, the node's phase decides
     return res.exit_status == 0
@@ -158,7 +167,10 @@ async def upload_join_config(
 ) -> None:
     text = kubeadm.to_yaml(join_document(cfg, material))
     await conns.run(
-        endpoint, Command(["mkdir", "-p", "-m", "0700", "/run/clusterdeck"]), output=log, timeout=30
+        endpoint,
+        Command(["mkdir", "-p", "-m", "0700", "/run/clusterdeck"], root=True),
+        output=log,
+        timeout=30,
     )
     conn = await conns.get(endpoint)
     await conn.upload(JOIN_FILE, text.encode(), mode=0o600, timeout=30, output=log)
@@ -166,10 +178,33 @@ async def upload_join_config(
 
 async def nodes_json(conns: Connections, endpoint: Endpoint, timeout: float = 30) -> dict[str, Any]:
     res = await conns.run(
-        endpoint, Command([*KUBECTL, "get", "nodes", "-o", "json"]), timeout=timeout
+        endpoint, Command([*KUBECTL, "get", "nodes", "-o", "json"], root=True), timeout=timeout
     )
     data: dict[str, Any] = json.loads(res.stdout)
     return data
+
+
+async def daemonsets_json(conns: Connections, endpoint: Endpoint) -> dict[str, Any]:
+    res = await conns.run(
+        endpoint,
+        Command([*KUBECTL, "get", "daemonsets", "--all-namespaces", "-o", "json"], root=True),
+        timeout=30,
+    )
+    data: dict[str, Any] = json.loads(res.stdout)
+    return data
+
+
+def unavailable_daemonsets(data: dict[str, Any]) -> list[str]:
+    """``namespace/name (ready/desired)`` of each DaemonSet whose pods are not all ready."""
+    waiting = []
+    for item in data.get("items", []):
+        status = item.get("status", {})
+        desired = status.get("desiredNumberScheduled", 0)
+        ready = status.get("numberReady", 0)
+        if ready < desired or desired == 0:
+            meta = item.get("metadata", {})
+            waiting.append(f"{meta.get('namespace')}/{meta.get('name')} ({ready}/{desired} ready)")
+    return waiting
 
 
 def ready_nodes(data: dict[str, Any]) -> set[str]:
@@ -196,19 +231,23 @@ async def wait_ready(
         try:
             ready = ready_nodes(await nodes_json(conns, endpoint))
             missing = [n for n in expected if n not in ready]
+            if not missing:
+                # a kubelet says Ready once a CNI config exists; the pod network works only
+                # when the CNI's and kube-proxy's pods run on every node
+                missing = unavailable_daemonsets(await daemonsets_json(conns, endpoint))
         except (TransientError, PermanentError, ValueError) as exc:
             log(f"cannot list nodes yet: {exc}")
         if not missing:
-            log(f"all {len(expected)} nodes Ready")
+            log(f"all {len(expected)} nodes Ready, every DaemonSet's pods ready on them")
             return expected
         if time.monotonic() >= deadline:
             raise PermanentError(f"not Ready after {timeout:g}s: {', '.join(missing)}")
-        log(f"waiting for {len(missing)} nodes to be Ready: {', '.join(missing[:10])}")
+        log(f"waiting for {len(missing)} to be ready: {', '.join(missing[:10])}")
         await asyncio.sleep(interval)
 
 
 async def read_admin_conf(conns: Connections, endpoint: Endpoint) -> str:
     res = await conns.run(
-        endpoint, Command(["cat", ADMIN_CONF], name="read admin.conf"), timeout=30
+        endpoint, Command(["cat", ADMIN_CONF], name="read admin.conf", root=True), timeout=30
     )
     return res.stdout

@@ -6,6 +6,8 @@ first control plane initialises). The cross-node edges are only the real ones:
 - control planes join one at a time (etcd membership changes one by one), each after the
   previous one;
 - a worker joins as soon as the join material exists and its own packages are in;
+- with an offline bundle, a node's bundle files are sent alongside its first phases, and
+  only the phases that install from them wait;
 - labels and taints follow each node's own join, run with the admin credentials of the first
   control plane;
 - the cluster is checked Ready after every node is labelled and the CNI is applied.
@@ -20,11 +22,13 @@ from clusterdeck.bootstrap.nodeconfig import NodeConfig
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.topology import Role
 
-Kind = Literal["upload", "phase", "join-material", "ready", "kubeconfig"]
+Kind = Literal["upload", "offline", "phase", "join-material", "ready", "kubeconfig"]
 JOIN_MATERIAL = "join-material"
 READY = "cluster/ready"
 KUBECONFIG = "cluster/kubeconfig"
 JOIN_PHASES = {Phase.KUBEADM_JOIN_CONTROL_PLANE.value, Phase.KUBEADM_JOIN_WORKER.value}
+# phases that install from the offline bundle: they wait for its files to be on the node
+OFFLINE_PHASES = {Phase.CONTAINERD.value, Phase.KUBE_PACKAGES.value}
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,13 @@ def build(configs: dict[str, NodeConfig]) -> list[StepSpec]:
         upload = step_id(cfg.name, "upload")
         specs.append(StepSpec(upload, "upload", cfg.name, cfg.name, runs_on=cfg.name))
         before = upload
+        offline = step_id(cfg.name, "offline")
+        if cfg.offline is not None:
+            specs.append(StepSpec(offline, "offline", cfg.name, cfg.name, runs_on=cfg.name))
         for entry in cfg.phases:
             needs = [before]
+            if cfg.offline is not None and entry.name in OFFLINE_PHASES:
+                needs.append(offline)
             if entry.name in JOIN_PHASES:
                 needs.append(JOIN_MATERIAL)
                 if entry.name == Phase.KUBEADM_JOIN_CONTROL_PLANE.value and previous_cp_join:

@@ -16,12 +16,14 @@ from typing import Any
 from clusterdeck.bootstrap import facts as bootstrap_facts
 from clusterdeck.bootstrap.kubeadm_build import JoinMaterial
 from clusterdeck.bootstrap.render import Bundle, ClusterFacts, render_environment
+from clusterdeck.bundle.manifest import Bundle as OfflineBundle
+from clusterdeck.bundle.manifest import open_checked
 from clusterdeck.engine import Executor, RunReport, Step, StepContext
 from clusterdeck.errors import PermanentError, TransientError
 from clusterdeck.events import EventSink, discard
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Role, Topology
-from clusterdeck.pipeline import actions, graph
+from clusterdeck.pipeline import actions, graph, offline
 from clusterdeck.pipeline import kubeconfig as kc
 from clusterdeck.pipeline.targets import Target, targets
 from clusterdeck.providers.ssh.access import host_key_policy
@@ -76,6 +78,7 @@ def _steps(
     tgt: dict[str, Target],
     conns: Connections,
     ready_timeout: float,
+    offline_bundle: OfflineBundle | None,
 ) -> list[Step]:
     configs = bundle.configs
     ha = sum(1 for c in configs.values() if c.role is Role.CONTROL_PLANE) > 1
@@ -87,6 +90,13 @@ def _steps(
             if spec.kind == "upload":
                 await actions.upload_bundle(conns, endpoint, bundle.files[spec.node], ctx.write)
                 return None
+            if spec.kind == "offline":
+                settings = configs[spec.node].offline
+                if offline_bundle is None or settings is None:
+                    raise PermanentError(f"{spec.node}: no offline bundle to send")
+                return await offline.upload_offline(
+                    conns, endpoint, offline_bundle, settings, ctx.write
+                )
             if spec.kind == "join-material":
                 return await _join_material(conns, endpoint, ctx, ha)
             if spec.kind == "kubeconfig":
@@ -163,16 +173,23 @@ def bootstrap(
     events: EventSink = discard,
     ready_timeout: float = READY_TIMEOUT,
     concurrency: int = 100,
+    offline_bundle: OfflineBundle | None = None,
 ) -> BootstrapResult:
-    """Bring every node of the environment into the cluster (idempotent; re-run resumes)."""
-    facts = _facts(store, env, plan)
+    """Bring every node of the environment into the cluster (idempotent; re-run resumes).
+
+    With ``spec.offline`` the bundle is opened and checked here unless the caller did."""
+    if offline_bundle is None and env.spec.offline is not None:
+        offline_bundle = open_checked(
+            env.spec.offline.bundle, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
+        )
+    facts = bootstrap_facts.with_offline(_facts(store, env, plan), offline_bundle)
     bundle = render_environment(env, topology, plan, facts)
     tgt = _targets(store, env, topology)
     specs = graph.build(bundle.configs)
 
     async def go() -> RunReport:
         async with Connections(host_keys=host_key_policy(env, store, env.name), events=events) as c:
-            steps = _steps(specs, bundle, tgt, c, ready_timeout)
+            steps = _steps(specs, bundle, tgt, c, ready_timeout, offline_bundle)
             executor = Executor(
                 concurrency=concurrency, events=events, store=store, environment=env.name
             )
@@ -223,7 +240,7 @@ def live_status(env: Environment, store: StateStore, topology: Topology) -> dict
                 try:
                     health = await conns.run(
                         endpoint,
-                        Command([*actions.KUBECTL, "get", "--raw=/readyz"]),
+                        Command([*actions.KUBECTL, "get", "--raw=/readyz"], root=True),
                         timeout=20,
                         check=False,
                     )

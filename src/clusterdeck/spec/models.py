@@ -28,7 +28,7 @@ API_VERSION = "clusterdeck.dev/v1alpha1"
 KIND = "Environment"
 DEFAULT_CP_INSTANCE_TYPE = "m5.xlarge"
 DEFAULT_WORKER_INSTANCE_TYPE = "g4dn.xlarge"
-DEFAULT_KUBERNETES_VERSION = "v1.33.4"
+DEFAULT_KUBERNETES_VERSION = "v1.37.2"
 MIN_KUBERNETES_MINOR = 31  # kubeadm's v1beta4 configuration API starts at v1.31
 
 
@@ -375,6 +375,16 @@ class Kubernetes(Strict):
         return value if value.startswith("v") else f"v{value}"
 
 
+class Offline(Strict):
+    """Install without any download: every node gets its binaries, images and CNI manifest from
+    a bundle (``clusterdeck bundle create``)."""
+
+    bundle: str = Field(
+        description="Offline bundle: a directory or tar archive made by `clusterdeck bundle "
+        "create`; no node downloads anything."
+    )
+
+
 class EnvironmentSpec(Strict):
     provider: Provider = Field(default=Provider.AWS, description="Default provider of every pool.")
     auth: Auth = Field(default_factory=Auth, description="How clusterdeck logs in to the nodes.")
@@ -396,6 +406,9 @@ class EnvironmentSpec(Strict):
     kubernetes: Kubernetes = Field(
         default_factory=Kubernetes,
         description="Kubernetes version, installer, CNI and address ranges.",
+    )
+    offline: Offline | None = Field(
+        default=None, description="Install from an offline bundle instead of downloading."
     )
 
 

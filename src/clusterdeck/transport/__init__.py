@@ -6,7 +6,15 @@ errors in :mod:`clusterdeck.transport.errors`. Nothing here prints; retries are 
 events.
 """
 
-from clusterdeck.transport.command import MASK, Command, Masker, Script, Secret, upload_command
+from clusterdeck.transport.command import (
+    MASK,
+    Command,
+    FileSource,
+    Masker,
+    Script,
+    Secret,
+    upload_command,
+)
 from clusterdeck.transport.errors import (
     AuthFailed,
     CommandFailed,
@@ -39,6 +47,7 @@ __all__ = [
     "Connections",
     "DeadlineExceeded",
     "Endpoint",
+    "FileSource",
     "HostKey",
     "HostKeyChanged",
     "HostKeyPolicy",

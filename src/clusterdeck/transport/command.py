@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import IO
 
 MASK = "***"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -103,6 +105,16 @@ class Wire:
 
 
 @dataclass(frozen=True)
+class FileSource:
+    """Bytes streamed to a command's stdin from a local file, from ``offset`` on, so a large
+    file never sits in memory and an interrupted upload resumes where it stopped."""
+
+    opener: Callable[[], AbstractContextManager[IO[bytes]]]
+    size: int
+    offset: int = 0
+
+
+@dataclass(frozen=True)
 class Command:
     """One program with its arguments, run on a node. ``argv[0]`` is the program."""
 
@@ -110,6 +122,8 @@ class Command:
     env: Mapping[str, Arg] = field(default_factory=dict)
     stdin: bytes = b""
     name: str = ""  # a short label for events; defaults to argv[0]
+    root: bool = False  # needs root rights: run through ``sudo -n`` when the login is not root
+    stdin_file: FileSource | None = None  # streamed after ``stdin``
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -165,6 +179,7 @@ class Script:
     env: Mapping[str, Arg] = field(default_factory=dict)
     interpreter: str = "/bin/sh"
     name: str = "script"
+    root: bool = False  # needs root rights: run through ``sudo -n`` when the login is not root
 
     def __post_init__(self) -> None:
         _check_env(self.env)
@@ -200,19 +215,31 @@ class Script:
         return Wire(shlex.join(argv), stdin, self.masked(), self.secrets())
 
 
-def upload_command(path: str, data: bytes, mode: int = 0o600) -> Command:
+def upload_command(path: str, data: bytes, mode: int = 0o600, *, root: bool = False) -> Command:
     """Write ``data`` to ``path`` atomically with ``mode``, through stdin (never the line)."""
     if mode & ~0o666 == 0:
         return Command(
             ["sh", "-c", _UPLOAD_UMASK_WRAPPER, "clusterdeck-upload", path, f"{~mode & 0o777:03o}"],
             stdin=data,
             name=f"upload {path}",
+            root=root,
         )
     return Command(
         ["sh", "-c", _UPLOAD_WRAPPER, "clusterdeck-upload", path, f"{mode:o}"],
         stdin=data,
         name=f"upload {path}",
+        root=root,
     )
+
+
+SUDO = ("sudo", "-n", "--")
+SUDO_PASSWORD_PROMPTS = ("a password is required", "a terminal is required")
+
+
+def as_root(line: str) -> str:
+    """``line`` (one quoted ``sh`` command line) run with root rights: sudo never prompts
+    (``-n``), so a login without passwordless sudo fails at once with sudo's own message."""
+    return shlex.join([*SUDO, "sh", "-c", line])
 
 
 class Masker:

@@ -67,6 +67,18 @@ class CommandFailed(PermanentError):
         super().__init__(f"{host}: `{shown}` exited with status {exit_status}{tail}")
 
 
+class SudoRefused(PermanentError):
+    """The login user has no passwordless sudo, which every node step needs."""
+
+    def __init__(self, host: str, shown: str) -> None:
+        self.host = host
+        super().__init__(
+            f"{host}: sudo asked for a password for `{shown}`: clusterdeck needs passwordless "
+            "sudo for the login user (for example `USER ALL=(ALL) NOPASSWD:ALL` in "
+            "/etc/sudoers.d/), or log in as root"
+        )
+
+
 class DeadlineExceeded(PermanentError):
     """A command ran longer than its deadline and was stopped."""
 

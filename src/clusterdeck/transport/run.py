@@ -11,15 +11,23 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncssh
 
 from clusterdeck.errors import PermanentError, TransientError
-from clusterdeck.transport.command import Command, Masker, Script
-from clusterdeck.transport.errors import CommandFailed, DeadlineExceeded, translate
+from clusterdeck.transport.command import (
+    SUDO_PASSWORD_PROMPTS,
+    Command,
+    FileSource,
+    Masker,
+    Script,
+    as_root,
+)
+from clusterdeck.transport.errors import CommandFailed, DeadlineExceeded, SudoRefused, translate
 
 _OPEN_ATTEMPTS = 5
+_CHUNK = 1 << 20
 OutputSink = Callable[[str], None]
 """Receives masked text lines for a node's log (``$ command``, output, ``exit``)."""
 
@@ -54,6 +62,23 @@ async def _pump(
             output(prefix + mask(line.decode(errors="replace").rstrip("\n")))
 
 
+async def _stream(process: asyncssh.SSHClientProcess[bytes], source: FileSource | None) -> None:
+    """Send a file to the command's stdin in chunks, waiting for the channel to drain."""
+    if source is None:
+        return
+    with source.opener() as fh:
+        skip = source.offset
+        while skip > 0:  # tar members cannot seek: read past what was already sent
+            chunk = fh.read(min(skip, _CHUNK))
+            if not chunk:
+                break
+            skip -= len(chunk)
+        while chunk := fh.read(_CHUNK):
+            process.stdin.write(chunk)
+            await process.stdin.drain()
+    process.stdin.write_eof()
+
+
 async def _open_session(
     conn: asyncssh.SSHClientConnection, line: str
 ) -> asyncssh.SSHClientProcess[bytes]:
@@ -77,8 +102,14 @@ async def run_on(
     timeout: float | None,
     check: bool,
     output: OutputSink | None,
+    sudo: bool = False,
 ) -> Result:
+    """Run ``command``; with ``sudo`` (a login that is not root), one that needs root rights
+    goes through ``sudo -n``, and a sudo that wants a password is one clear error."""
     wire = command.wire()
+    privileged = sudo and command.root
+    if privileged:
+        wire = replace(wire, line=as_root(wire.line))
     mask = Masker(wire.secrets)
     if output is not None:
         output(f"$ {wire.shown}")
@@ -90,11 +121,14 @@ async def run_on(
         process = await _open_session(conn, wire.line)
         if wire.stdin:
             process.stdin.write(wire.stdin)
-        process.stdin.write_eof()
+        source = command.stdin_file if isinstance(command, Command) else None
+        if source is None:
+            process.stdin.write_eof()
         async with asyncio.timeout(timeout):
             await asyncio.gather(
                 _pump(process.stdout, out, output, mask, ""),
                 _pump(process.stderr, err, output, mask, "stderr: "),
+                _stream(process, source),
             )
             completed = await process.wait()
             # sshd frees the session slot (MaxSessions) only once the channel is closed
@@ -125,6 +159,8 @@ async def run_on(
     if output is not None:
         output(f"exit {status} ({duration:.2f}s)")
     result = Result(host, wire.shown, status, stdout, stderr, duration)
+    if privileged and status != 0 and any(p in stderr for p in SUDO_PASSWORD_PROMPTS):
+        raise SudoRefused(host, wire.shown)
     if check and status != 0:
         lines = [line for line in stderr.splitlines() if line.strip()]
         raise CommandFailed(host, wire.shown, status, mask(lines[-1]) if lines else "")

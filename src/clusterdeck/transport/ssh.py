@@ -138,7 +138,13 @@ class Connection:
         """Run a command or script; raise CommandFailed on non-zero exit when ``check``."""
         async with self._channels:
             return await run_on(
-                self.raw, self.endpoint.label, command, timeout=timeout, check=check, output=output
+                self.raw,
+                self.endpoint.label,
+                command,
+                timeout=timeout,
+                check=check,
+                output=output,
+                sudo=self.endpoint.user != "root",
             )
 
     async def upload(
@@ -150,8 +156,11 @@ class Connection:
         timeout: float | None = None,
         output: OutputSink | None = None,
     ) -> Result:
-        """Write ``data`` to ``path`` on the node atomically (stdin to a file, one channel)."""
-        return await self.run(upload_command(path, data, mode), timeout=timeout, output=output)
+        """Write ``data`` to ``path`` on the node atomically (stdin to a file, one channel),
+        with root rights (through sudo when the login is not root)."""
+        return await self.run(
+            upload_command(path, data, mode, root=True), timeout=timeout, output=output
+        )
 
     def close(self) -> None:
         self.raw.close()

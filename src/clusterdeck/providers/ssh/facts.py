@@ -1,4 +1,5 @@
-"""What a registered host is: OS, architecture, CPUs, memory and the GPUs lspci sees.
+"""What a registered host is: OS, architecture, CPUs, memory, interfaces, cgroup version,
+whether the login has passwordless sudo, and the GPUs lspci sees.
 
 One small POSIX sh script gathers everything in a single round trip and prints ``key=value``
 lines; :func:`parse` turns them into the ``facts`` dict stored with the node. When ``lspci``
@@ -28,6 +29,21 @@ while read -r key value _; do
 done < /proc/meminfo
 echo "addresses=$(hostname -I 2>/dev/null || true)"
 if [ -d /run/systemd/system ]; then echo "init=systemd"; else echo "init=other"; fi
+# which interface carries which IPv4 address (keepalived binds the VIP to the node's own)
+if command -v ip >/dev/null 2>&1; then
+  ip -o -4 addr show 2>/dev/null | while read -r _ dev _ cidr _; do
+    echo "inet=$dev ${cidr%/*}"
+  done
+fi
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo "cgroup=v2"; else echo "cgroup=v1"; fi
+# the capability bounding set: without CAP_SYS_RESOURCE (bit 24; a container-like machine)
+# no process may lower an OOM score, which runc does for every pod unless told not to
+while read -r key value; do
+  if [ "$key" = "CapBnd:" ]; then echo "capbnd=$value"; fi
+done < /proc/self/status
+if [ "$(id -u)" = 0 ]; then echo "sudo=root"
+elif sudo -n true 2>/dev/null; then echo "sudo=yes"
+else echo "sudo=no"; fi
 if command -v lspci >/dev/null 2>&1; then
   echo "lspci=yes"
   lspci -nn 2>/dev/null | grep -Ei 'vga compatible|3d controller|display controller' \
@@ -61,12 +77,17 @@ def parse(output: str) -> dict[str, Any]:
     """The facts dict from the script's output (unknown keys are ignored)."""
     values: dict[str, str] = {}
     gpus: list[dict[str, str]] = []
+    interfaces: dict[str, str] = {}
     for line in output.splitlines():
         key, sep, value = line.partition("=")
         if not sep:
             continue
         if key == "gpu":
             gpus.append(_gpu(value))
+        elif key == "inet":
+            dev, _, address = value.strip().partition(" ")
+            if dev and address:
+                interfaces[address] = dev
         else:
             values[key] = value.strip()
     facts: dict[str, Any] = {
@@ -80,6 +101,10 @@ def parse(output: str) -> dict[str, Any]:
         "hostname": values.get("hostname", ""),
         "addresses": values.get("addresses", "").split(),
         "init": values.get("init", "other"),
+        "interfaces": interfaces,  # IPv4 address -> interface name
+        "cgroup": values.get("cgroup", "unknown"),
+        "sudo": values.get("sudo", "unknown"),  # root | yes (passwordless) | no
+        "can_lower_oom_score": _has_capability(values.get("capbnd"), CAP_SYS_RESOURCE),
     }
     if values.get("lspci") == "yes":
         facts["gpus"] = gpus
@@ -89,6 +114,16 @@ def parse(output: str) -> dict[str, Any]:
         facts["nvidia_gpus"] = None
         facts["notes"] = ["lspci not installed (package pciutils): GPUs not probed"]
     return facts
+
+
+CAP_SYS_RESOURCE = 24
+
+
+def _has_capability(mask: str | None, bit: int) -> bool | None:
+    try:
+        return bool(int(mask or "", 16) >> bit & 1)
+    except ValueError:
+        return None  # not probed
 
 
 def _int(value: str | None) -> int | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterdeck.engine import DEFAULT_CONCURRENCY, Executor, RunReport, Step, StepContext
+from clusterdeck.errors import PermanentError
 from clusterdeck.events import Event, EventKind
 from clusterdeck.model.records import NODE_PREFIX
 from clusterdeck.model.topology import Node
@@ -59,7 +60,14 @@ def _steps(pool: Connections, node: Node, endpoint: Endpoint, wait_timeout: floa
 
     async def gather(ctx: StepContext) -> dict[str, Any]:
         result = await pool.run(endpoint, facts.script(), output=ctx.log, timeout=60)
-        return facts.parse(result.stdout)
+        found = facts.parse(result.stdout)
+        if found["sudo"] == "no":
+            raise PermanentError(
+                f"{endpoint.user} has no passwordless sudo (sudo -n true failed); every node "
+                f"step needs root rights: add `{endpoint.user} ALL=(ALL) NOPASSWD:ALL` to "
+                "/etc/sudoers.d/, or log in as root"
+            )
+        return found
 
     return [
         Step(f"{name}/wait", wait, subject=name, name="wait for sshd", retries=0),
@@ -102,6 +110,9 @@ def _node_data(
         "facts": found,
         "host_key": fingerprint,
     }
+    interface = (found.get("interfaces") or {}).get(private_ip or "")
+    if interface:
+        data["interface"] = interface  # the one that carries the node's address
     if endpoint.keys:
         data["ssh_key"] = endpoint.keys[0]
     if endpoint.jump is not None:

@@ -119,7 +119,7 @@ if ! apt-mark showhold | grep -x containerd >/dev/null; then
   apt-mark hold containerd >/dev/null
 fi
 
-changed="$(install_file "$BUNDLE/files/containerd.toml" /etc/containerd/config.toml 0644)"
+changed+="$(install_file "$BUNDLE/files/containerd.toml" /etc/containerd/config.toml 0644)"
 if ! systemctl is-enabled --quiet containerd; then
   systemctl enable containerd
 fi

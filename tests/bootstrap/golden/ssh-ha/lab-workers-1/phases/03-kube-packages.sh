@@ -105,8 +105,8 @@ has_nvidia_gpu() {
 }
 
 
-MINOR='v1.33'
-WANT='1.33.4-1.1'
+MINOR='v1.37'
+WANT='1.37.2-1.1'
 need=()
 for pkg in kubelet kubeadm kubectl; do
   if [ "$(pkg_version "$pkg")" != "$WANT" ]; then
