@@ -38,6 +38,7 @@ IPTABLES_TOOLS = (
 )
 FLANNEL_CNI_IMAGE = "clusterdeck.local/flannel-cni-plugin"
 TEST_IMAGE = "clusterdeck.local/busybox:lab"  # not in the bundle: the lab's tests import it
+# (Debian's static busybox: its wget crashes in static glibc's resolver; nc and httpd work)
 
 
 @dataclass
@@ -210,7 +211,18 @@ def main(argv: list[str]) -> int:
     if args.test_image:
         layer = Layer()
         layer.add("/bin/busybox", Path("/bin/busybox"))
-        for applet in ("sh", "wget", "nc", "httpd", "ping", "sleep", "cat", "hostname", "ip"):
+        for applet in (
+            "sh",
+            "nc",
+            "httpd",
+            "ping",
+            "sleep",
+            "cat",
+            "hostname",
+            "ip",
+            "mkdir",
+            "echo",
+        ):
             layer.links[f"bin/{applet}"] = "busybox"
         write_image(args.test_image, TEST_IMAGE, layer, entrypoint=["/bin/sh"], arch=args.arch)
     if args.out is None:

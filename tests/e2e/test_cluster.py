@@ -106,10 +106,9 @@ def _check_pod_network(created: Created) -> None:
         for target_node, (target, ip) in by_node.items():
             if source_node == target_node:
                 continue
-            body = kubectl.run(
-                "exec", source, "--", "wget", "-qO-", "-T", "5", f"http://{ip}:8080/"
-            )
-            assert body.strip() == target, f"{source} -> {target} ({ip})"
+            request = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080"
+            body = kubectl.run("exec", source, "--", "sh", "-c", request)
+            assert body.strip().splitlines()[-1] == target, f"{source} -> {target} ({ip})"
     hosts = {h.address: h for h in created.hosts}
     addresses = {
         n["metadata"]["name"]: next(

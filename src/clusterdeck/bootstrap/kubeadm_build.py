@@ -8,12 +8,16 @@ file uploaded at join time, without it it is the review copy written by ``render
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+import string
 from dataclasses import dataclass
 
 from clusterdeck.bootstrap.kubeadm import (
     APIEndpoint,
     APIServer,
     Arg,
+    BootstrapToken,
     BootstrapTokenDiscovery,
     ClusterConfiguration,
     Discovery,
@@ -71,10 +75,38 @@ def registration(cfg: NodeConfig) -> NodeRegistration:
     )
 
 
-def init_documents(cfg: NodeConfig, cert_sans: list[str]) -> list[K8sModel]:
+def new_join_material(*, certificate_key: bool) -> JoinMaterial:
+    """A bootstrap token and (HA) certificate key chosen here, before init, so the joins can
+    start the moment init ends; the CA hash is only known after init (``ca_cert_hash``)."""
+    alphabet = string.ascii_lowercase + string.digits
+    token = "".join(secrets.choice(alphabet) for _ in range(6))
+    token += "." + "".join(secrets.choice(alphabet) for _ in range(16))
+    key = secrets.token_hex(32) if certificate_key else None
+    return JoinMaterial(token=token, ca_cert_hash="", certificate_key=key)
+
+
+def ca_cert_hash(ca_pem: bytes) -> str:
+    """kubeadm's discovery hash: sha256 of the CA certificate's SubjectPublicKeyInfo (DER)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    public = x509.load_pem_x509_certificate(ca_pem).public_key()
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def init_documents(
+    cfg: NodeConfig, cert_sans: list[str], material: JoinMaterial | None = None
+) -> list[K8sModel]:
+    """The init config; with ``material`` it carries its token and certificate key (secret:
+    only for the 0600 file uploaded at init time, never the rendered review copy)."""
     init = InitConfiguration(
         node_registration=registration(cfg),
         local_api_endpoint=APIEndpoint(advertise_address=cfg.machine.private_ip),
+        bootstrap_tokens=[BootstrapToken(token=material.token)] if material else None,
+        certificate_key=material.certificate_key if material else None,
     )
     cluster = ClusterConfiguration(
         cluster_name=cfg.environment,

@@ -28,6 +28,7 @@ PKGS_REVISION = "1.1"  # pkgs.k8s.io Debian revision of every current kubeadm/ku
 PENDING = "pending.invalid"  # RFC 6761: a name that never resolves, marks "known after create"
 LOCAL_API = "https://127.0.0.1:6443"
 JOIN_FILE = "/run/clusterdeck/kubeadm-join.yaml"
+INIT_FILE = "/run/clusterdeck/kubeadm-init.yaml"  # the init config with its token, 0600
 BUNDLE_ON_NODE = "/var/lib/clusterdeck/bundle"
 DEFAULT_INTERFACE = "eth0"
 

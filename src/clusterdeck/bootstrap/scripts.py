@@ -14,7 +14,13 @@ from typing import Any
 
 import jinja2
 
-from clusterdeck.bootstrap.nodeconfig import JOIN_FILE, LOCAL_API, OFFLINE_ON_NODE, NodeConfig
+from clusterdeck.bootstrap.nodeconfig import (
+    INIT_FILE,
+    JOIN_FILE,
+    LOCAL_API,
+    OFFLINE_ON_NODE,
+    NodeConfig,
+)
 from clusterdeck.model.phases import PHASE_PURPOSE, Phase
 
 _SAFE_COMMENT = re.compile(r"[\x00-\x1f\x7f]")
@@ -79,4 +85,5 @@ def render_phase(cfg: NodeConfig, phase: str, *, upload_certs: bool = False) -> 
         upload_certs=upload_certs,
         keys=SIGNING_KEYS,
         offline_dir=OFFLINE_ON_NODE,
+        init_file=INIT_FILE,
     )

@@ -114,7 +114,7 @@ def create_from_directory(
     source = source.expanduser()
     if not source.is_dir():
         raise BundleError(f"{source}: not a directory")
-    missing = [b for b in NODE_BINARIES if not (source / "bin" / b).is_file()]
+    missing = [f"bin/{b}" for b in NODE_BINARIES if not (source / "bin" / b).is_file()]
     missing += [f"cni/{p}" for p in CNI_PLUGINS if not (source / "cni" / p).is_file()]
     if not (source / "manifests" / "cni.yaml").is_file():
         missing.append("manifests/cni.yaml")

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from clusterdeck.bootstrap import kubeadm
+from clusterdeck.bootstrap.kubeadm import BootstrapToken, InitConfiguration
 from clusterdeck.bootstrap.kubeadm_build import JoinMaterial, join_document
-from clusterdeck.bootstrap.nodeconfig import BUNDLE_ON_NODE, JOIN_FILE, NodeConfig
+from clusterdeck.bootstrap.nodeconfig import BUNDLE_ON_NODE, INIT_FILE, JOIN_FILE, NodeConfig
 from clusterdeck.bootstrap.render import Artifact
 from clusterdeck.errors import PermanentError, TransientError
 from clusterdeck.transport import Command, Connections, Endpoint, Masker, Script
@@ -160,6 +161,44 @@ async def has_joined(conns: Connections, endpoint: Endpoint, *, control_plane: b
     except (TransientError, PermanentError):
         return False  # cannot tell: the material is fetched, the node's phase decides
     return res.exit_status == 0
+
+
+CA_CERT = "/etc/kubernetes/pki/ca.crt"
+
+
+async def read_file(conns: Connections, endpoint: Endpoint, path: str) -> str:
+    res = await conns.run(
+        endpoint, Command(["cat", path], name=f"read {path}", root=True), timeout=30
+    )
+    return res.stdout
+
+
+async def upload_init_config(
+    conns: Connections, endpoint: Endpoint, rendered: str, material: JoinMaterial, log: Log
+) -> None:
+    """The rendered init config plus the token (and certificate key) chosen for this init,
+    as a 0600 file the init phase uses and removes."""
+    docs = [
+        doc.model_copy(
+            update={
+                "bootstrap_tokens": [BootstrapToken(token=material.token)],
+                "certificate_key": material.certificate_key,
+            }
+        )
+        if isinstance(doc, InitConfiguration)
+        else doc
+        for doc in kubeadm.parse(rendered)
+    ]
+    await conns.run(
+        endpoint,
+        Command(["mkdir", "-p", "-m", "0700", "/run/clusterdeck"], root=True),
+        output=log,
+        timeout=30,
+    )
+    conn = await conns.get(endpoint)
+    await conn.upload(
+        INIT_FILE, kubeadm.to_yaml(*docs).encode(), mode=0o600, timeout=30, output=log
+    )
 
 
 async def upload_join_config(

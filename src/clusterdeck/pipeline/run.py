@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clusterdeck.bootstrap import facts as bootstrap_facts
-from clusterdeck.bootstrap.kubeadm_build import JoinMaterial
+from clusterdeck.bootstrap.kubeadm_build import JoinMaterial, ca_cert_hash, new_join_material
 from clusterdeck.bootstrap.render import Bundle, ClusterFacts, render_environment
 from clusterdeck.bundle.manifest import Bundle as OfflineBundle
 from clusterdeck.bundle.manifest import open_checked
 from clusterdeck.engine import Executor, RunReport, Step, StepContext
 from clusterdeck.errors import PermanentError, TransientError
 from clusterdeck.events import EventSink, discard
+from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Role, Topology
 from clusterdeck.pipeline import actions, graph, offline
@@ -98,6 +99,11 @@ def _steps(
                     conns, endpoint, offline_bundle, settings, ctx.write
                 )
             if spec.kind == "join-material":
+                given = ctx.need(graph.step_id(spec.node, Phase.KUBEADM_INIT.value))
+                if isinstance(given, JoinMaterial):  # init just ran with our token
+                    ca = await actions.read_file(conns, endpoint, actions.CA_CERT)
+                    ctx.write("join material: the token init was given, the CA hash from its CA")
+                    return replace(given, ca_cert_hash=ca_cert_hash(ca.encode()))
                 return await _join_material(conns, endpoint, ctx, ha)
             if spec.kind == "kubeconfig":
                 return await actions.read_admin_conf(conns, endpoint)
@@ -110,6 +116,19 @@ def _steps(
                 next(p.script for p in cfg.phases if p.name == spec.phase)
             ].content
             secrets: list[str] = []
+            chosen: JoinMaterial | None = None
+            if spec.phase == Phase.KUBEADM_INIT.value and not await actions.has_joined(
+                conns, endpoint, control_plane=True
+            ):
+                chosen = new_join_material(certificate_key=ha)
+                secrets = chosen.secrets()
+                await actions.upload_init_config(
+                    conns,
+                    endpoint,
+                    bundle.files[spec.node]["files/kubeadm-init.yaml"].content,
+                    chosen,
+                    ctx.write,
+                )
             if spec.phase in graph.JOIN_PHASES:
                 material: JoinMaterial | None = ctx.need(graph.JOIN_MATERIAL)
                 if material is not None:  # None: every node had joined; the phase checks
@@ -125,7 +144,7 @@ def _steps(
                 timeout=PHASE_DEADLINE,
                 secrets=secrets,
             )
-            return None
+            return chosen
 
         return run
 

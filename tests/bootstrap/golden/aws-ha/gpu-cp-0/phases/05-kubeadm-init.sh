@@ -145,9 +145,14 @@ wait_api() {
 if [ -f /etc/kubernetes/admin.conf ] && [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ]; then
   log "control plane already initialised: not running kubeadm init again"
 else
+  # clusterdeck uploads the config with the bootstrap token (and certificate key) it chose,
+  # 0600, so joins need no second round trip; the rendered review copy has neither
+  config='/run/clusterdeck/kubeadm-init.yaml'
+  [ -s "$config" ] || config="$BUNDLE/files/kubeadm-init.yaml"
   log "kubeadm init (endpoint gpu-nlb-0123456789.elb.us-west-2.amazonaws.com:6443)"
-  kubeadm init --config "$BUNDLE/files/kubeadm-init.yaml" --upload-certs --skip-certificate-key-print --skip-token-print
+  kubeadm init --config "$config" --upload-certs --skip-certificate-key-print --skip-token-print
 fi
+rm -f '/run/clusterdeck/kubeadm-init.yaml'
 local_kubeconfigs
 wait_api
 log "control plane ${NODE} is up"

@@ -1,0 +1,138 @@
+"""``kubeadm init --dry-run`` with the configuration clusterdeck renders, on a full lab host.
+
+The host is prepared by clusterdeck's own pipeline pieces, as ``create`` would: the phase
+bundle and the offline bundle are sent (as the sudoer, staged in its home, then moved with
+sudo), and the os-prep, containerd and kube-packages phases run through ``sudo -n``. Then the
+real kubeadm does everything ``init`` would, preflight included, without changing the host.
+A login without passwordless sudo is refused in one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from clusterdeck import api
+from clusterdeck.bootstrap import facts as bootstrap_facts
+from clusterdeck.bootstrap.nodeconfig import MachineFacts
+from clusterdeck.bootstrap.render import ClusterFacts, render_environment
+from clusterdeck.bundle.manifest import open_checked
+from clusterdeck.pipeline import actions, offline
+from clusterdeck.providers.ssh import facts
+from clusterdeck.spec import load_file
+from clusterdeck.spec.models import DEFAULT_KUBERNETES_VERSION
+from clusterdeck.transport import Command, Connections
+from clusterdeck.transport.errors import SudoRefused
+from tests.e2e import cluster as real
+from tests.lab import full
+from tests.lab.fixtures import endpoint
+from tests.lab.light import Lab
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+
+def test_kubeadm_init_dry_run_on_a_prepared_host(lab: Lab, tmp_path: Path) -> None:
+    if full.require_full_tools():
+        pytest.skip(full.require_full_tools() or "")
+    bundle_path = real.build_bundle()
+    (host,) = real.boot(lab, 1)
+    try:
+        spec = tmp_path / "dry.yaml"
+        spec.write_text(f"""\
+apiVersion: clusterdeck.dev/v1alpha1
+kind: Environment
+metadata: {{name: dry}}
+spec:
+  provider: ssh
+  auth: {{privateKey: {lab.client_key}, username: {host.user}}}
+  cluster:
+    controlPlane: {{hosts: [{{address: {host.address}}}]}}
+  kubernetes: {{version: {DEFAULT_KUBERNETES_VERSION}, cni: flannel, podCidr: 10.244.0.0/16}}
+  offline: {{bundle: {bundle_path}}}
+""")
+        env = load_file(spec)
+        topology, plan = api.plan(env)
+        node = endpoint(lab, host)
+        bundle = open_checked(bundle_path, DEFAULT_KUBERNETES_VERSION, "flannel")
+
+        async def go() -> tuple[int, str]:
+            async with Connections() as conns:
+                found = facts.parse((await conns.run(node, facts.script())).stdout)
+                assert found["sudo"] == "yes" and found["cgroup"] in ("v1", "v2")
+                machine = MachineFacts(
+                    private_ip=host.address,
+                    interface=found["interfaces"][host.address],
+                    cgroup=found["cgroup"],
+                    can_lower_oom_score=found["can_lower_oom_score"],
+                )
+                cluster = bootstrap_facts.with_offline(
+                    ClusterFacts(machines={"dry-cp-0": machine}), bundle
+                )
+                rendered = render_environment(env, topology, plan, cluster)
+                cfg, files = rendered.configs["dry-cp-0"], rendered.files["dry-cp-0"]
+                assert cfg.offline is not None
+                log: list[str] = []
+                await actions.upload_bundle(conns, node, files, log.append)
+                sent = await offline.upload_offline(conns, node, bundle, cfg.offline, log.append)
+                assert "bin/kubeadm" in sent
+                again = await offline.upload_offline(conns, node, bundle, cfg.offline, log.append)
+                assert again == []  # checked by sha256 on the node: nothing sent twice
+                for entry in cfg.phases[:3]:
+                    assert entry.name in ("os-prep", "containerd", "kube-packages")
+                    await actions.run_phase(
+                        conns,
+                        node,
+                        "dry-cp-0",
+                        entry.name,
+                        files[entry.script].content,
+                        log.append,
+                        timeout=600,
+                    )
+                res = await conns.run(
+                    node,
+                    Command(
+                        [
+                            "kubeadm",
+                            "init",
+                            "--dry-run",
+                            "--config",
+                            "/var/lib/clusterdeck/bundle/files/kubeadm-init.yaml",
+                        ],
+                        root=True,
+                    ),
+                    timeout=300,
+                    check=False,
+                )
+                return res.exit_status, res.stdout + res.stderr
+
+        status, output = asyncio.run(go())
+        assert status == 0, output[-3000:]
+        assert "[dryrun]" in output or "dry-run" in output
+        # nothing was really initialised
+        assert host.exec(["test", "-e", "/etc/kubernetes/admin.conf"], check=False).returncode != 0
+    finally:
+        lab.remove_host(host)
+
+
+def test_a_login_without_passwordless_sudo_is_refused_in_one_line(lab: Lab) -> None:
+    if full.require_full_tools():
+        pytest.skip(full.require_full_tools() or "")
+    (host,) = real.boot(lab, 1)
+    try:
+        host.exec(["rm", "-f", "/etc/sudoers.d/90-clusterdeck-lab"])
+
+        async def go() -> str:
+            async with Connections() as conns:
+                found = facts.parse((await conns.run(endpoint(lab, host), facts.script())).stdout)
+                assert found["sudo"] == "no"
+                with pytest.raises(SudoRefused) as refused:
+                    await conns.run(endpoint(lab, host), Command(["true"], root=True), timeout=30)
+                return str(refused.value)
+
+        message = asyncio.run(go())
+        assert "passwordless sudo" in message and host.address in message
+        assert "\n" not in message
+    finally:
+        lab.remove_host(host)
