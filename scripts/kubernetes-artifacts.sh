@@ -156,6 +156,11 @@ COREDNS_TAG="$(image_tag coredns)"
 PAUSE_TAG="$(image_tag pause)"
 ETCD_VERSION="$(pin etcd "$VERSION" 2>/dev/null || echo "v${ETCD_TAG%-*}")"
 COREDNS_VERSION="$(pin coredns "$VERSION" 2>/dev/null || echo "$COREDNS_TAG")"
+# the images as the bundle holds them: a component built at another version than kubeadm's
+# default (the proxy lacks that one) is tagged with the version it is, and clusterdeck tells
+# kubeadm the bundle's tags (dns.imageTag, etcd.local.imageTag)
+bundle_images="$OUT/bundle-images.txt"
+sed -e "s|/coredns:$COREDNS_TAG\$|/coredns:$COREDNS_VERSION|" "$images" >"$bundle_images"
 
 # --- etcd, CoreDNS, the runtime, the CNI -----------------------------------------------
 build "$(wrapper etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION")" "$OUT/etcd" go.etcd.io/etcd/server/v3 -ldflags "-s -w"
@@ -218,7 +223,7 @@ for b in kubeadm kubelet kubectl crictl containerd containerd-shim-runc-v2 ctr r
   ln "$OUT/$b" "$STAGE/bin/$b" 2>/dev/null || cp "$OUT/$b" "$STAGE/bin/$b"
 done
 cp "$OUT"/cni/* "$STAGE/cni/"
-"$PY" "$HERE/oci_image.py" --version "$VERSION" --binaries "$OUT" --images "$images" \
+"$PY" "$HERE/oci_image.py" --version "$VERSION" --binaries "$OUT" --images "$bundle_images" \
   --flannel "$FLANNEL" --flannel-cni "$FLANNEL_CNI" --flannel-manifest "$FLANNEL_MANIFEST" \
   --out "$STAGE" >&2
 rm -rf "$BUNDLE.tmp"

@@ -82,3 +82,31 @@ def test_documented_command_parses(doc: str, args: list[str]) -> None:
         command = command.commands[args.pop(0)]
     ctx = command.make_context(command.name or "", args, resilient_parsing=False)
     assert ctx is not None
+
+
+def test_the_artifacts_script_default_is_the_project_default_and_the_readme_first() -> None:
+    """One default version: the spec's, the artifact script's, and the README's first."""
+    import re
+    import subprocess
+
+    from clusterdeck.spec.models import DEFAULT_KUBERNETES_VERSION
+
+    root = ROOT
+    versions = subprocess.run(
+        ["bash", str(root / "scripts" / "kubernetes-artifacts.sh"), "--versions"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert versions == sorted(
+        versions, key=lambda v: [int(x) for x in v[1:].split(".")], reverse=True
+    )
+    assert versions[0] == DEFAULT_KUBERNETES_VERSION
+    first = re.search(r"v1\.\d+\.\d+", (root / "README.md").read_text())
+    assert first is not None and first.group(0) == DEFAULT_KUBERNETES_VERSION
+    refused = subprocess.run(
+        ["bash", str(root / "scripts" / "kubernetes-artifacts.sh"), "v1.29.0"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and "cannot build Kubernetes v1.29.0" in refused.stderr

@@ -130,3 +130,20 @@ def _write(tmp: Path, text: str) -> Path:
     path = tmp / "env.yaml"
     path.write_text(text)
     return path
+
+
+def test_an_offline_render_names_the_bundles_images_and_passes(
+    kubeadm_binary: Path, tmp_path: Path
+) -> None:
+    from clusterdeck.bootstrap.facts import with_offline
+    from clusterdeck.bundle.manifest import open_checked
+
+    bundle = open_checked(kubeadm_binary.parent.parent, "v1.37.2", verify=False)
+    env = load_file(_write(tmp_path, CASES["ssh-ha"].replace("cni: calico", "cni: flannel")))
+    topology, plan = api.plan(env)
+    rendered = render_environment(env, topology, plan, with_offline(ClusterFacts(), bundle))
+    text = rendered.files["lab-cp-0"]["files/kubeadm-init.yaml"].content
+    assert "imageTag: v1.14.6" in text and "imageTag: 3.7.0-0" in text
+    for path in _files(rendered, tmp_path):
+        res = _validate(kubeadm_binary, path)
+        assert res.returncode == 0, f"{path.name}: {res.stderr}"

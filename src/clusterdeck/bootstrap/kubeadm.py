@@ -110,6 +110,11 @@ class APIServer(ControlPlaneComponent):
 
 class LocalEtcd(K8sModel):
     data_dir: str = "/var/lib/etcd"
+    image_tag: str | None = None
+
+
+class DNS(K8sModel):
+    image_tag: str | None = None
 
 
 class Etcd(K8sModel):
@@ -127,6 +132,7 @@ class ClusterConfiguration(K8sModel):
     controller_manager: ControlPlaneComponent = Field(default_factory=ControlPlaneComponent)
     scheduler: ControlPlaneComponent = Field(default_factory=ControlPlaneComponent)
     etcd: Etcd = Field(default_factory=Etcd)
+    dns: DNS | None = None
     certificates_dir: str = "/etc/kubernetes/pki"
     image_repository: str = "registry.k8s.io"
 

@@ -14,6 +14,7 @@ import string
 from dataclasses import dataclass
 
 from clusterdeck.bootstrap.kubeadm import (
+    DNS,
     APIEndpoint,
     APIServer,
     Arg,
@@ -21,11 +22,13 @@ from clusterdeck.bootstrap.kubeadm import (
     BootstrapTokenDiscovery,
     ClusterConfiguration,
     Discovery,
+    Etcd,
     InitConfiguration,
     JoinConfiguration,
     JoinControlPlane,
     K8sModel,
     KubeletConfiguration,
+    LocalEtcd,
     Networking,
     NodeRegistration,
     Taint,
@@ -116,6 +119,9 @@ def init_documents(
             service_subnet=cfg.kubernetes.service_cidr, pod_subnet=cfg.kubernetes.pod_cidr
         ),
         api_server=APIServer(cert_sans=cert_sans),
+        # offline, the images are the bundle's: the tags kubeadm asks for are the ones it holds
+        etcd=Etcd(local=LocalEtcd(image_tag=cfg.offline.etcd_tag if cfg.offline else None)),
+        dns=DNS(image_tag=cfg.offline.coredns_tag) if cfg.offline else None,
     )
     kubelet = KubeletConfiguration(fail_cgroup_v1=False if cfg.kubernetes.allow_cgroup_v1 else None)
     return [init, cluster, kubelet]

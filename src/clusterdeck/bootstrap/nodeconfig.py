@@ -108,6 +108,9 @@ class OfflineSettings(Model):
     cni_plugins: list[str]  # cni/<name>
     images: list[OfflineImage]
     pause_image: str
+    # the tags the bundle's CoreDNS and etcd images carry: kubeadm is told to use them
+    coredns_tag: str | None = None
+    etcd_tag: str | None = None
 
 
 def offline_settings(manifest: BundleManifest, role: Role) -> OfflineSettings:
@@ -118,7 +121,10 @@ def offline_settings(manifest: BundleManifest, role: Role) -> OfflineSettings:
     ]
     binaries = [f.path for f in manifest.of_kind(FileKind.BINARY)]
     plugins = [f.path for f in manifest.of_kind(FileKind.CNI_PLUGIN)]
+    tags = {image_short_name(i.reference): i.reference.rsplit(":", 1)[1] for i in manifest.images}
     return OfflineSettings(
+        coredns_tag=tags.get("coredns"),
+        etcd_tag=tags.get("etcd"),
         kubernetes_version=manifest.kubernetes_version,
         files=[*binaries, *plugins, *sorted({i.file for i in images})],
         binaries=binaries,
