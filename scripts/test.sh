@@ -23,7 +23,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[dev]'
+.venv/bin/python -m pip install -q -e '.[dev]' -c requirements/dev.lock
 
 # The real Kubernetes components, built from their Go modules into an offline bundle (about 12
 # minutes cold on 2 cores, seconds once cached outside the checkout): the lab tests run them.

@@ -74,11 +74,65 @@ def _register_commands() -> None:
 _register_commands()
 
 
+# Global options are accepted after the subcommand too (`create -f x.yaml --non-interactive`),
+# as users of the reference tool type them: they are moved in front of it before parsing.
+_GLOBAL_FLAGS = {"--non-interactive", "--quiet", "-q", "--verbose", "-v", "-vv", "-vvv"}
+_GLOBAL_VALUED = {"--state"}
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """``argv`` with global options found after the subcommand moved before it. Nothing after
+    ``--`` is touched (``exec NAME -- cmd -v`` keeps its ``-v``)."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            rest += argv[i:]
+            break
+        if word in _GLOBAL_FLAGS:
+            front.append(word)
+        elif word in _GLOBAL_VALUED and i + 1 < len(argv):
+            front += [word, argv[i + 1]]
+            i += 1
+        elif word.split("=", 1)[0] in _GLOBAL_VALUED and "=" in word:
+            front.append(word)
+        else:
+            rest.append(word)
+        i += 1
+    return front + rest
+
+
+def usage_error_line(exc: BaseException) -> str | None:
+    """One line for a usage error (unknown option or command, missing argument, bad value),
+    whichever click typer brings: its own (typer 0.29 on) or the click package."""
+    kinds: list[type[BaseException]] = []
+    try:
+        from typer._click.exceptions import UsageError as BundledUsageError
+
+        kinds.append(BundledUsageError)
+    except ImportError:
+        pass
+    try:
+        from click.exceptions import UsageError as ClickUsageError
+
+        kinds.append(ClickUsageError)
+    except ImportError:
+        pass
+    if not kinds or not isinstance(exc, tuple(kinds)):
+        return None
+    message = str(getattr(exc, "format_message", lambda: str(exc))())
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", "clusterdeck") if ctx is not None else "clusterdeck"
+    return f"{message} (see `{path} --help`)"
+
+
 def run() -> None:
     """Console-script entry point: run the app and map errors to one line and an exit code."""
     err = Console(stderr=True, soft_wrap=True)
     try:
-        code = app(standalone_mode=False)
+        code = app(args=hoist_global_options(sys.argv[1:]), standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except SpecError as exc:
@@ -96,12 +150,11 @@ def run() -> None:
     except KeyboardInterrupt:
         err.print("interrupted; run the same command again to resume")
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive as click exceptions
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except Exception as exc:
+        usage = usage_error_line(exc)
+        if usage is not None:
+            err.print(f"[red]error[/]: {usage}", highlight=False)
+            sys.exit(2)
         log_dir = user_log_path("clusterdeck")
         log_dir.mkdir(parents=True, exist_ok=True)
         log = log_dir / "debug.log"

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from clusterdeck.errors import LockedError, NotFoundError
+from clusterdeck.errors import LockedError, NotFoundError, UsageError
 from clusterdeck.model.records import (
     EnvironmentRecord,
     EventRecord,
@@ -55,11 +55,28 @@ MIGRATIONS: list[str] = [
 ]
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_store_path(path: Path) -> None:
+    """A store path must be a database file or free: refuse a directory or another file
+    (before touching it: its mode is not changed)."""
+    if path.is_dir():
+        raise UsageError(f"--state {path} is a directory; give a file path, e.g. {path}/state.db")
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open("rb") as fh:
+            if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                raise UsageError(f"--state {path} is not a clusterdeck state store (not SQLite)")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise UsageError(f"--state {path}: {path.parent} is not a directory")
+
+
 class SqliteStore:
     """The embedded store. Safe to share between threads of one process."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
+        _check_store_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
