@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tomllib
@@ -184,8 +185,10 @@ def test_haproxy_and_keepalived_accept_rendered_configs(
         != 0
     )
     (tmp_path / "bad.conf").write_text(
-        files["lab-cp-0"]["files/keepalived.conf"].content.replace(
-            "virtual_router_id 51", "virtual_router_id 999"
+        re.sub(
+            r"virtual_router_id \d+",
+            "virtual_router_id 999",
+            files["lab-cp-0"]["files/keepalived.conf"].content,
         )
     )
     assert (
@@ -202,11 +205,14 @@ def test_load_balancer_config_refuses_unsafe_values() -> None:
         node="n",
         vip="10.0.0.100",
         api_port=8443,
+        router_id=51,
         own_address="10.0.0.1",
         peers=["10.0.0.2"],
         priority=200,
         backends=[],
     )
+    with pytest.raises(ValueError):
+        LoadBalancerConfig(interface="eth0", **{**base, "router_id": 256})
     with pytest.raises(ConfigValueError, match="eth0; reboot"):
         LoadBalancerConfig(interface="eth0; reboot", **base).keepalived_conf()
     with pytest.raises(ValueError):
@@ -226,3 +232,30 @@ def test_containerd_config_uses_systemd_cgroups_and_nvidia_only_on_gpu_nodes(bun
     )
     assert gpu["plugins"][cri]["enable_cdi"] is True
     assert "nvidia" not in cp["plugins"][cri]["containerd"]["runtimes"]
+
+
+def test_vrrp_router_id_is_per_environment_and_settable(tmp_path) -> None:
+    """Two environments on one network do not share a VRRP router id; the file can set it."""
+    from tests.bootstrap.conftest import SSH_HA, load_text, render_case
+
+    def router_id(bundle) -> str:
+        node = next(n for n in bundle.files if n.endswith("-cp-0"))
+        conf = bundle.files[node]["files/keepalived.conf"].content
+        return next(line.split()[1] for line in conf.splitlines() if "virtual_router_id" in line)
+
+    lab = render_case(tmp_path, "ssh-ha")
+    other_env = load_text(tmp_path, "other", SSH_HA.replace("name: lab", "name: lab2"))
+    from clusterdeck import api
+    from clusterdeck.bootstrap.render import render_environment
+
+    topology, plan = api.plan(other_env)
+    other = render_environment(other_env, topology, plan)
+    assert router_id(lab) != router_id(other)
+    assert 1 <= int(router_id(lab)) <= 255
+    pinned_env = load_text(
+        tmp_path,
+        "pinned",
+        SSH_HA.replace("vip: 10.77.0.100}", "vip: 10.77.0.100, vrrpRouterId: 77}"),
+    )
+    topology, plan = api.plan(pinned_env)
+    assert router_id(render_environment(pinned_env, topology, plan)) == "77"

@@ -1,4 +1,5 @@
-"""``kubeadm init --dry-run`` with the configuration clusterdeck renders, on a full lab host.
+"""``kubeadm init --dry-run`` with the configuration clusterdeck renders, on a full lab host;
+and ``create`` after a kubeadm init that failed halfway (files written, no success recorded).
 
 The host is prepared by clusterdeck's own pipeline pieces, as ``create`` would: the phase
 bundle and the offline bundle are sent (as the sudoer, staged in its home, then moved with
@@ -26,6 +27,7 @@ from clusterdeck.spec.models import DEFAULT_KUBERNETES_VERSION
 from clusterdeck.transport import Command, Connections
 from clusterdeck.transport.errors import SudoRefused
 from tests.e2e import cluster as real
+from tests.e2e.client import cli
 from tests.lab import full
 from tests.lab.fixtures import endpoint
 from tests.lab.light import Lab
@@ -134,5 +136,87 @@ def test_a_login_without_passwordless_sudo_is_refused_in_one_line(lab: Lab) -> N
         message = asyncio.run(go())
         assert "passwordless sudo" in message and host.address in message
         assert "\n" not in message
+    finally:
+        lab.remove_host(host)
+
+
+def test_create_after_an_init_that_failed_halfway_resets_and_inits_again(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """kubeadm init failed after writing its certificates, kubeconfigs and static-pod
+    manifests: those files prove nothing, the re-run resets the node and inits again."""
+    if full.require_full_tools():
+        pytest.skip(full.require_full_tools() or "")
+    bundle_path = real.build_bundle()
+    (host,) = real.boot(lab, 1)
+    try:
+        spec = tmp_path / "half.yaml"
+        spec.write_text(f"""\
+apiVersion: clusterdeck.dev/v1alpha1
+kind: Environment
+metadata: {{name: half}}
+spec:
+  provider: ssh
+  auth: {{privateKey: {lab.client_key}, username: {host.user}}}
+  cluster:
+    controlPlane: {{hosts: [{{address: {host.address}}}]}}
+  kubernetes: {{version: {DEFAULT_KUBERNETES_VERSION}, cni: flannel, podCidr: 10.244.0.0/16}}
+  offline: {{bundle: {bundle_path}}}
+""")
+        state = tmp_path / "state.db"
+        env = load_file(spec)
+        topology, plan = api.plan(env)
+        bundle = open_checked(bundle_path, DEFAULT_KUBERNETES_VERSION, "flannel")
+        node = endpoint(lab, host)
+
+        async def half_init() -> None:
+            async with Connections() as conns:
+                found = facts.parse((await conns.run(node, facts.script())).stdout)
+                machine = MachineFacts(
+                    private_ip=host.address,
+                    cgroup=found["cgroup"],
+                    can_lower_oom_score=found["can_lower_oom_score"],
+                )
+                cluster = bootstrap_facts.with_offline(
+                    ClusterFacts(machines={"half-cp-0": machine}), bundle
+                )
+                rendered = render_environment(env, topology, plan, cluster)
+                cfg, files = rendered.configs["half-cp-0"], rendered.files["half-cp-0"]
+                assert cfg.offline is not None
+                await actions.upload_bundle(conns, node, files, lambda _: None)
+                await offline.upload_offline(conns, node, bundle, cfg.offline, lambda _: None)
+                for entry in cfg.phases[:3]:
+                    await actions.run_phase(
+                        conns,
+                        node,
+                        "half-cp-0",
+                        entry.name,
+                        files[entry.script].content,
+                        lambda _: None,
+                        timeout=600,
+                    )
+                config = "/var/lib/clusterdeck/bundle/files/kubeadm-init.yaml"
+                for phase in ("certs all", "kubeconfig all", "control-plane all"):
+                    await conns.run(
+                        node,
+                        Command(
+                            ["kubeadm", "init", "phase", *phase.split(), "--config", config],
+                            root=True,
+                        ),
+                        timeout=120,
+                    )
+
+        asyncio.run(half_init())
+        assert host.exec(["test", "-f", "/etc/kubernetes/admin.conf"]).returncode == 0
+        res = cli(state, "create", "-f", str(spec), "--yes", "-k", str(tmp_path / "k"), timeout=900)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        log = (state.parent / "logs" / "half" / "half-cp-0.log").read_text()
+        assert "did not succeed: kubeadm reset, then init again" in log
+        kubectl = real.Kubectl(bundle_path / "bin" / "kubectl", tmp_path / "k")
+        (item,) = kubectl.json("get", "nodes")["items"]
+        ready = [c for c in item["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready[0]["status"] == "True"
+        done = host.exec(["test", "-f", "/var/lib/clusterdeck/done/kubeadm-init"], check=False)
+        assert done.returncode == 0  # success recorded now
     finally:
         lab.remove_host(host)

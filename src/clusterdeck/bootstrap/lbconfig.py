@@ -16,10 +16,9 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 BARE_TOKEN = re.compile(r"^[A-Za-z0-9_.:/*@%+=,\-\[\]]+$")
-VRRP_ROUTER_ID = 51
 
 
 class ConfigValueError(ValueError):
@@ -109,6 +108,7 @@ class LoadBalancerConfig(BaseModel):
     node: str
     vip: str
     api_port: int
+    router_id: int = Field(ge=1, le=255)
     interface: str
     own_address: str
     peers: list[str]
@@ -123,7 +123,7 @@ class LoadBalancerConfig(BaseModel):
         check.add("interval", 2).add("fall", 2).add("rise", 2)
         instance = Block(("vrrp_instance", "kube_api"))
         instance.add("state", "BACKUP").add("interface", self.interface)
-        instance.add("virtual_router_id", VRRP_ROUTER_ID).add("priority", self.priority)
+        instance.add("virtual_router_id", self.router_id).add("priority", self.priority)
         # VRRPv3 adverts every half second: a backup takes the VIP about 1.6 s after the
         # master goes silent (3 adverts plus skew), against about 3.2 s with VRRPv2's 1 s
         instance.add("advert_int", "0.5").add("unicast_src_ip", self.own_address)

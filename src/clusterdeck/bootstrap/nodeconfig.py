@@ -12,6 +12,7 @@ packages) but has only been exercised in the lab.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -83,6 +84,7 @@ class NvidiaSettings(Model):
 class KeepalivedSettings(Model):
     vip: str
     api_port: int
+    router_id: int
     priority: int
     peers: list[str]
     interface: str
@@ -258,11 +260,18 @@ def keepalived_settings(
     return KeepalivedSettings(
         vip=ha.vip,
         api_port=ha.api_port,
+        router_id=ha.vrrp_router_id or vrrp_router_id(env.name),
         priority=200 - node.index * 10,
         peers=peers,
         interface=own.interface or DEFAULT_INTERFACE,
         interface_known=own.interface is not None,
     )
+
+
+def vrrp_router_id(environment: str) -> int:
+    """1-255 from the environment's name, so two environments on one network (each with its
+    own VIP) do not share a VRRP router id by default; ``vrrpRouterId`` sets it."""
+    return int.from_bytes(hashlib.sha256(environment.encode()).digest()[:2], "big") % 255 + 1
 
 
 def phase_entries(plan_node: NodePlan) -> list[PhaseEntry]:

@@ -164,6 +164,7 @@ def node_files(
             node=cfg.name,
             vip=cfg.keepalived.vip,
             api_port=cfg.keepalived.api_port,
+            router_id=cfg.keepalived.router_id,
             interface=cfg.keepalived.interface,
             own_address=cfg.machine.private_ip or f"{cfg.name}.{PENDING}",
             peers=cfg.keepalived.peers,

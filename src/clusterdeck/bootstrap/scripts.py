@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 
+from clusterdeck.bootstrap.kubeadm import CRI_SOCKET
 from clusterdeck.bootstrap.nodeconfig import (
     INIT_FILE,
     JOIN_FILE,
@@ -86,4 +87,5 @@ def render_phase(cfg: NodeConfig, phase: str, *, upload_certs: bool = False) -> 
         keys=SIGNING_KEYS,
         offline_dir=OFFLINE_ON_NODE,
         init_file=INIT_FILE,
+        cri_socket=CRI_SOCKET,
     )

@@ -14,7 +14,6 @@ import typer
 from clusterdeck.cli import render
 from clusterdeck.cli.context import AppState, confirm, progress, state
 from clusterdeck.errors import ClusterdeckError
-from clusterdeck.providers import aws
 
 
 def register(app: typer.Typer) -> None:
@@ -43,6 +42,8 @@ def cleanup(
     app = state(ctx)
     store = app.store()
     known = store.environment(environment) is not None
+    from clusterdeck.providers import aws  # boto3: loaded only here
+
     region = region or (aws.recorded_region(store, environment) if known else None)
     region, found = aws.find(environment, region)
     if not found:

@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from clusterdeck import __version__, api
+import clusterdeck
+from clusterdeck import api
 from clusterdeck.cli import render
 from clusterdeck.cli.context import AppState, Output, ask, print_json, state
 from clusterdeck.errors import SpecError
@@ -233,7 +234,7 @@ def schema(ctx: typer.Context) -> None:
 
 
 def version(ctx: typer.Context, output: OutputOpt = Output.TEXT) -> None:
-    info = {"clusterdeck": __version__, "python": platform.python_version()}
+    info = {"clusterdeck": clusterdeck.__version__, "python": platform.python_version()}
     if output is Output.JSON:
         print_json(info)
     else:

@@ -19,7 +19,6 @@ import typer
 from clusterdeck.cli.context import state
 from clusterdeck.errors import ClusterdeckError, UsageError
 from clusterdeck.events import Event, EventKind
-from clusterdeck.providers.ssh import remote
 from clusterdeck.transport import Command
 
 
@@ -79,6 +78,8 @@ def exec_(
                 highlight=False,
             )
 
+    from clusterdeck.providers.ssh import remote  # asyncssh: loaded only here
+
     outcomes = remote.run_on_nodes(
         store,
         environment,
@@ -119,6 +120,8 @@ def ssh(
 ) -> None:
     app = state(ctx)
     store = app.store()
+    from clusterdeck.providers.ssh import remote
+
     endpoint = remote.node_access(store, environment, node)
     known_hosts, keys = remote.trusted_known_hosts(store, environment, endpoint)
     fd, path = tempfile.mkstemp(prefix="clusterdeck-known-hosts-")

@@ -13,8 +13,6 @@ from typing import Annotated
 import typer
 
 from clusterdeck import api
-from clusterdeck.bootstrap import facts as bootstrap_facts
-from clusterdeck.bootstrap.render import ClusterFacts, render_environment, write_bundle
 from clusterdeck.cli.cmd_core import FileOpt, existing_store, load_checked
 from clusterdeck.cli.context import state
 from clusterdeck.errors import UsageError
@@ -36,6 +34,9 @@ def render(
         Path, typer.Option("--dir", "-d", help="Output directory.", file_okay=False)
     ],
 ) -> None:
+    from clusterdeck.bootstrap import facts as bootstrap_facts  # jinja2 and the templates
+    from clusterdeck.bootstrap.render import ClusterFacts, render_environment, write_bundle
+
     app = state(ctx)
     env = load_checked(app, file)
     store = existing_store(app)

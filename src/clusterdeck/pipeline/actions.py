@@ -145,15 +145,16 @@ async def fetch_join_material(
     return JoinMaterial(token=token, ca_cert_hash=ca_hash, certificate_key=key)
 
 
-KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
-APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+DONE_DIR = "/var/lib/clusterdeck/done"
 
 
 async def has_joined(conns: Connections, endpoint: Endpoint, *, control_plane: bool) -> bool:
-    """The node's join phase would find it already joined (the same files it checks)."""
-    test = ["test", "-f", KUBELET_CONF]
-    if control_plane:
-        test += ["-a", "-f", APISERVER_MANIFEST]
+    """The node's join (or, on the first control plane, init) phase recorded its success:
+    the same record the phase checks. Files it would have written prove nothing."""
+    phases = (
+        ["kubeadm-init", "kubeadm-join-control-plane"] if control_plane else ["kubeadm-join-worker"]
+    )
+    test = ["sh", "-c", 'for p; do [ -f "$0/$p" ] && exit 0; done; exit 1', DONE_DIR, *phases]
     try:
         res = await conns.run(
             endpoint, Command(test, name="joined?", root=True), timeout=30, check=False

@@ -296,6 +296,10 @@ class HighAvailability(Strict):
     api_port: Port = Field(
         default=8443, description="Port HAProxy serves the API on behind the VIP (keepalived only)."
     )
+    vrrp_router_id: Annotated[int, Field(ge=1, le=255)] | None = Field(
+        default=None,
+        description="VRRP virtual router id, 1-255, unique on the network (keepalived only); default: derived from the environment name.",
+    )
 
 
 class Cluster(Strict):

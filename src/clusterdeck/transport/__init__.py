@@ -6,6 +6,9 @@ errors in :mod:`clusterdeck.transport.errors`. Nothing here prints; retries are 
 events.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from clusterdeck.transport.command import (
     MASK,
     Command,
@@ -15,15 +18,6 @@ from clusterdeck.transport.command import (
     Secret,
     upload_command,
 )
-from clusterdeck.transport.errors import (
-    AuthFailed,
-    CommandFailed,
-    ConnectionDropped,
-    DeadlineExceeded,
-    HostKeyChanged,
-    HostKeyUnknown,
-    Unreachable,
-)
 from clusterdeck.transport.hostkeys import (
     HostKey,
     HostKeyPolicy,
@@ -32,9 +26,48 @@ from clusterdeck.transport.hostkeys import (
     PinnedHostKeys,
     known_hosts_line,
 )
-from clusterdeck.transport.run import OutputSink, Result
-from clusterdeck.transport.ssh import Connection, Connections, ConnectOptions, Endpoint
-from clusterdeck.transport.ssm import PluginMissing, SsmRoute
+
+if TYPE_CHECKING:  # imported on first use: they load asyncssh, which costs start-up time
+    from clusterdeck.transport.errors import (
+        AuthFailed,
+        CommandFailed,
+        ConnectionDropped,
+        DeadlineExceeded,
+        HostKeyChanged,
+        HostKeyUnknown,
+        Unreachable,
+    )
+    from clusterdeck.transport.run import OutputSink, Result
+    from clusterdeck.transport.ssh import Connection, Connections, ConnectOptions, Endpoint
+    from clusterdeck.transport.ssm import PluginMissing, SsmRoute
+
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "AuthFailed",
+            "CommandFailed",
+            "ConnectionDropped",
+            "DeadlineExceeded",
+            "HostKeyChanged",
+            "HostKeyUnknown",
+            "Unreachable",
+        ),
+        "clusterdeck.transport.errors",
+    ),
+    **dict.fromkeys(("OutputSink", "Result"), "clusterdeck.transport.run"),
+    **dict.fromkeys(
+        ("Connection", "Connections", "ConnectOptions", "Endpoint"), "clusterdeck.transport.ssh"
+    ),
+    **dict.fromkeys(("PluginMissing", "SsmRoute"), "clusterdeck.transport.ssm"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "MASK",

@@ -28,6 +28,15 @@ if ! flock -n 9; then
   flock 9
 fi
 
+# A phase that changes the cluster (init, joins) is done only when its success was recorded
+# here, at its end: files it would have written prove nothing (it may have failed after them).
+DONE_DIR=/var/lib/clusterdeck/done
+phase_done() { [ -f "$DONE_DIR/$1" ]; }
+mark_done() {
+  install -d -m 0700 "$DONE_DIR"
+  date -u +%Y-%m-%dT%H:%M:%SZ >"$DONE_DIR/$PHASE"
+}
+
 # retry N CMD...: transient failures (mirrors, network) are retried with a growing pause
 retry() {
   local tries=$1 n=1
@@ -144,14 +153,22 @@ wait_api() {
 
 DEFAULT_JOIN_FILE='/run/clusterdeck/kubeadm-join.yaml'
 JOIN_FILE="${CLUSTERDECK_JOIN_FILE:-$DEFAULT_JOIN_FILE}"
-if [ -f /etc/kubernetes/kubelet.conf ] && [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ]; then
-  log "already a control plane of the cluster: not joining again"
+if phase_done kubeadm-join-control-plane; then
+  log "already joined as a control plane (recorded): not joining again"
 else
   [ -s "$JOIN_FILE" ] || fail "no join configuration at $JOIN_FILE: clusterdeck uploads it (0600) at join time"
+  if [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/manifests/kube-apiserver.yaml ] \
+    || [ -d /var/lib/etcd/member ]; then
+    # kubeadm reset also removes this node's etcd member, if it was added, by its own ID
+    log "an earlier join left files but did not succeed: kubeadm reset, then join again"
+    kubeadm reset --force --cri-socket 'unix:///var/run/containerd/containerd.sock'
+    rm -rf /var/lib/etcd /etc/cni/net.d/*
+  fi
   log "kubeadm join as a control plane"
   kubeadm join --config "$JOIN_FILE"
 fi
 rm -f "$JOIN_FILE"
 local_kubeconfigs
 wait_api
+mark_done
 log "control plane ${NODE} joined"

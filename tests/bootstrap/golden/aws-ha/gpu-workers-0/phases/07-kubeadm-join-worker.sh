@@ -28,6 +28,15 @@ if ! flock -n 9; then
   flock 9
 fi
 
+# A phase that changes the cluster (init, joins) is done only when its success was recorded
+# here, at its end: files it would have written prove nothing (it may have failed after them).
+DONE_DIR=/var/lib/clusterdeck/done
+phase_done() { [ -f "$DONE_DIR/$1" ]; }
+mark_done() {
+  install -d -m 0700 "$DONE_DIR"
+  date -u +%Y-%m-%dT%H:%M:%SZ >"$DONE_DIR/$PHASE"
+}
+
 # retry N CMD...: transient failures (mirrors, network) are retried with a growing pause
 retry() {
   local tries=$1 n=1
@@ -107,13 +116,19 @@ has_nvidia_gpu() {
 
 DEFAULT_JOIN_FILE='/run/clusterdeck/kubeadm-join.yaml'
 JOIN_FILE="${CLUSTERDECK_JOIN_FILE:-$DEFAULT_JOIN_FILE}"
-if [ -f /etc/kubernetes/kubelet.conf ]; then
-  log "already joined: not joining again"
+if phase_done kubeadm-join-worker; then
+  log "already joined (recorded): not joining again"
   rm -f "$JOIN_FILE"
   exit 0
 fi
 [ -s "$JOIN_FILE" ] || fail "no join configuration at $JOIN_FILE: clusterdeck uploads it (0600) at join time"
+if [ -e /etc/kubernetes/kubelet.conf ] || [ -e /etc/kubernetes/pki/ca.crt ]; then
+  log "an earlier join left files but did not succeed: kubeadm reset, then join again"
+  kubeadm reset --force --cri-socket 'unix:///var/run/containerd/containerd.sock'
+  rm -rf /etc/cni/net.d/*
+fi
 log "kubeadm join as a worker"
 kubeadm join --config "$JOIN_FILE"
 rm -f "$JOIN_FILE"
+mark_done
 log "worker ${NODE} joined"

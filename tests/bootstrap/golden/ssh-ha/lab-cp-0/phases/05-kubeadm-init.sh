@@ -28,6 +28,15 @@ if ! flock -n 9; then
   flock 9
 fi
 
+# A phase that changes the cluster (init, joins) is done only when its success was recorded
+# here, at its end: files it would have written prove nothing (it may have failed after them).
+DONE_DIR=/var/lib/clusterdeck/done
+phase_done() { [ -f "$DONE_DIR/$1" ]; }
+mark_done() {
+  install -d -m 0700 "$DONE_DIR"
+  date -u +%Y-%m-%dT%H:%M:%SZ >"$DONE_DIR/$PHASE"
+}
+
 # retry N CMD...: transient failures (mirrors, network) are retried with a growing pause
 retry() {
   local tries=$1 n=1
@@ -142,9 +151,31 @@ wait_api() {
 }
 
 
-if [ -f /etc/kubernetes/admin.conf ] && [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ]; then
-  log "control plane already initialised: not running kubeadm init again"
+# init_completed: the control plane answers and init got to its end (its config uploaded, its
+# add-ons in): a control plane made before success was recorded here, kept as it is
+init_completed() {
+  local k=(kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s)
+  [ -f /etc/kubernetes/admin.conf ] \
+    && "${k[@]}" get --raw=/readyz >/dev/null 2>&1 \
+    && "${k[@]}" -n kube-system get configmap kubeadm-config >/dev/null 2>&1 \
+    && "${k[@]}" -n kube-system get daemonset kube-proxy >/dev/null 2>&1
+}
+
+if phase_done kubeadm-init; then
+  log "kubeadm init already succeeded here: not running it again"
+elif init_completed; then
+  log "this control plane was initialised (it answers, init reached its end): keeping it"
+  if [ -s '/run/clusterdeck/kubeadm-init.yaml' ]; then  # the join material clusterdeck chose: make it valid here
+    kubeadm init phase bootstrap-token --config '/run/clusterdeck/kubeadm-init.yaml' >/dev/null
+    kubeadm init phase upload-certs --upload-certs --config '/run/clusterdeck/kubeadm-init.yaml' >/dev/null
+  fi
 else
+  if [ -e /etc/kubernetes/admin.conf ] || [ -e /etc/kubernetes/manifests/kube-apiserver.yaml ] \
+    || [ -d /var/lib/etcd/member ]; then
+    log "an earlier kubeadm init left files but did not succeed: kubeadm reset, then init again"
+    kubeadm reset --force --cri-socket 'unix:///var/run/containerd/containerd.sock'
+    rm -rf /var/lib/etcd /etc/cni/net.d/*
+  fi
   # clusterdeck uploads the config with the bootstrap token (and certificate key) it chose,
   # 0600, so joins need no second round trip; the rendered review copy has neither
   config='/run/clusterdeck/kubeadm-init.yaml'
@@ -155,4 +186,5 @@ fi
 rm -f '/run/clusterdeck/kubeadm-init.yaml'
 local_kubeconfigs
 wait_api
+mark_done
 log "control plane ${NODE} is up"

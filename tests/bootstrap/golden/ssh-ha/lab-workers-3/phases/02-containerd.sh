@@ -28,6 +28,15 @@ if ! flock -n 9; then
   flock 9
 fi
 
+# A phase that changes the cluster (init, joins) is done only when its success was recorded
+# here, at its end: files it would have written prove nothing (it may have failed after them).
+DONE_DIR=/var/lib/clusterdeck/done
+phase_done() { [ -f "$DONE_DIR/$1" ]; }
+mark_done() {
+  install -d -m 0700 "$DONE_DIR"
+  date -u +%Y-%m-%dT%H:%M:%SZ >"$DONE_DIR/$PHASE"
+}
+
 # retry N CMD...: transient failures (mirrors, network) are retried with a growing pause
 retry() {
   local tries=$1 n=1
