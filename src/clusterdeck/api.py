@@ -14,6 +14,7 @@ from typing import Any
 from clusterdeck import pipeline
 from clusterdeck.bundle.manifest import Bundle as OfflineBundle
 from clusterdeck.bundle.manifest import open_checked
+from clusterdeck.errors import UsageError
 from clusterdeck.events import EventSink, discard
 from clusterdeck.model.observed import Observed, ObservedNode
 from clusterdeck.model.plan import ActionKind, Plan
@@ -91,6 +92,7 @@ def create(
     something exists leaves status ``failed`` and every recorded resource, so a re-run resumes
     and ``delete`` can clean up.
     """
+    refuse_running_changes(env, store)
     offline_bundle = None
     if env.spec.offline is not None and not infra_only:
         # checked before anything is created or uploaded: a bundle for another version, or
@@ -116,6 +118,49 @@ def create(
         if result.failed:
             _after_failure(store, env.name, existed=existed)
         return result
+
+
+def running_changes(before: Environment, after: Environment) -> list[str]:
+    """What a file changes in an environment that exists: the Kubernetes version, and each
+    pool's size or instance type (``create`` builds only what does not exist yet)."""
+    changes = []
+    old, new = before.spec.kubernetes.version, after.spec.kubernetes.version
+    if old != new:
+        changes.append(f"kubernetes.version {old} -> {new}")
+
+    def pools(env: Environment) -> dict[str, tuple[int, str | None]]:
+        found: dict[str, tuple[int, str | None]] = {}
+        for node in expand(env).nodes:
+            count, kind = found.get(node.pool, (0, node.instance_type))
+            found[node.pool] = (count + 1, kind)
+        return found
+
+    was, now = pools(before), pools(after)
+    for pool in sorted(set(was) | set(now)):
+        (count0, type0), (count1, type1) = was.get(pool, (0, None)), now.get(pool, (0, None))
+        if count0 != count1:
+            changes.append(f"pool {pool}: {count0} -> {count1} nodes")
+        elif type0 != type1:
+            changes.append(f"pool {pool}: instance type {type0} -> {type1}")
+    return changes
+
+
+def refuse_running_changes(env: Environment, store: StateStore) -> None:
+    """Refuse, touching nothing, a ``create`` whose file changes an existing environment."""
+    record = store.environment(env.name)
+    if record is None or not record.spec:
+        return
+    try:
+        before = from_recorded(record.spec)
+    except ValueError:
+        return
+    changes = running_changes(before, env)
+    if changes:
+        raise UsageError(
+            f"{env.name} exists and the file changes it ({'; '.join(changes)}): create only "
+            f"builds what does not exist yet; change a running environment with "
+            f"`clusterdeck apply -f FILE`, which shows its plan first"
+        )
 
 
 def _after_failure(

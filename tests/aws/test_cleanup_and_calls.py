@@ -87,3 +87,37 @@ def test_api_calls_do_not_grow_with_the_worker_count(aws: Aws) -> None:
     assert large_delete == small_delete
     assert small_create["ec2:RunInstances"] == 3  # cp in a; workers in a and in b
     assert small_delete["ec2:TerminateInstances"] == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (("version: v1.37.2", "version: v1.36.3"), "kubernetes.version v1.37.2 -> v1.36.3"),
+        (
+            ("count: 3\n      instanceType: g4dn", "count: 4\n      instanceType: g4dn"),
+            "3 -> 4 nodes",
+        ),
+        (
+            ("instanceType: g4dn.xlarge", "instanceType: g5.xlarge"),
+            "instance type g4dn.xlarge -> g5.xlarge",
+        ),
+    ],
+)
+def test_create_refuses_to_change_an_existing_environment(
+    aws: Aws, tmp_path, edit: tuple[str, str], named: str
+) -> None:
+    """Re-running create with another version, pool size or instance type touches nothing,
+    names the change and points to apply, also for an --infra-only environment."""
+    text = (EXAMPLES / "aws-ha.yaml").read_text()
+    assert edit[0] in text
+    done = cli("create", "-f", str(EXAMPLES / "aws-ha.yaml"), "--infra-only", "--yes")
+    assert done.returncode == 0, done.stderr[-2000:]
+    before = tagged("gpu-ha")
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(text.replace(edit[0], edit[1], 1))
+    res = cli("create", "-f", str(changed), "--infra-only", "--yes")
+    assert res.returncode == 2, res.stderr
+    assert named in res.stderr and "clusterdeck apply" in res.stderr
+    assert tagged("gpu-ha") == before
+    record = SqliteStore(aws.state_path).environment("gpu-ha")
+    assert record is not None and record.spec["spec"]["kubernetes"]["version"] == "v1.37.2"
