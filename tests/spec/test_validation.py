@@ -244,6 +244,20 @@ CASES = [
         None,
         "key pair",
     ),
+    (
+        "aws provider without its aws block",
+        BASE.replace("  aws:\n    region: us-west-2\n", ""),
+        "spec.aws",
+        None,
+        "an aws block with a region is needed",
+    ),
+    (
+        "pod range too small for the nodes",
+        BASE + "  kubernetes: {podCidr: 10.244.0.0/23}\n",
+        "spec.kubernetes.podCidr",
+        14,
+        "holds 2 per-node /24 pod range(s), but the cluster has 3 nodes",
+    ),
 ]
 
 
@@ -322,7 +336,8 @@ def test_missing_file_is_bad_input(tmp_path, capsys, monkeypatch) -> None:
 
 
 def test_zone_capacity_is_checked_at_validate_time() -> None:
-    crowded = BASE.replace("count: 2", "count: 300")
+    # a pod range large enough for 301 nodes (the default /16 holds 256 per-node /24s)
+    crowded = BASE.replace("count: 2", "count: 300") + "  kubernetes: {podCidr: 172.16.0.0/12}\n"
     path, line, message = one(crowded)
     assert (path, line) == ("spec.cluster.workers.count", 13)
     assert "more than its public /24 subnet holds (250)" in message
@@ -335,3 +350,26 @@ def test_zone_capacity_is_checked_at_validate_time() -> None:
         "region: us-west-2", "region: us-west-2\n    network: {mode: private}"
     )
     assert issues(private) == []
+
+
+def test_an_alias_bomb_is_refused_quickly() -> None:
+    """Eight levels of nine-fold aliases (43 million values) are refused in well under a
+    second, without walking them."""
+    import time
+
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    previous = "a"
+    for name in "bcdefgh":
+        lines.append(f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]")
+        previous = name
+    started = time.monotonic()
+    report = check_bytes(("\n".join(lines) + "\n").encode())
+    assert time.monotonic() - started < 2.0
+    (issue,) = report.errors
+    assert "expands to more than" in issue.message
+
+
+def test_an_oversized_file_is_refused() -> None:
+    report = check_bytes(b"# " + b"x" * (2 << 20))
+    (issue,) = report.errors
+    assert "at most" in issue.message

@@ -26,6 +26,9 @@ from clusterdeck.spec import rules
 from clusterdeck.spec.models import Environment
 
 MAX_BYTES = 1 << 20
+# Aliases let a small file stand for a huge tree (a "billion laughs" alias bomb): a file whose
+# tree has more values than this is refused before anything walks it all.
+MAX_VALUES = 100_000
 MAX_DEPTH = 64
 Loc = tuple[str | int, ...]
 
@@ -136,9 +139,18 @@ def check_bytes(data: bytes) -> ValidationReport:
     positions = Positions()
     issues: list[SpecIssue] = []
     try:
+        _count_values(tree)
         plain = _plain(tree, (), positions, issues, 0)
     except RecursionError:
         return _fail(SpecIssue("", "YAML nests too deeply"))
+    except _TooLarge:
+        return _fail(
+            SpecIssue(
+                "",
+                f"the YAML expands to more than {MAX_VALUES} values (aliases that repeat "
+                "aliases?): an Environment is far smaller",
+            )
+        )
     if issues:
         return ValidationReport(None, issues, [])
     if not isinstance(plain, dict):
@@ -158,6 +170,34 @@ def check_bytes(data: bytes) -> ValidationReport:
     issues.extend(_issue(loc, msg, positions) for loc, msg in rules.errors(env))
     found_warnings = [_issue(loc, msg, positions) for loc, msg in rules.warnings(env)]
     return ValidationReport(env, _sorted(issues), found_warnings)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _count_values(tree: Any) -> None:
+    """Count the values the tree expands to, each alias counted every time it is used, and
+    stop at MAX_VALUES: shared subtrees are counted once (memoised), so this is fast on a
+    bomb, where walking it would take minutes."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise RecursionError
+        if not isinstance(node, dict | list):
+            return 1
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        children = node.values() if isinstance(node, dict) else node
+        total = 1 + sum(size(child, depth + 1) for child in children)
+        if total > MAX_VALUES:
+            raise _TooLarge
+        sizes[id(node)] = total
+        return total
+
+    size(tree, 0)
 
 
 def _fail(issue: SpecIssue) -> ValidationReport:

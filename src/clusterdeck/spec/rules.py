@@ -240,10 +240,16 @@ def _high_availability(env: Env) -> Iterator[Finding]:
                 yield ((*loc, "vip"), f"vip {ha.vip} is already a host's address; pick a free one")
 
 
-def _aws(env: Env) -> Iterator[Finding]:
-    groups = aws_groups(env)
+def uses_aws(env: Env) -> bool:
+    """Any machine group runs on aws (whether or not the file has its aws block)."""
     spec = env.spec
-    if not groups:
+    providers = [spec.cluster.control_plane.provider] + [p.provider for _, _, p in pools(env)]
+    return any((p or spec.provider) is Provider.AWS for p in providers)
+
+
+def _aws(env: Env) -> Iterator[Finding]:
+    spec = env.spec
+    if not uses_aws(env):
         return
     if spec.aws is None:
         yield (
@@ -355,8 +361,23 @@ def _cidrs(env: Env) -> Iterator[Finding]:
         )
 
 
+NODE_CIDR_MASK = 24  # kube-controller-manager's default per-node pod range for IPv4
+
+
 def _kubernetes(env: Env) -> Iterator[Finding]:
     k8s = env.spec.kubernetes
+    pod = ipaddress.ip_network(k8s.pod_cidr)
+    nodes = control_plane_count(env) + worker_count(env)
+    if pod.version == 4:
+        ranges = (
+            2 ** max(NODE_CIDR_MASK - pod.prefixlen, 0) if pod.prefixlen <= NODE_CIDR_MASK else 0
+        )
+        if ranges < nodes:
+            yield (
+                ("spec", "kubernetes", "podCidr"),
+                f"podCidr {k8s.pod_cidr} holds {ranges} per-node /{NODE_CIDR_MASK} pod range(s), "
+                f"but the cluster has {nodes} nodes; use a larger range (a /16 holds 256 nodes)",
+            )
     if k8s.cni.value == "cilium":
         yield (
             ("spec", "kubernetes", "cni"),
