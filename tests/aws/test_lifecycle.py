@@ -128,7 +128,8 @@ def test_ha_example_builds_the_nlb_in_front_of_three_control_planes(aws: Aws) ->
     assert result.failed == {}
     found = counts("gpu-ha")
     assert found["instance"] == 6 and found["subnet"] == 4  # 3 public + reserved private
-    assert found["load-balancer"] == 1 and found["target-group"] == 1
+    # one internet-facing NLB for users, one internal NLB for the nodes (docs/aws.md)
+    assert found["load-balancer"] == 2 and found["target-group"] == 2
     elb = boto3.client("elbv2", region_name="us-west-2")
     lb = elb.describe_load_balancers(Names=["gpu-ha-nlb"])["LoadBalancers"][0]
     assert lb["Scheme"] == "internet-facing" and lb["Type"] == "network"
@@ -153,6 +154,40 @@ def test_ha_example_builds_the_nlb_in_front_of_three_control_planes(aws: Aws) ->
     assert record is not None
     assert record.outputs["endpoint"] == f"https://{lb['DNSName']}:6443"
     assert records["nlb"].provider_id == lb["LoadBalancerArn"]
+    internal = elb.describe_load_balancers(Names=["gpu-ha-nlb-int"])["LoadBalancers"][0]
+    assert internal["Scheme"] == "internal"
+    assert record.outputs["internal_endpoint"] == f"https://{internal['DNSName']}:6443"
+    listeners = elb.describe_listeners(LoadBalancerArn=internal["LoadBalancerArn"])["Listeners"]
+    assert [(x["Protocol"], x["Port"]) for x in listeners] == [("TCP", 6443)]
+
+    def preserve(name: str) -> str:
+        arn = elb.describe_target_groups(Names=[name])["TargetGroups"][0]["TargetGroupArn"]
+        attrs = elb.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
+        return {a["Key"]: a["Value"] for a in attrs}.get("preserve_client_ip.enabled", "true")
+
+    # users' addresses kept (the API rule admits only theirs); the nodes' path without it:
+    # their traffic then comes from the internal NLB's addresses, and a target reaching
+    # itself through it is not dropped
+    assert preserve("gpu-ha-cp") == "true" and preserve("gpu-ha-cp-int") == "false"
+    int_tg = elb.describe_target_groups(Names=["gpu-ha-cp-int"])["TargetGroups"][0]
+    int_targets = elb.describe_target_health(TargetGroupArn=int_tg["TargetGroupArn"])
+    assert sorted(t["Target"]["Id"] for t in int_targets["TargetHealthDescriptions"]) == cps
+    # kubeadm's endpoint is the internal NLB; the API certificate also names the public one
+    from clusterdeck import api
+    from clusterdeck.bootstrap import facts as bootstrap_facts
+    from clusterdeck.bootstrap.render import render_environment
+
+    topology, plan = api.plan(env, aws.store)
+    cluster_facts = bootstrap_facts.from_records(
+        aws.store.resources("gpu-ha"), record.outputs, plan.endpoint.kind
+    )
+    init = (
+        render_environment(env, topology, plan, cluster_facts)
+        .files["gpu-ha-cp-0"]["files/kubeadm-init.yaml"]
+        .content
+    )
+    assert f"controlPlaneEndpoint: {internal['DNSName']}:6443" in init
+    assert lb["DNSName"] in init  # certSANs
     groups = {e.group for e in events.events}
     assert {"preflight", "network", "security-groups", "instances", "load-balancer"} <= groups
     _delete_and_check_nothing_left(aws, "gpu-ha")

@@ -32,8 +32,8 @@ EXPECTED = {
     "nat": 2,
     "instance": 6,
     "volume": 6,
-    "load-balancer": 1,
-    "target-group": 1,
+    "load-balancer": 2,  # users' NLB and the nodes' internal one
+    "target-group": 2,
 }
 
 

@@ -46,11 +46,13 @@ def from_records(
             cgroup=_cgroup((data.get("facts") or {}).get("cgroup")),
             can_lower_oom_score=(data.get("facts") or {}).get("can_lower_oom_score"),
         )
-    nlb_dns = None
+    nlb_dns = internal = None
     endpoint = _text(outputs.get("endpoint"))
+    if endpoint_kind == "nlb" and _text(outputs.get("internal_endpoint")):
+        internal = urlsplit(str(outputs["internal_endpoint"])).hostname
     if endpoint_kind == "nlb" and endpoint:
         nlb_dns = urlsplit(endpoint).hostname
-    return ClusterFacts(machines=machines, nlb_dns=nlb_dns)
+    return ClusterFacts(machines=machines, nlb_dns=nlb_dns, nlb_internal_dns=internal)
 
 
 def with_offline(facts: ClusterFacts, bundle: Bundle | None) -> ClusterFacts:

@@ -13,6 +13,7 @@ packages) but has only been exercised in the lab.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -222,12 +223,15 @@ def private_address(node: Node, facts: MachineFacts | None) -> str | None:
 
 
 def cert_sans(
-    topology: Topology, facts: dict[str, MachineFacts], ep: EndpointSettings
+    topology: Topology,
+    facts: dict[str, MachineFacts],
+    ep: EndpointSettings,
+    also: Sequence[str | None] = (),
 ) -> list[str]:
     """API server certificate names: endpoint, every control plane's public address and name,
     and the loopback names the control planes' own kubeconfigs use."""
     sans: list[str] = []
-    candidates: list[str | None] = [ep.host if ep.known else None]
+    candidates: list[str | None] = [ep.host if ep.known else None, *also]
     for cp in topology.control_planes():
         f = facts.get(cp.name, MachineFacts())
         candidates += [f.public_ip, f.public_name, cp.host.address if cp.host else None]

@@ -58,7 +58,8 @@ class ClusterFacts:
     """What is known of the machines: addresses per node, and the NLB's DNS name."""
 
     machines: dict[str, MachineFacts] = field(default_factory=dict)
-    nlb_dns: str | None = None
+    nlb_dns: str | None = None  # the internet-facing NLB: users' kubeconfig
+    nlb_internal_dns: str | None = None  # the internal NLB: nodes and kubeadm
     bundle: BundleManifest | None = None  # spec.offline: the bundle's manifest
     bundle_cni: str | None = None  # and the CNI manifest it carries
 
@@ -81,7 +82,7 @@ def node_config(
         machine = machine.model_copy(update={"private_ip": private_address(node, machine)})
     entries = phase_entries(node_plan(plan, node.name))
     names = {e.name for e in entries}
-    ep = endpoint(env, topology, facts.machines, facts.nlb_dns)
+    ep = endpoint(env, topology, facts.machines, facts.nlb_internal_dns or facts.nlb_dns)
     pending = []
     if not ep.known:
         pending.append(f"control-plane endpoint ({ep.host})")
@@ -179,7 +180,9 @@ def node_files(
         files["files/keepalived.conf"] = Artifact(lb.keepalived_conf())
         files["files/haproxy.cfg"] = Artifact(lb.haproxy_cfg())
     if Phase.KUBEADM_INIT.value in phases:
-        docs = init_documents(cfg, cert_sans(topology, facts.machines, cfg.endpoint))
+        # the users' NLB name too: their kubeconfig reaches the API servers through it
+        sans = cert_sans(topology, facts.machines, cfg.endpoint, also=[facts.nlb_dns])
+        docs = init_documents(cfg, sans)
         files["files/kubeadm-init.yaml"] = Artifact(kubeadm.to_yaml(*docs), 0o600)
     if Phase.CNI.value in phases:
         text = (

@@ -96,6 +96,9 @@ class LoadBalancerPlan(Item):
     targets: list[str]
     health_check: str
     target_group: str | None = None
+    # NLB: a second, internal load balancer the nodes use (client IP preservation off)
+    internal_name: str | None = None
+    internal_target_group: str | None = None
 
 
 class Endpoint(Item):

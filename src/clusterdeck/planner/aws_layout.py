@@ -246,8 +246,18 @@ def bastion(env: Environment, layout: list[SubnetLayout]) -> InstanceGroupPlan:
 
 
 def nlb(env: Environment, topology: Topology) -> tuple[LoadBalancerPlan, list[ResourcePlan]]:
+    """Two NLBs in front of the control planes, as kOps has them. Users reach the API through
+    the internet-facing one, which keeps their address (client IP preservation, the default
+    for instance targets), so the control planes' security group admits only ingressCidrs.
+    Nodes, and kubeadm's controlPlaneEndpoint, use an internal one with client IP preservation
+    off: a node's traffic to a public NLB arrives from its public (or NAT) address, which no
+    rule admits, and with preservation on a target reaching itself through the NLB is dropped
+    (no hairpin), which breaks kubeadm init on the first control plane. With preservation off
+    the sources are the internal NLB's own addresses in its subnets, which the rules admit."""
     lb_name = aws_name(f"{env.name}-nlb")
     tg_name = aws_name(f"{env.name}-cp")
+    internal_name = aws_name(f"{env.name}-nlb-int")
+    internal_tg = aws_name(f"{env.name}-cp-int")
     plan = LoadBalancerPlan(
         kind="nlb",
         name=lb_name,
@@ -256,6 +266,8 @@ def nlb(env: Environment, topology: Topology) -> tuple[LoadBalancerPlan, list[Re
         targets=[n.name for n in topology.control_planes()],
         health_check=NLB_HEALTH,
         target_group=tg_name,
+        internal_name=internal_name,
+        internal_target_group=internal_tg,
     )
     public = [f"subnet/public/{z}" for z in zones_in_use(env)]
     res = [
@@ -279,6 +291,32 @@ def nlb(env: Environment, topology: Topology) -> tuple[LoadBalancerPlan, list[Re
             name=f"{lb_name}:6443",
             details={"protocol": "TCP", "port": "6443"},
             depends_on=["nlb", "nlb/target-group"],
+        ),
+        ResourcePlan(
+            key="nlb-internal",
+            kind="network-load-balancer",
+            name=internal_name,
+            details={"scheme": "internal", "type": "network", "for": "nodes and kubeadm"},
+            depends_on=public,
+        ),
+        ResourcePlan(
+            key="nlb-internal/target-group",
+            kind="target-group",
+            name=internal_tg,
+            details={
+                "protocol": "TCP",
+                "port": "6443",
+                "health": NLB_HEALTH,
+                "client IP preservation": "off",
+            },
+            depends_on=["vpc"],
+        ),
+        ResourcePlan(
+            key="nlb-internal/listener",
+            kind="listener",
+            name=f"{internal_name}:6443",
+            details={"protocol": "TCP", "port": "6443"},
+            depends_on=["nlb-internal", "nlb-internal/target-group"],
         ),
     ]
     return plan, res

@@ -1,17 +1,20 @@
-"""The HA endpoint: a network load balancer in front of every control plane on TCP 6443.
+"""The HA endpoint: network load balancers in front of every control plane on TCP 6443.
 
-Why it exists: with ``highAvailability.enabled`` and ``loadBalancer: nlb`` the plan holds a
-target group (TCP 6443, TCP health check every 10 s, 2 healthy / 2 unhealthy), an
-internet-facing NLB ``<env>-nlb`` (cut to 32 characters) in the public subnets, and a TCP
-6443 listener forwarding to the group. ELBv2 cannot filter by tag, so each is found by its
-name and then checked to carry our tags; a name taken by something that is not ours stops
-the create instead of adopting or overwriting it. All control planes are registered in one
-RegisterTargets call.
+Why it exists: with ``highAvailability.enabled`` and ``loadBalancer: nlb`` the plan holds two
+sets of a target group (TCP 6443, TCP health check every 10 s, 2 healthy / 2 unhealthy), an
+NLB in the public subnets and a TCP 6443 listener forwarding to the group: ``<env>-nlb``,
+internet-facing, for users (client IP preservation on, so the security group admits only
+their addresses), and ``<env>-nlb-int``, internal, for the nodes and kubeadm (client IP
+preservation off: see ``planner/aws_layout.nlb`` and docs/aws.md for why). ELBv2 cannot
+filter by tag, so each is found by its name and then checked to carry our tags; a name
+taken by something that is not ours stops the create instead of adopting or overwriting it.
+All control planes are registered in one RegisterTargets call per target group.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from clusterdeck.errors import PermanentError
@@ -24,8 +27,17 @@ PORT = 6443
 ACTIVE_TIMEOUT = 900.0
 
 
-def ensure(run: AwsRun, plan: Plan, vpc: str, control_planes: list[str]) -> str | None:
-    """Create what is missing; return the NLB's DNS name (None when the plan has no NLB)."""
+PRESERVE_CLIENT_IP = "preserve_client_ip.enabled"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    public: str  # the internet-facing NLB's DNS name: for users (kubeconfig)
+    internal: str  # the internal NLB's: for nodes and kubeadm's controlPlaneEndpoint
+
+
+def ensure(run: AwsRun, plan: Plan, vpc: str, control_planes: list[str]) -> Endpoints | None:
+    """Create what is missing; return both NLBs' DNS names (None when the plan has none)."""
     lb_plan = plan.load_balancer
     if lb_plan is None or lb_plan.kind != "nlb":
         return None
@@ -37,26 +49,35 @@ def ensure(run: AwsRun, plan: Plan, vpc: str, control_planes: list[str]) -> str 
             "choose another environment name"
         )
     res = {r.key: r for r in plan.resources}
-    tg = _target_group(run, res["nlb/target-group"], vpc)
-    _register(run, tg, control_planes)
-    checkpoints.reached("target-group")
-    lb_arn, dns = _load_balancer(run, res["nlb"])
-    checkpoints.reached("load-balancer")
-    _wait_active(run, lb_arn)
-    _listener(run, res["nlb/listener"], lb_arn, tg)
-    checkpoints.reached("listener")
-    run.done(LOAD_BALANCER, started, dns)
-    return dns
+    made: dict[str, tuple[str, str, str]] = {}
+    for key, is_internal in (("nlb", False), ("nlb-internal", True)):
+        if key not in res:
+            continue
+        tg = _target_group(run, res[f"{key}/target-group"], vpc, preserve_client_ip=not is_internal)
+        _register(run, tg, control_planes)
+        checkpoints.reached("target-group")
+        lb_arn, dns = _load_balancer(run, res[key], internal=is_internal)
+        checkpoints.reached("load-balancer")
+        made[key] = (lb_arn, tg, dns)
+    for key, (lb_arn, tg, _) in made.items():  # both become active at the same time
+        _wait_active(run, lb_arn)
+        _listener(run, res[f"{key}/listener"], lb_arn, tg)
+        checkpoints.reached("listener")
+    public = made["nlb"][2]
+    internal = made["nlb-internal"][2] if "nlb-internal" in made else public
+    run.done(LOAD_BALANCER, started, f"{public} (nodes: {internal})")
+    return Endpoints(public=public, internal=internal)
 
 
 def _tag_list(run: AwsRun, r: ResourcePlan) -> list[Any]:
     return tags.tags(run.environment, r.key, r.name, role="control-plane")
 
 
-def _target_group(run: AwsRun, r: ResourcePlan, vpc: str) -> str:
+def _target_group(run: AwsRun, r: ResourcePlan, vpc: str, *, preserve_client_ip: bool) -> str:
     found = run.inventory.get(r.key)
     if found is not None:
         run.ids[r.key] = found.id
+        _client_ip(run, found.id, preserve_client_ip)
         return found.id
     run.info(LOAD_BALANCER, f"creating target group {r.name}")
     out = run.call(
@@ -78,7 +99,32 @@ def _target_group(run: AwsRun, r: ResourcePlan, vpc: str) -> str:
     )
     arn = out["TargetGroups"][0]["TargetGroupArn"]
     run.record(r.key, r.kind, arn, name=r.name, port=PORT)
+    _client_ip(run, arn, preserve_client_ip)
     return arn
+
+
+def _client_ip(run: AwsRun, arn: str, preserve: bool) -> None:
+    """Client IP preservation as the plan wants it (instance targets default to on)."""
+    elb = run.session.elbv2
+    current = run.call(
+        elb.describe_target_group_attributes,
+        "target group attributes",
+        LOAD_BALANCER,
+        settle=tuple(EVENTUAL),
+        TargetGroupArn=arn,
+    )
+    want = "true" if preserve else "false"
+    have = {a["Key"]: a["Value"] for a in current.get("Attributes", [])}
+    if have.get(PRESERVE_CLIENT_IP, "true") == want:
+        return
+    run.call(
+        elb.modify_target_group_attributes,
+        "client IP preservation",
+        LOAD_BALANCER,
+        settle=tuple(EVENTUAL),
+        TargetGroupArn=arn,
+        Attributes=[{"Key": PRESERVE_CLIENT_IP, "Value": want}],
+    )
 
 
 def _register(run: AwsRun, tg: str, instance_ids: list[str]) -> None:
@@ -113,7 +159,7 @@ def _register(run: AwsRun, tg: str, instance_ids: list[str]) -> None:
         )
 
 
-def _load_balancer(run: AwsRun, r: ResourcePlan) -> tuple[str, str]:
+def _load_balancer(run: AwsRun, r: ResourcePlan, *, internal: bool) -> tuple[str, str]:
     found = run.inventory.get(r.key)
     if found is not None:
         run.ids[r.key] = found.id
@@ -127,7 +173,7 @@ def _load_balancer(run: AwsRun, r: ResourcePlan) -> tuple[str, str]:
         settle=tuple(EVENTUAL),
         Name=r.name,
         Type="network",
-        Scheme="internet-facing",
+        Scheme="internal" if internal else "internet-facing",
         IpAddressType="ipv4",
         Subnets=subnets,
         Tags=_tag_list(run, r),

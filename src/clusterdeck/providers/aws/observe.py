@@ -237,8 +237,12 @@ def _load_balancers(
             listeners = call(
                 lambda a=lb["LoadBalancerArn"]: elb.describe_listeners(LoadBalancerArn=a), what
             ).get("Listeners", [])
-            for lst in listeners:
-                inv.add(Found("nlb/listener", "listener", lst["ListenerArn"], {}, dict(lst)))
+            for lst in listeners:  # a listener carries the key of its load balancer
+                inv.add(
+                    Found(
+                        f"{_key(t, 'nlb')}/listener", "listener", lst["ListenerArn"], {}, dict(lst)
+                    )
+                )
     for tg in tgs:
         t = tag_maps.get(tg["TargetGroupArn"], {})
         if not tags.owned_by(t, inv.environment):

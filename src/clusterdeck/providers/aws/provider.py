@@ -84,8 +84,8 @@ class AwsProvider:
         launched = compute.ensure(run, plan, env, prepared)
         targets = plan.load_balancer.targets if plan.load_balancer else []
         cp_ids = [launched.instances[n].id for n in targets if n in launched.instances]
-        dns = loadbalancer.ensure(run, plan, run.ids["vpc"], cp_ids)
-        ctx.store.set_status(ctx.environment, "creating", **_outputs(run, plan, env, launched, dns))
+        lbs = loadbalancer.ensure(run, plan, run.ids["vpc"], cp_ids)
+        ctx.store.set_status(ctx.environment, "creating", **_outputs(run, plan, env, launched, lbs))
         run.emit(EventKind.INFO, "aws", "aws", f"{CALLS.total() - calls_before} API calls")
         mine = {n.name for n in ctx.nodes}
         return InfraResult(
@@ -167,20 +167,25 @@ def _discover(session: AwsSession, environment: str, plan: Plan) -> Inventory:
     return discover(
         session,
         environment,
-        lb_names=[lb.name],
-        tg_names=[lb.target_group] if lb.target_group else [],
+        lb_names=[n for n in (lb.name, lb.internal_name) if n],
+        tg_names=[n for n in (lb.target_group, lb.internal_target_group) if n],
     )
 
 
 def _outputs(
-    run: AwsRun, plan: Plan, env: Environment, launched: compute.Launched, dns: str | None
+    run: AwsRun,
+    plan: Plan,
+    env: Environment,
+    launched: compute.Launched,
+    lbs: loadbalancer.Endpoints | None,
 ) -> dict[str, Any]:
     outputs: dict[str, Any] = {"region": run.region}
     bastion = run.ids.get("bastion-address")
     if bastion:
         outputs["bastion"] = bastion
-    if dns:
-        outputs["endpoint"] = f"https://{dns}:{loadbalancer.PORT}"
+    if lbs:
+        outputs["endpoint"] = f"https://{lbs.public}:{loadbalancer.PORT}"
+        outputs["internal_endpoint"] = f"https://{lbs.internal}:{loadbalancer.PORT}"
     elif plan.endpoint.kind == "control-plane":
         first = next((n for n in plan.nodes if n.role == "control-plane"), None)
         inst = launched.instances.get(first.name) if first else None
