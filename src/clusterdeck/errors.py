@@ -85,6 +85,7 @@ class LockedError(ClusterdeckError):
 
 
 class ConsentRequired(ClusterdeckError):
-    """A change needs the user's consent and none could be asked for (non-interactive)."""
+    """A change needs the user's consent and none could be asked for (non-interactive): the
+    command line lacks ``--yes``, which is bad input (exit 2)."""
 
-    exit_code = 1
+    exit_code = 2

@@ -29,7 +29,7 @@ def test_cleanup_deletes_by_tags_when_the_state_store_is_lost(aws: Aws, tmp_path
     assert counts("gpu-ha")["instance"] == 6
     lost = aws.env(CLUSTERDECK_STATE=str(tmp_path / "fresh.db"))
     refused = cli("cleanup", "gpu-ha", "--region", "us-west-2", env=lost)
-    assert refused.returncode == 1
+    assert refused.returncode == 2
     assert "re-run with --yes" in refused.stderr
     assert counts("gpu-ha")["instance"] == 6  # nothing deleted without consent
     done = cli("cleanup", "gpu-ha", "--region", "us-west-2", "--yes", env=lost)

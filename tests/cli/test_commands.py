@@ -107,7 +107,7 @@ def test_create_needs_consent_in_non_interactive_mode(store_path, capsys, monkey
         capsys,
         monkeypatch,
     )
-    assert result.code == 1
+    assert result.code == 2  # the missing --yes is bad input
     assert "re-run with --yes" in result.err
     assert SqliteStore(store_path).environments() == [], "nothing recorded without consent"
 
@@ -182,3 +182,30 @@ def test_a_new_environment_that_got_nowhere_leaves_no_record(
     assert result.code == 1
     assert "failed: nowhere-cp-0: 127.0.0.1:1: connection refused" in result.err
     assert SqliteStore(store_path).environments() == []
+
+
+def test_plan_json_on_a_bad_file_prints_the_json_error_form(tmp_path, capsys, monkeypatch) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: clusterdeck.dev/v1alpha1\nkind: Environment\nmetadata: {name: x}\n"
+        "spec: {cluster: {controlPlane: {cuont: 1}}}\n"
+    )
+    result = run_cli(["plan", "-f", str(bad), "-o", "json"], capsys, monkeypatch)
+    assert result.code == 2
+    data = json.loads(result.out)
+    assert data["valid"] is False and data["errors"][0]["path"].endswith("cuont")
+
+
+def test_render_refuses_a_directory_it_did_not_write(tmp_path, capsys, monkeypatch) -> None:
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "mine.txt").write_text("keep me\n")
+    args = ["render", "-f", str(EXAMPLES / "single-node.yaml"), "-d", str(target)]
+    result = run_cli(args, capsys, monkeypatch)
+    assert result.code == 2 and "not empty" in result.err
+    assert (target / "mine.txt").read_text() == "keep me\n"
+    fresh = tmp_path / "fresh"
+    assert run_cli([*args[:-1], str(fresh)], capsys, monkeypatch).code == 0
+    (fresh / "stale-node").mkdir()  # what an earlier render wrote is replaced whole
+    assert run_cli([*args[:-1], str(fresh)], capsys, monkeypatch).code == 0
+    assert not (fresh / "stale-node").exists()

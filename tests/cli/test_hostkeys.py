@@ -66,5 +66,5 @@ def test_forget_asks_first_in_non_interactive_mode(tmp_path, capsys, monkeypatch
     result = run_cli(
         ["--non-interactive", "host-key", "forget", "onprem", "onprem-cp-0"], capsys, monkeypatch
     )
-    assert result.code == 1 and "--yes" in result.err
+    assert result.code == 2 and "--yes" in result.err
     assert store.host_key("onprem", "192.0.2.11", 22) is not None

@@ -114,6 +114,11 @@ def existing_store(app: AppState) -> SqliteStore | None:
 
 def plan(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT) -> None:
     app = state(ctx)
+    if output is Output.JSON:  # a bad file gets validate's JSON form, not a text line
+        report = api.validate(file)
+        if not report.valid:
+            print_json(report.as_dict())
+            raise typer.Exit(2)
     env = load_checked(app, file)
     dedicated = ask_dedicated(app, env)
     _, the_plan = api.plan(env, existing_store(app), dedicated=dedicated)

@@ -7,6 +7,7 @@ otherwise values known only after create are placeholders ending in ``.pending.i
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -49,6 +50,12 @@ def render(
         )
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--dir {directory} exists and is not a directory")
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / "bundle.json").exists():
+        # a directory render wrote before (its bundle.json) is replaced; anything else is not
+        raise UsageError(
+            f"--dir {directory} is not empty and was not written by render; choose an empty "
+            "or new directory"
+        )
     if env.spec.offline is not None:  # its CNI manifest and images are part of the review
         from clusterdeck.bundle.manifest import open_checked
 
@@ -60,6 +67,8 @@ def render(
         )
         facts = bootstrap_facts.with_offline(facts, offline)
     bundle = render_environment(env, topology, the_plan, facts)
+    if (directory / "bundle.json").exists():  # render's own earlier output: replaced whole
+        shutil.rmtree(directory)
     written = write_bundle(bundle, directory)
     app.console.print(
         f"wrote {len(written)} files for {len(bundle.configs)} nodes to {directory}",
