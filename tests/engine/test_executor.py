@@ -217,3 +217,16 @@ def test_bad_graphs_are_refused_before_anything_runs(
 ) -> None:
     with pytest.raises(UsageError, match=message):
         run(steps, tmp_path)
+
+
+def test_node_logs_live_beside_the_state_store_in_use(tmp_path: Path, monkeypatch) -> None:
+    """Without $CLUSTERDECK_LOGS, --state somewhere keeps that store's node logs beside it."""
+    monkeypatch.delenv("CLUSTERDECK_LOGS", raising=False)
+
+    async def hello(ctx: StepContext) -> None:
+        ctx.write("hello")
+
+    store = SqliteStore(tmp_path / "team" / "state.db")
+    ex = Executor(store=store, environment="lab")
+    asyncio.run(ex.run([Step("n1/x", hello, subject="n1")]))
+    assert (tmp_path / "team" / "logs" / "lab" / "n1.log").read_text().strip().endswith("hello")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clusterdeck.engine.logs import NodeLogs, NodeLogWriter
+from clusterdeck.engine.logs import NodeLogs, NodeLogWriter, default_log_root
 from clusterdeck.errors import PermanentError, TransientError, UsageError
 from clusterdeck.events import Event, EventKind, EventSink, discard
 
@@ -137,7 +137,8 @@ class Executor:
         self.events = events
         self.store = store
         self.environment = environment
-        self.logs = NodeLogs(environment or "default", log_root) if logs else None
+        root = log_root or default_log_root(store.path if store is not None else None)
+        self.logs = NodeLogs(environment or "default", root) if logs else None
         self.retry_backoff = retry_backoff
         self.max_backoff = max_backoff
         self.stop_on_failure = stop_on_failure

@@ -20,10 +20,14 @@ LOGS_ENV_VAR = "CLUSTERDECK_LOGS"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def default_log_root() -> Path:
+def default_log_root(store_path: Path | None = None) -> Path:
+    """``$CLUSTERDECK_LOGS``, else ``logs/`` beside the state store in use (so ``--state``
+    keeps an environment's store and its node logs together), else the user data dir's."""
     override = os.environ.get(LOGS_ENV_VAR)
     if override:
         return Path(override).expanduser()
+    if store_path is not None:
+        return store_path.parent / "logs"
     return user_data_path("clusterdeck") / "logs"
 
 
