@@ -63,12 +63,15 @@ VERSION="${1:-$(default_version)}"
 kubernetes_versions | grep -qx -- "$VERSION" \
   || die "cannot build Kubernetes $VERSION; buildable: $(kubernetes_versions | tr '\n' ' ')"
 BUNDLE="$CACHE/bundles/kubernetes-$VERSION-linux-$ARCH"
+# the recipe: a bundle made by another version of these files is made again (the binaries,
+# keyed by version, are reused)
+RECIPE="$(cat "$0" "$COMPONENTS" "$HERE/oci_image.py" | sha256sum | cut -c1-16)"
 # the lab's own workload image (busybox; never part of a bundle)
 if [ ! -f "$CACHE/test-images/busybox.tar" ]; then
   mkdir -p "$CACHE/test-images"
   "$PY" "$HERE/oci_image.py" --test-image "$CACHE/test-images/busybox.tar" >&2
 fi
-if [ -f "$BUNDLE.complete" ]; then
+if [ "$(cat "$BUNDLE.complete" 2>/dev/null)" = "$RECIPE" ]; then
   echo "$BUNDLE"
   exit 0
 fi
@@ -77,7 +80,7 @@ command -v go >/dev/null || die "go is not installed (Go 1.26 or newer)"
 mkdir -p "$CACHE"
 exec 8>"$CACHE/.build.lock"
 flock 8
-if [ -f "$BUNDLE.complete" ]; then
+if [ "$(cat "$BUNDLE.complete" 2>/dev/null)" = "$RECIPE" ]; then
   echo "$BUNDLE"
   exit 0
 fi
@@ -231,6 +234,6 @@ rm -rf "$BUNDLE.tmp"
   --arch "$ARCH" --output "$BUNDLE.tmp" >&2
 rm -rf "$BUNDLE"
 mv "$BUNDLE.tmp" "$BUNDLE"
-touch "$BUNDLE.complete"
+echo "$RECIPE" >"$BUNDLE.complete"
 say "bundle ready: $(du -sh "$BUNDLE" | cut -f1)"
 echo "$BUNDLE"
