@@ -74,6 +74,24 @@ def make_source(tmp: Path) -> Path:
     return source
 
 
+def made_bundle(tmp_path: Path) -> Path:
+    """A bundle directory made by the CLI from ``make_source``."""
+    out = tmp_path / "bundle"
+    res = cli(
+        "-q",
+        "bundle",
+        "create",
+        "--from",
+        str(make_source(tmp_path)),
+        "--kubernetes-version",
+        "v1.37.2",
+        "-O",
+        str(out),
+    )
+    assert res.returncode == 0, res.stderr
+    return out
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=120)
 
@@ -115,21 +133,7 @@ def test_create_then_inspect_lists_every_file_and_image(tmp_path: Path, suffix: 
 
 
 def test_a_changed_file_is_refused_naming_it(tmp_path: Path) -> None:
-    out = tmp_path / "bundle"
-    assert (
-        cli(
-            "-q",
-            "bundle",
-            "create",
-            "--from",
-            str(make_source(tmp_path)),
-            "--kubernetes-version",
-            "v1.37.2",
-            "-O",
-            str(out),
-        ).returncode
-        == 0
-    )
+    out = made_bundle(tmp_path)
     kubelet = out / "bin" / "kubelet"
     kubelet.unlink()  # hard-linked from the source: replace, do not write through
     kubelet.write_bytes(b"tampered\n")
@@ -142,21 +146,7 @@ def test_a_changed_file_is_refused_naming_it(tmp_path: Path) -> None:
 
 
 def test_a_bundle_for_another_version_or_cni_is_refused(tmp_path: Path) -> None:
-    out = tmp_path / "bundle"
-    assert (
-        cli(
-            "-q",
-            "bundle",
-            "create",
-            "--from",
-            str(make_source(tmp_path)),
-            "--kubernetes-version",
-            "v1.37.2",
-            "-O",
-            str(out),
-        ).returncode
-        == 0
-    )
+    out = made_bundle(tmp_path)
     with pytest.raises(
         BundleError, match=r"holds Kubernetes v1\.37\.2, but kubernetes\.version is v1\.36\.3"
     ):
@@ -167,21 +157,7 @@ def test_a_bundle_for_another_version_or_cni_is_refused(tmp_path: Path) -> None:
 
 def test_create_refuses_a_bundle_before_touching_anything(tmp_path: Path) -> None:
     """``create`` checks the bundle first: exit 2, one line, no environment recorded."""
-    out = tmp_path / "bundle"
-    assert (
-        cli(
-            "-q",
-            "bundle",
-            "create",
-            "--from",
-            str(make_source(tmp_path)),
-            "--kubernetes-version",
-            "v1.37.2",
-            "-O",
-            str(out),
-        ).returncode
-        == 0
-    )
+    out = made_bundle(tmp_path)
     spec = tmp_path / "env.yaml"
     spec.write_text(f"""\
 apiVersion: clusterdeck.dev/v1alpha1

@@ -19,7 +19,7 @@ from clusterdeck import api
 from clusterdeck.bootstrap import facts as bootstrap_facts
 from clusterdeck.bootstrap.nodeconfig import MachineFacts
 from clusterdeck.bootstrap.render import ClusterFacts, render_environment
-from clusterdeck.bundle.manifest import open_checked
+from clusterdeck.bundle.manifest import Bundle, open_checked
 from clusterdeck.pipeline import actions, offline
 from clusterdeck.providers.ssh import facts
 from clusterdeck.spec import load_file
@@ -30,22 +30,17 @@ from tests.e2e import cluster as real
 from tests.e2e.client import cli
 from tests.lab import full
 from tests.lab.fixtures import endpoint
-from tests.lab.light import Lab
+from tests.lab.light import Lab, LabHost
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 
-def test_kubeadm_init_dry_run_on_a_prepared_host(lab: Lab, tmp_path: Path) -> None:
-    if full.require_full_tools():
-        pytest.skip(full.require_full_tools() or "")
-    bundle_path = real.build_bundle()
-    (host,) = real.boot(lab, 1)
-    try:
-        spec = tmp_path / "dry.yaml"
-        spec.write_text(f"""\
+def _spec(tmp_path: Path, lab: Lab, host: LabHost, name: str, bundle_path: Path) -> Path:
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(f"""\
 apiVersion: clusterdeck.dev/v1alpha1
 kind: Environment
-metadata: {{name: dry}}
+metadata: {{name: {name}}}
 spec:
   provider: ssh
   auth: {{privateKey: {lab.client_key}, username: {host.user}}}
@@ -54,56 +49,62 @@ spec:
   kubernetes: {{version: {DEFAULT_KUBERNETES_VERSION}, cni: flannel, podCidr: 10.244.0.0/16}}
   offline: {{bundle: {bundle_path}}}
 """)
-        env = load_file(spec)
-        topology, plan = api.plan(env)
-        node = endpoint(lab, host)
+    return spec
+
+
+async def _prepare(
+    conns: Connections, lab: Lab, host: LabHost, spec: Path, bundle: Bundle
+) -> tuple[list[str], list[str]]:
+    """What create does up to kubeadm: facts, both uploads (twice), os-prep, containerd and
+    kube-packages through sudo. Returns the files sent the first time and the second time."""
+    env = load_file(spec)
+    topology, plan = api.plan(env)
+    node = endpoint(lab, host)
+    found = facts.parse((await conns.run(node, facts.script())).stdout)
+    assert found["sudo"] == "yes" and found["cgroup"] in ("v1", "v2")
+    machine = MachineFacts(
+        private_ip=host.address,
+        interface=found["interfaces"][host.address],
+        cgroup=found["cgroup"],
+        can_lower_oom_score=found["can_lower_oom_score"],
+    )
+    name = f"{env.name}-cp-0"
+    cluster = bootstrap_facts.with_offline(ClusterFacts(machines={name: machine}), bundle)
+    rendered = render_environment(env, topology, plan, cluster)
+    cfg, files = rendered.configs[name], rendered.files[name]
+    assert cfg.offline is not None
+    log: list[str] = []
+    await actions.upload_bundle(conns, node, files, log.append)
+    sent = await offline.upload_offline(conns, node, bundle, cfg.offline, log.append)
+    again = await offline.upload_offline(conns, node, bundle, cfg.offline, log.append)
+    for entry in cfg.phases[:3]:
+        assert entry.name in ("os-prep", "containerd", "kube-packages")
+        await actions.run_phase(
+            conns, node, name, entry.name, files[entry.script].content, log.append, timeout=600
+        )
+    return sent, again
+
+
+INIT_CONFIG = "/var/lib/clusterdeck/bundle/files/kubeadm-init.yaml"
+
+
+def test_kubeadm_init_dry_run_on_a_prepared_host(lab: Lab, tmp_path: Path) -> None:
+    if full.require_full_tools():
+        pytest.skip(full.require_full_tools() or "")
+    bundle_path = real.build_bundle()
+    (host,) = real.boot(lab, 1)
+    try:
+        spec = _spec(tmp_path, lab, host, "dry", bundle_path)
         bundle = open_checked(bundle_path, DEFAULT_KUBERNETES_VERSION, "flannel")
 
         async def go() -> tuple[int, str]:
             async with Connections() as conns:
-                found = facts.parse((await conns.run(node, facts.script())).stdout)
-                assert found["sudo"] == "yes" and found["cgroup"] in ("v1", "v2")
-                machine = MachineFacts(
-                    private_ip=host.address,
-                    interface=found["interfaces"][host.address],
-                    cgroup=found["cgroup"],
-                    can_lower_oom_score=found["can_lower_oom_score"],
-                )
-                cluster = bootstrap_facts.with_offline(
-                    ClusterFacts(machines={"dry-cp-0": machine}), bundle
-                )
-                rendered = render_environment(env, topology, plan, cluster)
-                cfg, files = rendered.configs["dry-cp-0"], rendered.files["dry-cp-0"]
-                assert cfg.offline is not None
-                log: list[str] = []
-                await actions.upload_bundle(conns, node, files, log.append)
-                sent = await offline.upload_offline(conns, node, bundle, cfg.offline, log.append)
+                sent, again = await _prepare(conns, lab, host, spec, bundle)
                 assert "bin/kubeadm" in sent
-                again = await offline.upload_offline(conns, node, bundle, cfg.offline, log.append)
                 assert again == []  # checked by sha256 on the node: nothing sent twice
-                for entry in cfg.phases[:3]:
-                    assert entry.name in ("os-prep", "containerd", "kube-packages")
-                    await actions.run_phase(
-                        conns,
-                        node,
-                        "dry-cp-0",
-                        entry.name,
-                        files[entry.script].content,
-                        log.append,
-                        timeout=600,
-                    )
                 res = await conns.run(
-                    node,
-                    Command(
-                        [
-                            "kubeadm",
-                            "init",
-                            "--dry-run",
-                            "--config",
-                            "/var/lib/clusterdeck/bundle/files/kubeadm-init.yaml",
-                        ],
-                        root=True,
-                    ),
+                    endpoint(lab, host),
+                    Command(["kubeadm", "init", "--dry-run", "--config", INIT_CONFIG], root=True),
                     timeout=300,
                     check=False,
                 )
@@ -150,57 +151,18 @@ def test_create_after_an_init_that_failed_halfway_resets_and_inits_again(
     bundle_path = real.build_bundle()
     (host,) = real.boot(lab, 1)
     try:
-        spec = tmp_path / "half.yaml"
-        spec.write_text(f"""\
-apiVersion: clusterdeck.dev/v1alpha1
-kind: Environment
-metadata: {{name: half}}
-spec:
-  provider: ssh
-  auth: {{privateKey: {lab.client_key}, username: {host.user}}}
-  cluster:
-    controlPlane: {{hosts: [{{address: {host.address}}}]}}
-  kubernetes: {{version: {DEFAULT_KUBERNETES_VERSION}, cni: flannel, podCidr: 10.244.0.0/16}}
-  offline: {{bundle: {bundle_path}}}
-""")
+        spec = _spec(tmp_path, lab, host, "half", bundle_path)
         state = tmp_path / "state.db"
-        env = load_file(spec)
-        topology, plan = api.plan(env)
         bundle = open_checked(bundle_path, DEFAULT_KUBERNETES_VERSION, "flannel")
-        node = endpoint(lab, host)
 
         async def half_init() -> None:
             async with Connections() as conns:
-                found = facts.parse((await conns.run(node, facts.script())).stdout)
-                machine = MachineFacts(
-                    private_ip=host.address,
-                    cgroup=found["cgroup"],
-                    can_lower_oom_score=found["can_lower_oom_score"],
-                )
-                cluster = bootstrap_facts.with_offline(
-                    ClusterFacts(machines={"half-cp-0": machine}), bundle
-                )
-                rendered = render_environment(env, topology, plan, cluster)
-                cfg, files = rendered.configs["half-cp-0"], rendered.files["half-cp-0"]
-                assert cfg.offline is not None
-                await actions.upload_bundle(conns, node, files, lambda _: None)
-                await offline.upload_offline(conns, node, bundle, cfg.offline, lambda _: None)
-                for entry in cfg.phases[:3]:
-                    await actions.run_phase(
-                        conns,
-                        node,
-                        "half-cp-0",
-                        entry.name,
-                        files[entry.script].content,
-                        lambda _: None,
-                        timeout=600,
-                    )
-                config = "/var/lib/clusterdeck/bundle/files/kubeadm-init.yaml"
+                await _prepare(conns, lab, host, spec, bundle)
                 for phase in ("certs all", "kubeconfig all", "control-plane all"):
                     await conns.run(
-                        node,
+                        endpoint(lab, host),
                         Command(
-                            ["kubeadm", "init", "phase", *phase.split(), "--config", config],
+                            ["kubeadm", "init", "phase", *phase.split(), "--config", INIT_CONFIG],
                             root=True,
                         ),
                         timeout=120,
