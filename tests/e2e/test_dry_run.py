@@ -54,9 +54,10 @@ spec:
 
 async def _prepare(
     conns: Connections, lab: Lab, host: LabHost, spec: Path, bundle: Bundle
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[str], list[str]]:
     """What create does up to kubeadm: facts, both uploads (twice), os-prep, containerd and
-    kube-packages through sudo. Returns the files sent the first time and the second time."""
+    kube-packages through sudo. Returns the files sent the first time and the second time,
+    and the log lines."""
     env = load_file(spec)
     topology, plan = api.plan(env)
     node = endpoint(lab, host)
@@ -82,7 +83,7 @@ async def _prepare(
         await actions.run_phase(
             conns, node, name, entry.name, files[entry.script].content, log.append, timeout=600
         )
-    return sent, again
+    return sent, again, log
 
 
 INIT_CONFIG = "/var/lib/clusterdeck/bundle/files/kubeadm-init.yaml"
@@ -97,10 +98,18 @@ def test_kubeadm_init_dry_run_on_a_prepared_host(lab: Lab, tmp_path: Path) -> No
         spec = _spec(tmp_path, lab, host, "dry", bundle_path)
         bundle = open_checked(bundle_path, DEFAULT_KUBERNETES_VERSION, "flannel")
 
+        # an upload interrupted halfway: the first MB of the kubelet already staged
+        staged = f"/home/{host.user}/.clusterdeck/offline-staging/bin/kubelet.part"
+        host.exec(["runuser", "-u", host.user, "--", "mkdir", "-p", staged.rsplit("/", 1)[0]])
+        with (bundle_path / "bin" / "kubelet").open("rb") as fh:
+            (host.path / "state" / "var-lib-kubelet" / "part").write_bytes(fh.read(1 << 20))
+        host.exec(["sh", "-c", f"mv /var/lib/kubelet/part {staged} && chown {host.user} {staged}"])
+
         async def go() -> tuple[int, str]:
             async with Connections() as conns:
-                sent, again = await _prepare(conns, lab, host, spec, bundle)
-                assert "bin/kubeadm" in sent
+                sent, again, log = await _prepare(conns, lab, host, spec, bundle)
+                assert "bin/kubeadm" in sent and "bin/kubelet" in sent
+                assert any("bin/kubelet: resuming at 1 of" in line for line in log), log
                 assert again == []  # checked by sha256 on the node: nothing sent twice
                 res = await conns.run(
                     endpoint(lab, host),
