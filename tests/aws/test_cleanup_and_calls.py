@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import boto3
 import pytest
 
 from clusterdeck import api
@@ -81,8 +82,9 @@ def _measure(aws: Aws, workers: int) -> tuple[Counter[str], Counter[str]]:
 def test_api_calls_do_not_grow_with_the_worker_count(aws: Aws) -> None:
     small_create, small_delete = _measure(aws, 2)
     large_create, large_delete = _measure(aws, 50)
-    assert small_create[PER_INTERFACE] == 3 and large_create[PER_INTERFACE] == 51
-    del small_create[PER_INTERFACE], large_create[PER_INTERFACE]
+    # VXLAN pod traffic carries the nodes' own addresses: no per-interface call at all, so
+    # nothing grows with the node count
+    assert small_create[PER_INTERFACE] == 0 and large_create[PER_INTERFACE] == 0
     assert large_create == small_create
     assert large_delete == small_delete
     assert small_create["ec2:RunInstances"] == 3  # cp in a; workers in a and in b
@@ -121,3 +123,71 @@ def test_create_refuses_to_change_an_existing_environment(
     assert tagged("gpu-ha") == before
     record = SqliteStore(aws.state_path).environment("gpu-ha")
     assert record is not None and record.spec["spec"]["kubernetes"]["version"] == "v1.37.2"
+
+
+def test_source_dest_check_goes_off_only_when_the_plan_says_so(aws: Aws, monkeypatch) -> None:
+    """A mode with unencapsulated pod traffic gets every interface's check switched off, one
+    call per interface (AWS has no batch form); the default VXLAN modes get none."""
+    from clusterdeck.planner import plan as planner_plan
+
+    monkeypatch.setattr(planner_plan, "pod_traffic_unencapsulated", lambda env: True)
+    env = load_text(_spec(2))
+    CALLS.reset()
+    result, _ = create(env, aws.store)
+    assert result.failed == {}
+    assert CALLS.snapshot()[PER_INTERFACE] == 3
+    ec2 = boto3.client("ec2", region_name="us-west-2")
+    found = ec2.describe_instances(
+        Filters=[{"Name": "tag:clusterdeck.dev/environment", "Values": ["calls"]}]
+    )
+    checks = [
+        n["SourceDestCheck"]
+        for r in found["Reservations"]
+        for i in r["Instances"]
+        for n in i["NetworkInterfaces"]
+    ]
+    assert checks and not any(checks)
+    assert api.delete("calls", aws.store) == []
+
+
+def test_throttled_calls_are_retried_with_backoff(aws: Aws, monkeypatch) -> None:
+    """EC2 answers RequestLimitExceeded (HTTP 503, as a throttled account sees it) to the
+    first attempts of every mutating call; each is retried by botocore's retry handler with
+    backoff and the create still converges, with nothing duplicated."""
+    from botocore.awsrequest import AWSResponse
+
+    from clusterdeck.providers.aws import session as aws_session
+
+    throttled: Counter[str] = Counter()
+    attempts: Counter[str] = Counter()
+    body = (
+        b"<Response><Errors><Error><Code>RequestLimitExceeded</Code>"
+        b"<Message>Request limit exceeded.</Message></Error></Errors>"
+        b"<RequestID>throttled</RequestID></Response>"
+    )
+
+    class Raw:
+        def stream(self, **_: object):  # botocore reads the body through this
+            yield body
+
+    def throttle(request, **_: object):
+        raw = request.body or b""
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        action = dict(p.split("=", 1) for p in text.split("&") if "=" in p).get("Action", "")
+        if not action or action.startswith("Describe"):
+            return None
+        attempts[action] += 1
+        if attempts[action] <= 2:  # the first two attempts of each mutating action
+            throttled[action] += 1
+            return AWSResponse(request.url, 503, {}, Raw())
+        return None
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "4")  # the tests' default is fewer, for speed
+    monkeypatch.setattr(aws_session, "EXTRA_HANDLERS", [("before-send.ec2", throttle)])
+    env = load_text(_spec(2))
+    result, _ = create(env, aws.store)
+    assert result.failed == {}, result.failed
+    assert throttled["RunInstances"] == 2 and throttled["CreateVpc"] == 2
+    assert counts("calls")["instance"] == 3  # throttled launches not duplicated
+    monkeypatch.setattr(aws_session, "EXTRA_HANDLERS", [])
+    assert api.delete("calls", aws.store) == []

@@ -144,6 +144,9 @@ class Plan(Item):
     control_plane_untainted: bool
     untainted_reason: str
     network_mode: str | None = None
+    # AWS drops packets an instance sends or receives for addresses not its own unless its
+    # interfaces' source/destination check is off: only unencapsulated pod traffic needs that
+    source_dest_check_off: bool = False
     resources: list[ResourcePlan] = Field(default_factory=list)
     security_groups: list[SecurityGroupPlan] = Field(default_factory=list)
     instance_groups: list[InstanceGroupPlan] = Field(default_factory=list)

@@ -25,6 +25,15 @@ from clusterdeck.spec.models import Environment, LoadBalancerKind, NetworkMode
 from clusterdeck.spec.network import aws_groups
 
 
+def pod_traffic_unencapsulated(env: Environment) -> bool:
+    """Whether pod packets cross the VPC with pod addresses (so EC2's source/destination check
+    must be off on every node interface). Not for any mode clusterdeck sets up: Calico here
+    is VXLAN (CALICO_IPV4POOL_VXLAN Always) and Flannel's backend is vxlan; both wrap pod
+    packets in UDP between the nodes' own addresses, which the check lets through (Calico's
+    AWS guidance asks for the check off only for unencapsulated or cross-subnet-only modes)."""
+    return False
+
+
 def build_plan(env: Environment, topology: Topology, observed: Observed | None = None) -> Plan:
     observed = observed or Observed.nothing()
     resources: list[ResourcePlan] = []
@@ -74,6 +83,7 @@ def build_plan(env: Environment, topology: Topology, observed: Observed | None =
         control_plane_untainted=topology.control_plane_untainted,
         untainted_reason=topology.untainted_reason,
         network_mode=aws.network.mode.value if aws is not None and aws_groups(env) else None,
+        source_dest_check_off=pod_traffic_unencapsulated(env),
         resources=resources,
         security_groups=security_groups,
         instance_groups=instance_groups,

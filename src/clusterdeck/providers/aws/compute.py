@@ -6,7 +6,8 @@ tags in ``TagSpecifications`` and a deterministic ``ClientToken``; the IDs are w
 store as soon as the call returns. A re-run first adopts instances that carry the group's tag
 but are not in the store yet (a crash right after RunInstances), so it never launches a
 duplicate. Waiting is one paginated DescribeInstances per poll for all groups together.
-Source/destination checking is switched off on every interface (Calico needs it); AWS has no
+Source/destination checking is switched off on every interface only when the plan says pod
+traffic crosses the VPC unencapsulated (no mode clusterdeck sets up today does); AWS has no
 batch form of that call, so it is one call per interface, made in parallel, and only where
 the check is still on.
 """
@@ -62,9 +63,19 @@ def ensure(run: AwsRun, plan: Plan, env: Environment, prepared: Prepared) -> Lau
     eni_pool = ThreadPoolExecutor(max_workers=PARALLEL)
     eni_jobs: list[Future[None]] = []
     try:
-        _source_dest_off(run, eni_pool, eni_jobs, list(result.instances.values()))
+        if plan.source_dest_check_off:
+            _source_dest_off(run, eni_pool, eni_jobs, list(result.instances.values()))
         if to_launch:
-            _launch_all(run, env, prepared, to_launch, result, eni_pool, eni_jobs)
+            _launch_all(
+                run,
+                env,
+                prepared,
+                to_launch,
+                result,
+                eni_pool,
+                eni_jobs,
+                plan.source_dest_check_off,
+            )
         checkpoints.reached("instances-launched")
         _wait_running(run, result)
         _record_all(run, plan, env, result, records)
@@ -86,6 +97,7 @@ def _launch_all(
     result: Launched,
     eni_pool: ThreadPoolExecutor,
     eni_jobs: list[Future[None]],
+    source_dest_off: bool,
 ) -> None:
     """One RunInstances per group, all groups at once; the first refusal is raised after
     every launch has returned (and been recorded)."""
@@ -102,7 +114,8 @@ def _launch_all(
                 run.emit(EventKind.FAILED, INSTANCES, futures[future].key, "launch", str(exc))
                 continue
             result.instances.update(launched)
-            _source_dest_off(run, eni_pool, eni_jobs, list(launched.values()))
+            if source_dest_off:
+                _source_dest_off(run, eni_pool, eni_jobs, list(launched.values()))
     if errors:
         raise errors[0]
 
