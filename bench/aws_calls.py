@@ -70,6 +70,7 @@ spec:
     controlPlane: {{count: {control_planes}, instanceType: m5.large}}
     workers: {{count: {workers}, instanceType: c5.large}}
     highAvailability: {{enabled: {str(ha).lower()}}}
+  kubernetes: {{podCidr: 100.64.0.0/10}}  # room for 1000+ nodes at a /24 each
 """
 
 
