@@ -191,3 +191,34 @@ def test_throttled_calls_are_retried_with_backoff(aws: Aws, monkeypatch) -> None
     assert counts("calls")["instance"] == 3  # throttled launches not duplicated
     monkeypatch.setattr(aws_session, "EXTRA_HANDLERS", [])
     assert api.delete("calls", aws.store) == []
+
+
+def test_rules_no_longer_wanted_are_revoked(aws: Aws) -> None:
+    """A removed ingressCidrs entry loses its rules on the next create; the new one is added."""
+
+    def spec(cidr: str) -> str:
+        return _spec(2).replace(
+            "aws: {region: us-west-2,", f"aws: {{region: us-west-2, ingressCidrs: [{cidr}],"
+        )
+
+    def sources(group: str) -> set[tuple[int, str]]:
+        ec2 = boto3.client("ec2", region_name="us-west-2")
+        found = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [group]}])[
+            "SecurityGroups"
+        ][0]
+        return {
+            (p.get("FromPort", -1), r["CidrIp"])
+            for p in found["IpPermissions"]
+            for r in p.get("IpRanges", [])
+        }
+
+    first, _ = create(load_text(spec("203.0.113.0/24")), aws.store)
+    assert first.failed == {}
+    assert (22, "203.0.113.0/24") in sources("calls-cp")
+    again, _ = create(load_text(spec("198.51.100.0/24")), aws.store)
+    assert again.failed == {}
+    now = sources("calls-cp")
+    assert (22, "198.51.100.0/24") in now and (6443, "198.51.100.0/24") in now
+    assert not any(cidr == "203.0.113.0/24" for _, cidr in now)
+    assert not any(cidr == "203.0.113.0/24" for _, cidr in sources("calls-worker"))
+    assert api.delete("calls", aws.store) == []

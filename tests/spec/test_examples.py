@@ -54,8 +54,6 @@ CP_TABLE = [
     ("10259", "tcp", {"self:gpu-ha-cp"}, "kube-scheduler"),
     ("10257", "tcp", {"self:gpu-ha-cp"}, "kube-controller-manager"),
     ("4789", "udp", {"self:gpu-ha-cp", "security-group:gpu-ha-worker"}, "Calico VXLAN"),
-    ("179", "tcp", {"self:gpu-ha-cp", "security-group:gpu-ha-worker"}, "Calico BGP"),
-    ("5473", "tcp", {"self:gpu-ha-cp", "security-group:gpu-ha-worker"}, "Calico Typha"),
     ("-", "icmp", {"cidr:10.0.0.0/16"}, "Ping / path MTU discovery"),
 ]
 WORKER_TABLE = [
@@ -64,8 +62,6 @@ WORKER_TABLE = [
     # Tighter than the reference's 0.0.0.0/0: NodePorts follow ingressCidrs / the caller's IP.
     ("30000-32767", "tcp", {"caller-ip"}, "NodePort services"),
     ("4789", "udp", {"security-group:gpu-ha-cp", "security-group:gpu-ha-worker"}, "Calico VXLAN"),
-    ("179", "tcp", {"security-group:gpu-ha-cp", "security-group:gpu-ha-worker"}, "Calico BGP"),
-    ("5473", "tcp", {"security-group:gpu-ha-cp", "security-group:gpu-ha-worker"}, "Calico Typha"),
     ("-", "icmp", {"cidr:10.0.0.0/16"}, "Ping / path MTU discovery"),
 ]
 

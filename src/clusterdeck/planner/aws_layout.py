@@ -182,11 +182,9 @@ def _ingress(cidrs: list[str]) -> list[RuleSource]:
 def _cni_rules(cni: Cni) -> list[tuple[str, tuple[int, int], str]]:
     if cni is Cni.FLANNEL:
         return [("udp", (8472, 8472), "Flannel VXLAN")]
-    return [
-        ("udp", (4789, 4789), "Calico VXLAN"),
-        ("tcp", (179, 179), "Calico BGP"),
-        ("tcp", (5473, 5473), "Calico Typha"),
-    ]
+    # clusterdeck's Calico is VXLAN only, without BGP (no BIRD) and without Typha: port 179
+    # and 5473 stay closed
+    return [("udp", (4789, 4789), "Calico VXLAN")]
 
 
 def instance_groups(env: Environment, aws: AwsSpec, topology: Topology) -> list[InstanceGroupPlan]:

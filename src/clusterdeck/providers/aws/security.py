@@ -5,7 +5,9 @@ the caller's public IP, another of our groups by name, or the group itself. This
 creates the groups first (in plan order: the control-plane group before the worker group),
 then adds the rules, which is when cross-references between groups are added back. Each
 group's missing rules go in ONE AuthorizeSecurityGroupIngress call; rules that already exist
-are left alone, so a re-run adds only what a crash left out.
+are left alone, so a re-run adds only what a crash left out. Rules the plan no longer holds
+(a former caller IP, a removed ``ingressCidrs`` entry, a port the CNI does not use) go in ONE
+RevokeSecurityGroupIngress call: the groups are exactly the plan's tables.
 """
 
 from __future__ import annotations
@@ -118,6 +120,17 @@ def ip_permissions(perms: dict[Perm, str]) -> list[dict[str, Any]]:
     return list(grouped.values())
 
 
+def _without_descriptions(perms: dict[Perm, str]) -> list[dict[str, Any]]:
+    """IpPermissions to revoke: matched by protocol, ports and source; no descriptions."""
+    out = []
+    for entry in ip_permissions(perms):
+        for key in ("IpRanges", "Ipv6Ranges", "UserIdGroupPairs"):
+            for item in entry.get(key, []):
+                item.pop("Description", None)
+        out.append(entry)
+    return out
+
+
 def _authorize(
     run: AwsRun,
     group: SecurityGroupPlan,
@@ -128,6 +141,22 @@ def _authorize(
     ec2 = run.session.ec2
     found = run.inventory.get(group.key)
     have = existing(found.raw.get("IpPermissions", [])) if found is not None else set()
+    stale = {p: "" for p in have if p not in wanted}
+    if stale:
+        shown = ", ".join(f"{p[0]} {p[1]}-{p[2]} from {p[4]}" for p in sorted(stale))
+        run.info(
+            SECURITY_GROUPS,
+            f"revoking {len(stale)} rules of {group.name} no longer wanted: {shown}",
+        )
+        run.call(
+            ec2.revoke_security_group_ingress,
+            f"stale rules of security group {group.name}",
+            SECURITY_GROUPS,
+            settle=tuple(EVENTUAL),
+            GroupId=group_id,
+            IpPermissions=_without_descriptions(stale),
+        )
+        have -= set(stale)
     for attempt in range(2):
         missing = {p: why for p, why in wanted.items() if p not in have}
         if not missing:
