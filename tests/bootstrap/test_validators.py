@@ -112,34 +112,6 @@ def test_cni_pod_cidr_comes_from_the_spec() -> None:
     assert "CALICO_IPV4POOL_VXLAN" in calico
 
 
-def test_user_data_passes_cloud_init_schema(bundles, tmp_path) -> None:
-    found = _files(bundles, "user-data.yaml")
-    assert {node for _, node, _ in found} == {
-        "gpu-cp-0",
-        "gpu-cp-1",
-        "gpu-cp-2",
-        "gpu-workers-0",
-        "gpu-workers-1",
-    }
-    for case, node, rel in found:
-        path = tmp_path / f"{node}.yaml"
-        path.write_text(bundles[case].files[node][rel].content)
-        result = subprocess.run(
-            [_need("cloud-init"), "schema", "--config-file", str(path)],
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("#cloud-config\npackages: curl\n")
-    assert (
-        subprocess.run(
-            [_need("cloud-init"), "schema", "--config-file", str(broken)], capture_output=True
-        ).returncode
-        != 0
-    )
-
-
 @pytest.fixture
 def netns_with_host0():
     """keepalived -t checks that the named interface exists: give it a namespace that has one."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from clusterdeck.bootstrap import cloudinit, cni, kubeadm, osfiles, scripts, units
+from clusterdeck.bootstrap import cni, kubeadm, osfiles, scripts, units
 from clusterdeck.bootstrap.containerd import PAUSE_IMAGE, ContainerdConfig
 from clusterdeck.bootstrap.kubeadm_build import init_documents, join_document
 from clusterdeck.bootstrap.lbconfig import Backend, LoadBalancerConfig
@@ -202,8 +202,6 @@ def node_files(
         )
     cfg = cfg.model_copy(update={"files": {path: path for path in files}})
     files["node.json"] = Artifact(cfg.to_json())
-    if cfg.provider == "aws":
-        files["user-data.yaml"] = Artifact(cloudinit.user_data(cfg.name, cfg.to_json()).to_text())
     return files
 
 
