@@ -1,5 +1,6 @@
 """Every rendered artifact through a real validator: shellcheck, bash -n, the typed kubeadm
-v1beta4 model, Kubernetes schemas, haproxy -c and keepalived -t (kubeadm itself: test_kubeadm_real)."""
+v1beta4 model, Kubernetes schemas, haproxy -c and keepalived -t (the real kubeadm's own check
+is in test_kubeadm_real)."""
 
 from __future__ import annotations
 
