@@ -209,3 +209,12 @@ def test_render_refuses_a_directory_it_did_not_write(tmp_path, capsys, monkeypat
     (fresh / "stale-node").mkdir()  # what an earlier render wrote is replaced whole
     assert run_cli([*args[:-1], str(fresh)], capsys, monkeypatch).code == 0
     assert not (fresh / "stale-node").exists()
+
+
+def test_cleanup_without_a_region_says_what_it_needs(tmp_path, capsys, monkeypatch) -> None:
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    result = run_cli(["cleanup", "ghost"], capsys, monkeypatch)
+    assert result.code == 2
+    assert "--region" in result.err and "in the file" not in result.err

@@ -13,7 +13,7 @@ import typer
 
 from clusterdeck.cli import render
 from clusterdeck.cli.context import AppState, confirm, progress, state
-from clusterdeck.errors import ClusterdeckError
+from clusterdeck.errors import ClusterdeckError, UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -45,7 +45,15 @@ def cleanup(
     from clusterdeck.providers import aws  # boto3: loaded only here
 
     region = region or (aws.recorded_region(store, environment) if known else None)
-    region, found = aws.find(environment, region)
+    try:
+        region, found = aws.find(environment, region)
+    except UsageError as exc:
+        if "no AWS region" not in str(exc):
+            raise
+        raise UsageError(  # cleanup reads no file: the hint names what it does read
+            f"cleanup {environment}: no region recorded for it here; pass the region its "
+            "resources are in, e.g. --region us-west-2 (or set AWS_REGION)"
+        ) from None
     if not found:
         app.console.print(f"Nothing tagged for environment {environment!r} in {region}.")
         _forget_if_done(app, environment, known)
