@@ -171,28 +171,23 @@ def test_create_from_an_incomplete_directory_names_what_is_missing(tmp_path: Pat
     source = make_source(tmp_path)
     (source / "bin" / "runc").unlink()
     (source / "images" / "etcd.tar").unlink()
-    res = cli(
-        "bundle",
-        "create",
-        "--from",
-        str(source),
-        "--kubernetes-version",
-        "v1.37.2",
-        "-O",
-        str(tmp_path / "out"),
-    )
+
+    def create() -> subprocess.CompletedProcess[str]:
+        return cli(
+            "bundle",
+            "create",
+            "--from",
+            str(source),
+            "--kubernetes-version",
+            "v1.37.2",
+            "-O",
+            str(tmp_path / "out"),
+        )
+
+    res = create()
     assert res.returncode == 2 and "bin/runc" in res.stderr
     (source / "bin" / "runc").write_text("x")
-    res = cli(
-        "bundle",
-        "create",
-        "--from",
-        str(source),
-        "--kubernetes-version",
-        "v1.37.2",
-        "-O",
-        str(tmp_path / "out"),
-    )
+    res = create()
     assert res.returncode == 2 and "etcd" in res.stderr
     assert not (tmp_path / "out").exists()
 

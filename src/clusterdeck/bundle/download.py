@@ -19,6 +19,7 @@ import io
 import json
 import re
 import shutil
+import subprocess
 import tarfile
 import tempfile
 import time
@@ -200,18 +201,17 @@ class Registry:
     """An anonymous OCI distribution client: pull one image for one platform."""
 
     fetch: Fetcher
-    mirror: str | None
-    scheme: str = "https"
+    mirror: str | None  # host[:port], or a URL with its scheme (http://127.0.0.1:5000)
+
+    @property
+    def scheme(self) -> str:
+        return self.mirror.partition("://")[0] if self.mirror and "://" in self.mirror else "https"
 
     def _where(self, reference: str) -> tuple[str, str, str]:
         name, _, tag = reference.rpartition(":")
         host, _, repo = name.partition("/")
         if self.mirror:
-            mirror = self.mirror
-            if "://" in mirror:
-                scheme, _, mirror = mirror.partition("://")
-                self.scheme = scheme
-            return mirror, repo, tag
+            return self.mirror.rpartition("://")[2], repo, tag
         return host, repo, tag
 
     def _get(self, base: str, path: str, accept: str, token: list[str]) -> tuple[bytes, str]:
@@ -298,8 +298,6 @@ def _check(data: bytes, digest: str, reference: str) -> None:
 
 
 def kubeadm_images(kubeadm: Path, version: str) -> list[str]:
-    import subprocess
-
     res = subprocess.run(
         [str(kubeadm), "config", "images", "list", "--kubernetes-version", version],
         capture_output=True,

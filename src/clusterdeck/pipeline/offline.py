@@ -12,6 +12,7 @@ the step fails naming it, so a retry starts that file afresh.
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Callable
 
@@ -105,14 +106,11 @@ async def upload_offline(
         if offset:
             log(f"{item.path}: resuming at {offset / 1e6:.0f} of {item.size / 1e6:.0f} MB")
 
-        def opener(path: str = item.path):  # type: ignore[no-untyped-def]
-            return bundle.open(path)
-
         await conns.run(
             endpoint,
             Command(
                 ["sh", "-c", _APPEND, "clusterdeck-append", f"{STAGING}/{item.path}.part"],
-                stdin_file=FileSource(opener, item.size, offset),
+                stdin_file=FileSource(functools.partial(bundle.open, item.path), item.size, offset),
                 name=f"upload {item.path}",
             ),
             timeout=UPLOAD_TIMEOUT,
