@@ -163,7 +163,7 @@ def test_written_modes(bundles, tmp_path) -> None:
     cfg = json.loads((node / "node.json").read_text())
     assert cfg["schema"] == "clusterdeck.dev/node/v1alpha1"
     assert cfg["kubernetes"]["package_version"] == "1.37.2-1.1"
-    assert "files/cni.yaml" in cfg["files"]
+    assert "files/cni/kustomization.yaml" in cfg["files"]
 
 
 def test_render_command_writes_every_node(tmp_path, capsys, monkeypatch) -> None:

@@ -4,7 +4,6 @@ is in test_kubeadm_real)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -12,11 +11,9 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-import kubernetes_validate
 import pytest
-from ruamel.yaml import YAML
 
-from clusterdeck.bootstrap import cni, kubeadm
+from clusterdeck.bootstrap import kubeadm
 from clusterdeck.bootstrap.lbconfig import ConfigValueError, LoadBalancerConfig
 from clusterdeck.bootstrap.render import Bundle, write_bundle
 
@@ -86,31 +83,6 @@ def test_typed_model_rejects_v1beta3_shapes() -> None:
             "clusterName: x\nkubernetesVersion: v1.33.4\ncontrolPlaneEndpiont: a:1\n"
             "networking: {serviceSubnet: 10.96.0.0/12, podSubnet: 10.244.0.0/16}\n"
         )
-
-
-@pytest.mark.parametrize("name", ["calico", "flannel"])
-def test_cni_manifests_validate_against_kubernetes_schemas(name) -> None:
-    docs = list(YAML(typ="safe").load_all(cni.manifest(name, "10.244.0.0/16")))
-    assert len(docs) >= 6
-    for doc in docs:
-        kubernetes_validate.validate(doc, K8S_SCHEMA_VERSION, strict=True)
-
-
-def test_schema_validation_catches_a_bad_manifest() -> None:
-    docs = list(YAML(typ="safe").load_all(cni.manifest("flannel", "10.244.0.0/16")))
-    ds = next(d for d in docs if d["kind"] == "DaemonSet")
-    ds["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = 3
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(ds, K8S_SCHEMA_VERSION, strict=True)
-
-
-def test_cni_pod_cidr_comes_from_the_spec() -> None:
-    calico = cni.manifest("calico", "172.30.0.0/16")
-    flannel = cni.manifest("flannel", "172.31.0.0/16")
-    assert "172.30.0.0/16" in calico and "192.168.0.0/16" not in calico
-    cfg = next(d for d in YAML(typ="safe").load_all(flannel) if d["kind"] == "ConfigMap")
-    assert json.loads(cfg["data"]["net-conf.json"])["Network"] == "172.31.0.0/16"
-    assert "CALICO_IPV4POOL_VXLAN" in calico
 
 
 @pytest.fixture

@@ -1,171 +1,129 @@
-"""The pod network add-on manifest: Calico (VXLAN, the default) or Flannel, pinned.
+"""The pod network add-on: the upstream release manifest, pinned, with clusterdeck's changes.
 
-The manifests are vendored in ``manifests/`` (no download at run time, versions pinned in
-the images); this module loads them as data, sets the pod CIDR at its known place, adds
-Calico's CustomResourceDefinitions, and serializes the result. Calico's CRDs are generated
-from the table below with open schemas (``x-kubernetes-preserve-unknown-fields``): the
-upstream CRDs carry full OpenAPI schemas, which could not be vendored on the build machine.
+clusterdeck keeps no copy of Calico's or Flannel's manifest. Online, the first control plane
+downloads the release manifest from the URL below and refuses it unless its sha256 is the one
+recorded here (the file at that release tag). Offline, the manifest comes from the bundle,
+checked against the bundle's own sha256. Either way it is applied through a kustomization that
+clusterdeck renders: the upstream file as the only resource, plus strategic-merge patches that
+set the cluster's pod range and bind the CNI to the node's own address. The patches are
+reviewable beside the other rendered files, and ``kubectl kustomize`` (built into kubectl)
+joins them on the node.
+
+A patch that names a container the manifest lacks would add an image-less container; the API
+server rejects that at apply, so a mismatch fails loudly instead of changing nothing.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from importlib import resources
-from typing import Any
+from dataclasses import dataclass
 
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-CALICO_VERSION = "v3.29.3"
-FLANNEL_VERSION = "v0.26.7"
-CALICO_GROUP = "crd.projectcalico.org"
-
-# (kind, plural, namespaced)
-CALICO_CRDS: list[tuple[str, str, bool]] = [
-    ("BGPConfiguration", "bgpconfigurations", False),
-    ("BGPFilter", "bgpfilters", False),
-    ("BGPPeer", "bgppeers", False),
-    ("BlockAffinity", "blockaffinities", False),
-    ("CalicoNodeStatus", "caliconodestatuses", False),
-    ("ClusterInformation", "clusterinformations", False),
-    ("FelixConfiguration", "felixconfigurations", False),
-    ("GlobalNetworkPolicy", "globalnetworkpolicies", False),
-    ("GlobalNetworkSet", "globalnetworksets", False),
-    ("HostEndpoint", "hostendpoints", False),
-    ("IPAMBlock", "ipamblocks", False),
-    ("IPAMConfig", "ipamconfigs", False),
-    ("IPAMHandle", "ipamhandles", False),
-    ("IPPool", "ippools", False),
-    ("IPReservation", "ipreservations", False),
-    ("KubeControllersConfiguration", "kubecontrollersconfigurations", False),
-    ("NetworkPolicy", "networkpolicies", True),
-    ("NetworkSet", "networksets", True),
-    ("Tier", "tiers", False),
-]
+KUSTOMIZATION = "files/cni/kustomization.yaml"
+UPSTREAM_FILE = "upstream.yaml"  # the name the kustomization gives the release manifest
 
 
-def _yaml() -> YAML:
-    yaml = YAML()  # round-trip: keeps the vendored key order and block scalars
-    yaml.default_flow_style = False
-    yaml.width = 120
-    return yaml
+@dataclass(frozen=True)
+class UpstreamManifest:
+    """A release manifest: where it is published and the sha256 of the file at that tag."""
+
+    cni: str
+    version: str
+    url: str
+    sha256: str
 
 
-def _load(name: str) -> list[dict[str, Any]]:
-    text = resources.files("clusterdeck.bootstrap").joinpath("manifests", name).read_text()
-    return [doc for doc in _yaml().load_all(text) if doc]
+# Calico's VXLAN manifest (no BGP) at the release tag: the docs' "manifest" install. Its
+# sha256 is that of manifests/calico-vxlan.yaml at tag v3.32.1 of projectcalico/calico.
+CALICO = UpstreamManifest(
+    cni="calico",
+    version="v3.32.1",
+    url="https://raw.githubusercontent.com/projectcalico/calico/v3.32.1/manifests/calico-vxlan.yaml",
+    sha256="c2ab4f9a4ecde01d66e6f040d6745cd7f174d5ded573164c809ffb9f40a9d566",
+)
+# Flannel's Documentation/kube-flannel.yml at tag v0.28.10 of flannel-io/flannel (the same file
+# the Go module github.com/flannel-io/flannel@v0.28.10 carries, which the lab's bundle takes).
+FLANNEL = UpstreamManifest(
+    cni="flannel",
+    version="v0.28.10",
+    url="https://raw.githubusercontent.com/flannel-io/flannel/v0.28.10/Documentation/kube-flannel.yml",
+    sha256="944a3c1f925f117727a1b7272a323c80965da642498397ec7e6ea9bef0f9e6c5",
+)
+UPSTREAM = {m.cni: m for m in (CALICO, FLANNEL)}
 
 
-def _crd(kind: str, plural: str, namespaced: bool) -> dict[str, Any]:
-    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
-    version: dict[str, Any] = {"name": "v1", "served": True, "storage": True, "schema": schema}
-    if kind == "CalicoNodeStatus":
-        version["subresources"] = {"status": {}}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{CALICO_GROUP}"},
-        "spec": {
-            "group": CALICO_GROUP,
-            "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": plural,
-                "singular": kind.lower(),
-            },
-            "scope": "Namespaced" if namespaced else "Cluster",
-            "versions": [version],
-        },
-    }
-
-
-def _find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    for doc in docs:
-        if doc.get("kind") == kind and doc.get("metadata", {}).get("name") == name:
-            return doc
-    raise LookupError(f"the CNI manifest has no {kind} {name}")
-
-
-def _set_calico_pool(docs: list[dict[str, Any]], pod_cidr: str) -> None:
-    node = _find(docs, "DaemonSet", "calico-node")
-    container = node["spec"]["template"]["spec"]["containers"][0]
-    for env in container["env"]:
-        if env["name"] == "CALICO_IPV4POOL_CIDR":
-            env["value"] = pod_cidr
-            break
-    else:
-        container["env"].append({"name": "CALICO_IPV4POOL_CIDR", "value": pod_cidr})
-
-
-def calico(pod_cidr: str) -> list[dict[str, Any]]:
-    docs = _load("calico.yaml")
-    _set_calico_pool(docs, pod_cidr)
-    return [_crd(*row) for row in CALICO_CRDS] + docs
-
-
-def _set_flannel_network(docs: list[dict[str, Any]], pod_cidr: str) -> None:
-    cfg = _find(docs, "ConfigMap", "kube-flannel-cfg")
-    net = json.loads(cfg["data"]["net-conf.json"])
-    net["Network"] = pod_cidr
-    cfg["data"]["net-conf.json"] = LiteralScalarString(json.dumps(net) + "\n")
-
-
-def _bind_to_node_ip(docs: list[dict[str, Any]], cni: str) -> None:
-    """Use the interface that carries the node's own IP (the kubelet's node IP, which the
-    topology decides), not the one of the default route, which a node may not even have."""
-    if cni == "flannel":
-        ds = _find(docs, "DaemonSet", "kube-flannel-ds")
-        container = next(
-            c for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "kube-flannel"
-        )
-        env = container.setdefault("env", [])
-        env[:] = [e for e in env if e.get("name") != "FLANNELD_IFACE"]
-        env.append(
-            {"name": "FLANNELD_IFACE", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}
-        )
-    else:
-        node = _find(docs, "DaemonSet", "calico-node")
-        container = node["spec"]["template"]["spec"]["containers"][0]
-        env = container.setdefault("env", [])
-        env[:] = [e for e in env if e.get("name") != "IP_AUTODETECTION_METHOD"]
-        env.append({"name": "IP_AUTODETECTION_METHOD", "value": "kubernetes-internal-ip"})
-
-
-def flannel(pod_cidr: str) -> list[dict[str, Any]]:
-    docs = _load("flannel.yaml")
-    _set_flannel_network(docs, pod_cidr)
-    return docs
-
-
-def from_bundle(text: str, cni: str, pod_cidr: str) -> str:
-    """The release manifest an offline bundle carries, with the cluster's pod range set where
-    the CNI reads it (Flannel: net-conf.json's Network; Calico: CALICO_IPV4POOL_CIDR)."""
-    docs = [doc for doc in _yaml().load_all(text) if doc]
-    if cni == "flannel":
-        _set_flannel_network(docs, pod_cidr)
-    elif cni == "calico":
-        _set_calico_pool(docs, pod_cidr)
-    else:
-        raise ValueError(f"cni {cni!r} cannot come from a bundle (calico, flannel)")
-    _bind_to_node_ip(docs, cni)
-    out = io.StringIO()
-    _yaml().dump_all(docs, out)
-    return out.getvalue()
-
-
-def manifest(cni: str, pod_cidr: str) -> str:
-    """The complete multi-document manifest for ``cni`` (calico or flannel)."""
-    if cni == "calico":
-        docs = calico(pod_cidr)
-    elif cni == "flannel":
-        docs = flannel(pod_cidr)
-    else:
-        raise ValueError(f"cni {cni!r} has no manifest (calico, flannel)")
-    out = io.StringIO()
-    _yaml().dump_all(docs, out)
-    return out.getvalue()
+def upstream(cni: str) -> UpstreamManifest:
+    try:
+        return UPSTREAM[cni]
+    except KeyError:
+        raise ValueError(f"cni {cni!r} has no pinned manifest (calico, flannel)") from None
 
 
 def version(cni: str) -> str:
-    return {"calico": CALICO_VERSION, "flannel": FLANNEL_VERSION}.get(cni, "")
+    return UPSTREAM[cni].version if cni in UPSTREAM else ""
+
+
+def _calico_patches(pod_cidr: str) -> list[dict[str, object]]:
+    env: list[dict[str, object]] = [
+        {"name": "CALICO_IPV4POOL_CIDR", "value": pod_cidr},
+        # the address the kubelet registered (the topology's node IP), not the first found
+        {"name": "IP_AUTODETECTION_METHOD", "value": "kubernetes-internal-ip"},
+    ]
+    return [_daemonset_env("calico-node", "kube-system", "calico-node", env)]
+
+
+def _flannel_patches(pod_cidr: str) -> list[dict[str, object]]:
+    net_conf = {"Network": pod_cidr, "EnableNFTables": False, "Backend": {"Type": "vxlan"}}
+    config: dict[str, object] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "kube-flannel-cfg", "namespace": "kube-flannel"},
+        "data": {"net-conf.json": LiteralScalarString(json.dumps(net_conf, indent=2) + "\n")},
+    }
+    # flanneld takes an address for --iface: the node IP the kubelet reports as the host's
+    env: list[dict[str, object]] = [
+        {"name": "FLANNELD_IFACE", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}
+    ]
+    return [config, _daemonset_env("kube-flannel-ds", "kube-flannel", "kube-flannel", env)]
+
+
+def _daemonset_env(
+    name: str, namespace: str, container: str, env: list[dict[str, object]]
+) -> dict[str, object]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"template": {"spec": {"containers": [{"name": container, "env": env}]}}},
+    }
+
+
+def patches(cni: str, pod_cidr: str) -> list[dict[str, object]]:
+    """The strategic-merge patches clusterdeck applies over the upstream manifest."""
+    if cni == "calico":
+        return _calico_patches(pod_cidr)
+    if cni == "flannel":
+        return _flannel_patches(pod_cidr)
+    raise ValueError(f"cni {cni!r} has no manifest (calico, flannel)")
+
+
+def kustomization(cni: str, pod_cidr: str) -> str:
+    """The kustomization.yaml that joins the upstream manifest and clusterdeck's patches."""
+    doc = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [UPSTREAM_FILE],
+        "patches": [{"patch": LiteralScalarString(_dump(p))} for p in patches(cni, pod_cidr)],
+    }
+    return _dump(doc)
+
+
+def _dump(doc: object) -> str:
+    yaml = YAML()
+    yaml.default_flow_style = False
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return out.getvalue()

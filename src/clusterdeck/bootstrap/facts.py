@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from clusterdeck.bootstrap.nodeconfig import MachineFacts
 from clusterdeck.bootstrap.render import ClusterFacts
-from clusterdeck.bundle.manifest import Bundle, read_text
+from clusterdeck.bundle.manifest import Bundle
 from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
 
 
@@ -56,9 +56,8 @@ def from_records(
 
 
 def with_offline(facts: ClusterFacts, bundle: Bundle | None) -> ClusterFacts:
-    """The same facts plus what the offline bundle holds (its manifest and CNI manifest)."""
+    """The same facts plus the offline bundle's manifest (its files, images and CNI)."""
     if bundle is None:
         return facts
     facts.bundle = bundle.manifest
-    facts.bundle_cni = read_text(bundle, bundle.manifest.cni.manifest)
     return facts

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from clusterdeck.bootstrap import cni
 from clusterdeck.bundle.manifest import BundleManifest, FileKind
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import NodePlan, Plan
@@ -51,12 +52,21 @@ class MachineFacts(Model):
     can_lower_oom_score: bool | None = None
 
 
+class CniManifest(Model):
+    """Where the first control plane takes the CNI's release manifest, and its sha256."""
+
+    url: str | None = None  # online: the upstream release URL
+    file: str | None = None  # offline: the path inside the bundle (under OFFLINE_ON_NODE)
+    sha256: str
+
+
 class KubernetesSettings(Model):
     version: str  # v1.33.4
     minor: str  # v1.33
     package_version: str  # 1.33.4-1.1
     cni: str
     cni_version: str
+    cni_manifest: CniManifest
     pod_cidr: str
     service_cidr: str
     # some node runs cgroup v1 (from its facts): kubelets must be told to accept it
@@ -125,11 +135,13 @@ def offline_settings(manifest: BundleManifest, role: Role) -> OfflineSettings:
     binaries = [f.path for f in manifest.of_kind(FileKind.BINARY)]
     plugins = [f.path for f in manifest.of_kind(FileKind.CNI_PLUGIN)]
     tags = {image_short_name(i.reference): i.reference.rsplit(":", 1)[1] for i in manifest.images}
+    # the CNI manifest: applied from the first control plane (any control plane may be first)
+    manifests = [manifest.cni.manifest] if role is Role.CONTROL_PLANE else []
     return OfflineSettings(
         coredns_tag=tags.get("coredns"),
         etcd_tag=tags.get("etcd"),
         kubernetes_version=manifest.kubernetes_version,
-        files=[*binaries, *plugins, *sorted({i.file for i in images})],
+        files=[*binaries, *plugins, *sorted({i.file for i in images}), *manifests],
         binaries=binaries,
         cni_plugins=plugins,
         images=images,
@@ -178,8 +190,18 @@ class NodeConfig(Model):
         return self.model_dump_json(by_alias=True, indent=2) + "\n"
 
 
-def kubernetes_settings(env: Environment, cni_version: str) -> KubernetesSettings:
+def kubernetes_settings(env: Environment, bundle: BundleManifest | None) -> KubernetesSettings:
+    """The cluster's Kubernetes settings; the CNI manifest from the bundle when offline, else
+    the pinned upstream release."""
     k8s = env.spec.kubernetes
+    if bundle is not None:
+        entry = next(f for f in bundle.files if f.path == bundle.cni.manifest)
+        cni_version = bundle.cni.version
+        manifest = CniManifest(file=entry.path, sha256=entry.sha256)
+    else:
+        pinned = cni.upstream(k8s.cni.value)
+        cni_version = pinned.version
+        manifest = CniManifest(url=pinned.url, sha256=pinned.sha256)
     major_minor = ".".join(k8s.version.split(".")[:2])
     return KubernetesSettings(
         version=k8s.version,
@@ -187,6 +209,7 @@ def kubernetes_settings(env: Environment, cni_version: str) -> KubernetesSetting
         package_version=f"{k8s.version.removeprefix('v')}-{PKGS_REVISION}",
         cni=k8s.cni.value,
         cni_version=cni_version,
+        cni_manifest=manifest,
         pod_cidr=k8s.pod_cidr,
         service_cidr=k8s.service_cidr,
     )

@@ -61,7 +61,6 @@ class ClusterFacts:
     nlb_dns: str | None = None  # the internet-facing NLB: users' kubeconfig
     nlb_internal_dns: str | None = None  # the internal NLB: nodes and kubeadm
     bundle: BundleManifest | None = None  # spec.offline: the bundle's manifest
-    bundle_cni: str | None = None  # and the CNI manifest it carries
 
 
 @dataclass
@@ -99,7 +98,7 @@ def node_config(
         provider=node.provider,
         first_control_plane=node.first_control_plane,
         machine=machine,
-        kubernetes=kubernetes_settings(env, cni.version(spec.kubernetes.cni.value)).model_copy(
+        kubernetes=kubernetes_settings(env, facts.bundle).model_copy(
             update={"allow_cgroup_v1": any(m.cgroup == "v1" for m in facts.machines.values())}
         ),
         endpoint=ep,
@@ -185,12 +184,8 @@ def node_files(
         docs = init_documents(cfg, sans)
         files["files/kubeadm-init.yaml"] = Artifact(kubeadm.to_yaml(*docs), 0o600)
     if Phase.CNI.value in phases:
-        text = (
-            cni.from_bundle(facts.bundle_cni, cfg.kubernetes.cni, cfg.kubernetes.pod_cidr)
-            if facts.bundle_cni is not None
-            else cni.manifest(cfg.kubernetes.cni, cfg.kubernetes.pod_cidr)
-        )
-        files["files/cni.yaml"] = Artifact(text)
+        text = cni.kustomization(cfg.kubernetes.cni, cfg.kubernetes.pod_cidr)
+        files[cni.KUSTOMIZATION] = Artifact(text)
     if {Phase.KUBEADM_JOIN_WORKER.value, Phase.KUBEADM_JOIN_CONTROL_PLANE.value} & set(phases):
         files["files/kubeadm-join.yaml"] = Artifact(
             JOIN_NOTE + kubeadm.to_yaml(join_document(cfg)), 0o600

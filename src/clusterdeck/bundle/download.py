@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clusterdeck.bootstrap import cni
 from clusterdeck.bundle.create import create_from_directory
 from clusterdeck.bundle.manifest import BundleError, BundleManifest
 from clusterdeck.errors import PermanentError, TransientError
@@ -42,7 +43,7 @@ RELEASES: dict[str, dict[str, str]] = {
         "runc": "v1.3.7",
         "crictl": "v1.37.0",
         "cni-plugins": "v1.10.0",
-        "flannel": "v0.28.10",
+        "flannel": cni.FLANNEL.version,
         "flannel-cni-plugin": "v1.9.1-flannel3",
     },
 }
@@ -57,12 +58,15 @@ ATTEMPTS = 4
 Progress = Callable[[str], None]
 
 
+PINNED = "sha256:"  # a checksum "URL" that is the digest itself, recorded in the code
+
+
 def _urls(version: str, arch: str, pins: dict[str, str]) -> dict[str, tuple[str, str]]:
-    """file name -> (URL, URL of its published sha256)."""
+    """file name -> (URL, URL of its published sha256, or PINNED + the digest)."""
     k8s = f"https://dl.k8s.io/release/{version}/bin/linux/{arch}"
     gh = "https://github.com"
     c, r, cr = pins["containerd"], pins["runc"], pins["crictl"]
-    cni, fl, flc = pins["cni-plugins"], pins["flannel"], pins["flannel-cni-plugin"]
+    plugins, fl, flc = pins["cni-plugins"], pins["flannel"], pins["flannel-cni-plugin"]
     files = {
         name: (f"{k8s}/{name}", f"{k8s}/{name}.sha256")
         for name in ("kubeadm", "kubelet", "kubectl")
@@ -80,17 +84,17 @@ def _urls(version: str, arch: str, pins: dict[str, str]) -> dict[str, tuple[str,
         f"{gh}/kubernetes-sigs/cri-tools/releases/download/{cr}/crictl-{cr}-linux-{arch}.tar.gz.sha256",
     )
     files["cni-plugins.tgz"] = (
-        f"{gh}/containernetworking/plugins/releases/download/{cni}/cni-plugins-linux-{arch}-{cni}.tgz",
-        f"{gh}/containernetworking/plugins/releases/download/{cni}/cni-plugins-linux-{arch}-{cni}.tgz.sha256",
+        f"{gh}/containernetworking/plugins/releases/download/{plugins}/cni-plugins-linux-{arch}-{plugins}.tgz",
+        f"{gh}/containernetworking/plugins/releases/download/{plugins}/cni-plugins-linux-{arch}-{plugins}.tgz.sha256",
     )
     files["flannel-cni.tgz"] = (
         f"{gh}/flannel-io/cni-plugin/releases/download/{flc}/cni-plugin-flannel-linux-{arch}-{flc}.tgz",
         f"{gh}/flannel-io/cni-plugin/releases/download/{flc}/cni-plugin-flannel-linux-{arch}-{flc}.tgz.sha256",
     )
-    files["kube-flannel.yml"] = (
-        f"{gh}/flannel-io/flannel/releases/download/{fl}/kube-flannel.yml",
-        "",
-    )
+    # the release manifest is pinned by its own sha256 (no checksum file is published beside it)
+    if fl != cni.FLANNEL.version:
+        raise PermanentError(f"flannel {fl}: only the {cni.FLANNEL.version} manifest is pinned")
+    files["kube-flannel.yml"] = (cni.FLANNEL.url, PINNED + cni.FLANNEL.sha256)
     return files
 
 
@@ -170,7 +174,11 @@ def _fetch_files(
             got = fetch.save(fetch.url(url), work / name)
         except urllib.error.HTTPError as exc:
             raise PermanentError(f"{url}: HTTP {exc.code}") from None
-        if sum_url:
+        if sum_url.startswith(PINNED):
+            want = sum_url.removeprefix(PINNED)
+            if got != want:
+                raise PermanentError(f"{url}: sha256 {got}, but the pinned sha256 is {want}")
+        elif sum_url:
             want = _published_sum(
                 fetch.get(fetch.url(sum_url)).decode(),
                 urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1],

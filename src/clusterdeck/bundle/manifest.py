@@ -215,8 +215,3 @@ def open_checked(
     if verify:
         bundle.verify()
     return bundle
-
-
-def read_text(bundle: Bundle, rel: str) -> str:
-    with bundle.open(rel) as fh:
-        return fh.read().decode()

@@ -115,16 +115,35 @@ has_nvidia_gpu() {
 
 
 export KUBECONFIG=/etc/kubernetes/admin.conf
-MANIFEST="$BUNDLE/files/cni.yaml"
-want="$(sha256sum "$MANIFEST" | cut -d' ' -f1)"
+CNI='calico'
+CNI_VERSION='v3.32.1'
+WANT_SHA256='c2ab4f9a4ecde01d66e6f040d6745cd7f174d5ded573164c809ffb9f40a9d566'
+# the release manifest, its sha256 checked, joined with clusterdeck's patches by kustomize
+WORK=/run/clusterdeck/cni
+install -d -m 0700 /run/clusterdeck "$WORK"
+install -m 0600 "$BUNDLE/files/cni/kustomization.yaml" "$WORK/kustomization.yaml"
+
+SOURCE='https://raw.githubusercontent.com/projectcalico/calico/v3.32.1/manifests/calico-vxlan.yaml'
+if [ "$(sha256sum "$WORK/upstream.yaml" 2>/dev/null | cut -d' ' -f1)" != "$WANT_SHA256" ]; then
+  log "downloading the $CNI $CNI_VERSION release manifest"
+  retry 5 curl -fsSL --proto '=https' "$SOURCE" -o "$WORK/upstream.yaml"
+fi
+
+got="$(sha256sum "$WORK/upstream.yaml" | cut -d' ' -f1)"
+if [ "$got" != "$WANT_SHA256" ]; then
+  rm -f "$WORK/upstream.yaml"
+  fail "the $CNI $CNI_VERSION manifest from $SOURCE has sha256 $got, not the pinned $WANT_SHA256: refusing to apply it"
+fi
+kubectl kustomize "$WORK" >"$WORK/applied.yaml"
+want="$(sha256sum "$WORK/applied.yaml" | cut -d' ' -f1)"
 have="$(kubectl -n kube-system get configmap clusterdeck-cni -o jsonpath='{.data.sha256}' 2>/dev/null || true)"
 if [ "$have" = "$want" ]; then
-  log "calico v3.29.3 already applied"
+  log "$CNI $CNI_VERSION already applied"
   exit 0
 fi
-log "applying calico v3.29.3 (pod CIDR 192.168.0.0/16)"
-retry 5 kubectl apply --server-side --force-conflicts -f "$MANIFEST"
+log "applying $CNI $CNI_VERSION (pod CIDR 192.168.0.0/16)"
+retry 5 kubectl apply --server-side --force-conflicts -f "$WORK/applied.yaml"
 kubectl -n kube-system create configmap clusterdeck-cni --from-literal=sha256="$want" \
-  --from-literal=cni='calico' --dry-run=client -o yaml \
+  --from-literal=cni="$CNI" --from-literal=version="$CNI_VERSION" --dry-run=client -o yaml \
   | kubectl apply -f - >/dev/null
 log "pod network applied"
