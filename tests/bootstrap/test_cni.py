@@ -14,6 +14,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from clusterdeck.bootstrap import cni
+from clusterdeck.bootstrap.kustomize import UPSTREAM_FILE
 from tests.e2e.cluster import build_bundle
 
 K8S_SCHEMA_VERSION = "1.33.0"
@@ -39,7 +40,7 @@ def flannel_release() -> Path:
 
 
 def _kustomize(bundle: Path, tmp_path: Path, upstream: str, name: str, cidr: str) -> list[Any]:
-    (tmp_path / cni.UPSTREAM_FILE).write_text(upstream)
+    (tmp_path / UPSTREAM_FILE).write_text(upstream)
     (tmp_path / "kustomization.yaml").write_text(cni.kustomization(name, cidr))
     out = subprocess.run(
         [str(bundle / "bin" / "kubectl"), "kustomize", str(tmp_path)],

@@ -25,7 +25,10 @@ from typing import Any
 
 import pytest
 
+from clusterdeck.bootstrap import gpu
+from clusterdeck.pipeline.actions import gpus_not_advertised
 from clusterdeck.spec.models import DEFAULT_KUBERNETES_VERSION
+from tests.bootstrap.test_gpu import kustomized
 from tests.e2e import cluster as real
 from tests.e2e.client import cli, load_kubeconfig
 from tests.lab import full
@@ -202,6 +205,56 @@ def test_a_second_create_changes_nothing(single: Created) -> None:
     assert apiserver_container() == before  # no second kubeadm init
     tokens_after = single.kubectl.json("get", "secrets", "-n", "kube-system")["items"]
     assert len(tokens_after) == len(tokens_before)  # no new bootstrap token
+
+
+def test_gpu_manifests_are_accepted_by_the_api_server(single: Created, tmp_path: Path) -> None:
+    """The nvidia RuntimeClass and the device plugin, as the GPU phase builds them, pass the
+    real API server's validation and admission (server-side dry run: nothing is created)."""
+    docs = kustomized(single.kubectl.binary, tmp_path)
+    out = tmp_path / "applied.yaml"
+    out.write_text("---\n".join(json.dumps(d) + "\n" for d in docs))
+    res = single.kubectl.run("apply", "--server-side", "--dry-run=server", "-f", str(out))
+    assert "runtimeclass.node.k8s.io/nvidia serverside-applied (server dry run)" in res
+    assert "daemonset.apps/nvidia-device-plugin-daemonset serverside-applied" in res
+    assert not single.kubectl.run("get", "runtimeclass", "-o", "name").strip()
+
+
+def test_the_gpu_check_reads_what_the_node_advertises(single: Created) -> None:
+    """A node labelled as having a GPU counts as not ready until its status offers
+    nvidia.com/gpu; the resource is advertised here the way the Kubernetes docs advertise an
+    extended resource (a patch of the node's status), since the lab has no GPU."""
+    node = "e2esolo-cp-0"
+    kubectl = single.kubectl
+    kubectl.run("label", "node", node, f"{gpu.GPU_LABEL}=true")
+    try:
+        nodes = kubectl.json("get", "nodes")
+        assert gpus_not_advertised(nodes) == [f"{node} (no nvidia.com/gpu advertised)"]
+        kubectl.run(
+            "patch",
+            "node",
+            node,
+            "--subresource=status",
+            "--type=json",
+            "-p",
+            json.dumps([{"op": "add", "path": "/status/capacity/nvidia.com~1gpu", "value": "1"}]),
+        )
+        real.wait_for(
+            "nvidia.com/gpu allocatable",
+            lambda: not gpus_not_advertised(kubectl.json("get", "nodes")),
+            timeout=60,
+        )
+    finally:
+        kubectl.run("label", "node", node, f"{gpu.GPU_LABEL}-")
+        kubectl.run(
+            "patch",
+            "node",
+            node,
+            "--subresource=status",
+            "--type=json",
+            "-p",
+            json.dumps([{"op": "remove", "path": "/status/capacity/nvidia.com~1gpu"}]),
+            check=False,
+        )
 
 
 # ---------------------------------------------------------------------------------------------

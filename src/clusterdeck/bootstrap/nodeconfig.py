@@ -50,6 +50,7 @@ class MachineFacts(Model):
     cgroup: Literal["v1", "v2"] | None = None  # None: not probed (v2 on current Ubuntu)
     # False on container-like machines (no CAP_SYS_RESOURCE): runc must not lower OOM scores
     can_lower_oom_score: bool | None = None
+    nvidia_gpus: int | None = None  # None: not probed (aws: known from the instance type)
 
 
 class CniManifest(Model):
@@ -84,9 +85,13 @@ class EndpointSettings(Model):
         return f"{self.host}:{self.port}"
 
 
+# Ubuntu's current server branch (its 570-server module packages now lead to 580-server)
+DEFAULT_DRIVER_BRANCH = "580"
+
+
 class NvidiaSettings(Model):
     driver: bool = False
-    driver_branch: str = "570"
+    driver_branch: str = DEFAULT_DRIVER_BRANCH
     toolkit: bool = False
     toolkit_version: str | None = None
     cdi: bool = True

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from clusterdeck.bootstrap import cni, kubeadm, osfiles, scripts, units
+from clusterdeck.bootstrap import cni, gpu, kubeadm, osfiles, scripts, units
 from clusterdeck.bootstrap.containerd import PAUSE_IMAGE, ContainerdConfig
 from clusterdeck.bootstrap.kubeadm_build import init_documents, join_document
 from clusterdeck.bootstrap.lbconfig import Backend, LoadBalancerConfig
 from clusterdeck.bootstrap.nodeconfig import (
+    DEFAULT_DRIVER_BRANCH,
     PENDING,
     MachineFacts,
     NodeConfig,
@@ -105,20 +106,27 @@ def node_config(
         containerd_version=spec.container_runtime.version,
         nvidia=NvidiaSettings(
             driver=Phase.NVIDIA_DRIVER.value in names,
-            driver_branch=spec.nvidia_driver.version or "570",
+            driver_branch=spec.nvidia_driver.version or DEFAULT_DRIVER_BRANCH,
             toolkit=Phase.NVIDIA_TOOLKIT.value in names,
             toolkit_version=spec.nvidia_container_toolkit.version,
             cdi=spec.nvidia_container_toolkit.enable_cdi,
         ),
         keepalived=lb,
         offline=offline_settings(facts.bundle, node.role) if facts.bundle else None,
-        labels=dict(node.labels),
+        labels=dict(node.labels) | gpu_labels(node, machine),
         taints=list(node.taints),
         remove_control_plane_taint=node.role is Role.CONTROL_PLANE
         and topology.control_plane_untainted,
         phases=entries,
         pending=pending,
     )
+
+
+def gpu_labels(node: Node, machine: MachineFacts) -> dict[str, str]:
+    """The GPU label NVIDIA's device plugin selects: aws GPU instance types, and ssh hosts
+    whose facts found an NVIDIA display controller."""
+    has_gpu = node.gpu_instance or bool(machine.nvidia_gpus)
+    return {gpu.GPU_LABEL: "true"} if has_gpu else {}
 
 
 def _yaml_text(data: object) -> str:
@@ -186,6 +194,9 @@ def node_files(
     if Phase.CNI.value in phases:
         text = cni.kustomization(cfg.kubernetes.cni, cfg.kubernetes.pod_cidr)
         files[cni.KUSTOMIZATION] = Artifact(text)
+    if Phase.NVIDIA_DEVICE_PLUGIN.value in phases:
+        files[gpu.KUSTOMIZATION] = Artifact(gpu.device_plugin_kustomization())
+        files[f"files/nvidia/{gpu.RUNTIME_CLASS_FILE}"] = Artifact(gpu.runtime_class())
     if {Phase.KUBEADM_JOIN_WORKER.value, Phase.KUBEADM_JOIN_CONTROL_PLANE.value} & set(phases):
         files["files/kubeadm-join.yaml"] = Artifact(
             JOIN_NOTE + kubeadm.to_yaml(join_document(cfg)), 0o600

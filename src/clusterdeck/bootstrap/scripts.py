@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 
+from clusterdeck.bootstrap import gpu
 from clusterdeck.bootstrap.kubeadm import CRI_SOCKET
 from clusterdeck.bootstrap.nodeconfig import (
     INIT_FILE,
@@ -88,4 +89,9 @@ def render_phase(cfg: NodeConfig, phase: str, *, upload_certs: bool = False) -> 
         offline_dir=OFFLINE_ON_NODE,
         init_file=INIT_FILE,
         cri_socket=CRI_SOCKET,
+        gpu={
+            "label": gpu.GPU_LABEL,
+            "plugin": gpu.DEVICE_PLUGIN,
+            "runtime_class": gpu.RUNTIME_CLASS,
+        },
     )

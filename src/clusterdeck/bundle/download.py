@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clusterdeck.bootstrap import cni
 from clusterdeck.bundle.create import create_from_directory
 from clusterdeck.bundle.manifest import BundleError, BundleManifest
 from clusterdeck.errors import PermanentError, TransientError
+from clusterdeck.model.releases import FLANNEL
 
 # The node components that go with each Kubernetes minor (release versions, official downloads)
 RELEASES: dict[str, dict[str, str]] = {
@@ -43,7 +43,7 @@ RELEASES: dict[str, dict[str, str]] = {
         "runc": "v1.3.7",
         "crictl": "v1.37.0",
         "cni-plugins": "v1.10.0",
-        "flannel": cni.FLANNEL.version,
+        "flannel": FLANNEL.version,
         "flannel-cni-plugin": "v1.9.1-flannel3",
     },
 }
@@ -92,9 +92,9 @@ def _urls(version: str, arch: str, pins: dict[str, str]) -> dict[str, tuple[str,
         f"{gh}/flannel-io/cni-plugin/releases/download/{flc}/cni-plugin-flannel-linux-{arch}-{flc}.tgz.sha256",
     )
     # the release manifest is pinned by its own sha256 (no checksum file is published beside it)
-    if fl != cni.FLANNEL.version:
-        raise PermanentError(f"flannel {fl}: only the {cni.FLANNEL.version} manifest is pinned")
-    files["kube-flannel.yml"] = (cni.FLANNEL.url, PINNED + cni.FLANNEL.sha256)
+    if fl != FLANNEL.version:
+        raise PermanentError(f"flannel {fl}: only the {FLANNEL.version} manifest is pinned")
+    files["kube-flannel.yml"] = (FLANNEL.url, PINNED + FLANNEL.sha256)
     return files
 
 

@@ -19,6 +19,7 @@ class Phase(StrEnum):
     LOAD_BALANCER = "api-load-balancer"
     KUBEADM_INIT = "kubeadm-init"
     CNI = "cni"
+    NVIDIA_DEVICE_PLUGIN = "nvidia-device-plugin"
     KUBEADM_JOIN_CONTROL_PLANE = "kubeadm-join-control-plane"
     KUBEADM_JOIN_WORKER = "kubeadm-join-worker"
     NODE_LABELS_TAINTS = "labels-and-taints"
@@ -34,6 +35,7 @@ PHASE_PURPOSE: dict[Phase, str] = {
     Phase.LOAD_BALANCER: "keepalived virtual IP and HAProxy in front of the API servers",
     Phase.KUBEADM_INIT: "kubeadm init from the rendered configuration",
     Phase.CNI: "pod network add-on",
+    Phase.NVIDIA_DEVICE_PLUGIN: "the nvidia RuntimeClass and NVIDIA's device plugin DaemonSet",
     Phase.KUBEADM_JOIN_CONTROL_PLANE: "join as a control plane (one at a time, etcd member add)",
     Phase.KUBEADM_JOIN_WORKER: "join as a worker (in parallel with other workers)",
     Phase.NODE_LABELS_TAINTS: "apply the topology's labels and taints (untaint when not dedicated)",

@@ -10,6 +10,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+GPU_FAMILIES = ("g", "p")  # the aws instance families with NVIDIA GPUs
+
 
 class Role(StrEnum):
     CONTROL_PLANE = "control-plane"
@@ -50,6 +52,12 @@ class Node(Record):
     taints: list[str]
     host: HostRef | None = None
     first_control_plane: bool = False
+
+    @property
+    def gpu_instance(self) -> bool:
+        """An aws instance of a GPU family (g*, p*). Whether an ssh host has a GPU is known
+        only from its facts."""
+        return self.provider == "aws" and (self.instance_type or " ")[0] in GPU_FAMILIES
 
 
 class Topology(Record):

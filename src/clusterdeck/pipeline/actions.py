@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from clusterdeck.bootstrap import kubeadm
+from clusterdeck.bootstrap import gpu, kubeadm
 from clusterdeck.bootstrap.kubeadm import BootstrapToken, InitConfiguration
 from clusterdeck.bootstrap.kubeadm_build import JoinMaterial, join_document
 from clusterdeck.bootstrap.nodeconfig import BUNDLE_ON_NODE, INIT_FILE, JOIN_FILE, NodeConfig
@@ -239,12 +239,29 @@ def unavailable_daemonsets(data: dict[str, Any]) -> list[str]:
     waiting = []
     for item in data.get("items", []):
         status = item.get("status", {})
+        meta = item.get("metadata", {})
         desired = status.get("desiredNumberScheduled", 0)
         ready = status.get("numberReady", 0)
-        if ready < desired or desired == 0:
-            meta = item.get("metadata", {})
+        # until the controller has seen the current spec, its counts say nothing (0 of 0 just
+        # after an apply); after that, 0 of 0 is a DaemonSet for nodes this cluster lacks
+        observed = status.get("observedGeneration", 0) >= meta.get("generation", 1)
+        if ready < desired or not observed:
             waiting.append(f"{meta.get('namespace')}/{meta.get('name')} ({ready}/{desired} ready)")
     return waiting
+
+
+def gpus_not_advertised(data: dict[str, Any]) -> list[str]:
+    """Nodes labelled as having an NVIDIA GPU whose kubelet does not offer ``nvidia.com/gpu``
+    (no driver, no toolkit runtime, or no device plugin running there)."""
+    missing = []
+    for item in data.get("items", []):
+        meta = item.get("metadata", {})
+        if meta.get("labels", {}).get(gpu.GPU_LABEL) != "true":
+            continue
+        count = item.get("status", {}).get("allocatable", {}).get(gpu.GPU_RESOURCE, "0")
+        if str(count) in ("", "0"):
+            missing.append(f"{meta.get('name')} (no {gpu.GPU_RESOURCE} advertised)")
+    return missing
 
 
 def ready_nodes(data: dict[str, Any]) -> set[str]:
@@ -269,12 +286,15 @@ async def wait_ready(
     missing = list(expected)
     while True:
         try:
-            ready = ready_nodes(await nodes_json(conns, endpoint))
+            nodes = await nodes_json(conns, endpoint)
+            ready = ready_nodes(nodes)
             missing = [n for n in expected if n not in ready]
             if not missing:
                 # a kubelet says Ready once a CNI config exists; the pod network works only
                 # when the CNI's and kube-proxy's pods run on every node
                 missing = unavailable_daemonsets(await daemonsets_json(conns, endpoint))
+            if not missing:
+                missing = gpus_not_advertised(nodes)
         except (TransientError, PermanentError, ValueError) as exc:
             log(f"cannot list nodes yet: {exc}")
         if not missing:

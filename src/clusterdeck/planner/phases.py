@@ -2,7 +2,9 @@
 
 The bootstrap layer renders these phases; the planner only decides which apply. GPU phases go
 to aws nodes of a GPU instance family (g*, p*) and to every ssh node (the driver install
-checks for a GPU on the machine itself).
+checks for a GPU on the machine itself). When the toolkit is asked for and some node may have
+a GPU, the first control plane also applies the ``nvidia`` RuntimeClass and NVIDIA's device
+plugin, which runs only on nodes labelled as having a GPU.
 """
 
 from __future__ import annotations
@@ -11,16 +13,17 @@ from clusterdeck.model.phases import Phase
 from clusterdeck.model.topology import Node, Role
 from clusterdeck.spec.models import Environment, LoadBalancerKind
 
-GPU_FAMILIES = ("g", "p")
-
 
 def is_gpu_node(node: Node) -> bool:
-    if node.provider != "aws":
-        return True
-    return bool(node.instance_type) and (node.instance_type or "")[0] in GPU_FAMILIES
+    """May have a GPU: an aws GPU instance, or any ssh host (its phases check the machine)."""
+    return node.provider != "aws" or node.gpu_instance
 
 
-def phases_for(env: Environment, node: Node) -> list[Phase]:
+def wants_device_plugin(env: Environment, nodes: list[Node]) -> bool:
+    return env.spec.nvidia_container_toolkit.install and any(is_gpu_node(n) for n in nodes)
+
+
+def phases_for(env: Environment, node: Node, *, device_plugin: bool = False) -> list[Phase]:
     spec = env.spec
     phases: list[Phase] = []
     if node.provider == "aws":
@@ -42,6 +45,8 @@ def phases_for(env: Environment, node: Node) -> list[Phase]:
             phases.append(Phase.LOAD_BALANCER)
         if node.first_control_plane:
             phases += [Phase.KUBEADM_INIT, Phase.CNI]
+            if device_plugin:
+                phases.append(Phase.NVIDIA_DEVICE_PLUGIN)
         else:
             phases.append(Phase.KUBEADM_JOIN_CONTROL_PLANE)
     else:

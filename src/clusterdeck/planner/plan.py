@@ -19,7 +19,7 @@ from clusterdeck.model.plan import (
 )
 from clusterdeck.model.topology import Topology
 from clusterdeck.planner import aws_layout
-from clusterdeck.planner.phases import phases_for
+from clusterdeck.planner.phases import phases_for, wants_device_plugin
 from clusterdeck.spec import rules
 from clusterdeck.spec.models import Environment, LoadBalancerKind, NetworkMode
 from clusterdeck.spec.network import aws_groups
@@ -61,6 +61,7 @@ def build_plan(env: Environment, topology: Topology, observed: Observed | None =
             targets=[n.name for n in topology.control_planes()],
             health_check="HAProxy tcp-check on 6443 every 2 s",
         )
+    device_plugin = wants_device_plugin(env, topology.nodes)
     nodes = [
         NodePlan(
             name=n.name,
@@ -71,7 +72,7 @@ def build_plan(env: Environment, topology: Topology, observed: Observed | None =
             address=n.host.address if n.host else None,
             labels=n.labels,
             taints=n.taints,
-            phases=[p.value for p in phases_for(env, n)],
+            phases=[p.value for p in phases_for(env, n, device_plugin=device_plugin)],
         )
         for n in topology.nodes
     ]

@@ -319,7 +319,7 @@ class NvidiaDriver(Strict):
     install: bool = Field(default=False, description="Install the driver on GPU nodes.")
     version: str | None = Field(
         default=None,
-        description="Driver version or branch, e.g. 570; default: the recommended one.",
+        description="Driver branch of Ubuntu's server drivers, e.g. 580 (the default).",
     )
 
 

@@ -44,6 +44,14 @@ done < /proc/self/status
 if [ "$(id -u)" = 0 ]; then echo "sudo=root"
 elif sudo -n true 2>/dev/null; then echo "sudo=yes"
 else echo "sudo=no"; fi
+# NVIDIA display controllers (vendor 0x10de, class 0x03....) straight from sysfs: no lspci needed
+n=0
+for dev in /sys/bus/pci/devices/*; do
+  [ -r "$dev/vendor" ] && [ -r "$dev/class" ] || continue
+  read -r vendor < "$dev/vendor"; read -r class < "$dev/class"
+  if [ "$vendor" = 0x10de ] && [ "${class#0x03}" != "$class" ]; then n=$((n + 1)); fi
+done
+echo "nvidia_pci=$n"
 if command -v lspci >/dev/null 2>&1; then
   echo "lspci=yes"
   lspci -nn 2>/dev/null | grep -Ei 'vga compatible|3d controller|display controller' \
@@ -111,7 +119,7 @@ def parse(output: str) -> dict[str, Any]:
         facts["nvidia_gpus"] = sum(1 for g in gpus if g["vendor"] == "nvidia")
     else:
         facts["gpus"] = None  # unknown: lspci is not installed
-        facts["nvidia_gpus"] = None
+        facts["nvidia_gpus"] = _int(values.get("nvidia_pci"))
         facts["notes"] = ["lspci not installed (package pciutils): GPUs not probed"]
     return facts
 

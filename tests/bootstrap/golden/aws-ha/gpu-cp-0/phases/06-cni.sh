@@ -113,37 +113,49 @@ has_nvidia_gpu() {
   return 1
 }
 
+# apply_release NAME VERSION SOURCE SHA256 DIR RECORD: apply a project's release manifest,
+# joined by kubectl kustomize with clusterdeck's kustomization in DIR. SOURCE is the release URL
+# (downloaded) or the offline bundle's file; either way its sha256 must be SHA256. RECORD is the
+# kube-system ConfigMap that remembers what was applied, so a re-run applies nothing new.
+apply_release() {
+  local name=$1 version=$2 source=$3 want_sha=$4 dir=$5 record=$6
+  local work="/run/clusterdeck/$name" got want have
+  install -d -m 0700 /run/clusterdeck "$work"
+  install -m 0600 "$dir"/*.yaml "$work/"
+  case "$source" in
+    https://*)
+      if [ "$(sha256sum "$work/upstream.yaml" 2>/dev/null | cut -d' ' -f1)" != "$want_sha" ]; then
+        log "downloading the $name $version release manifest"
+        retry 5 curl -fsSL --proto '=https' "$source" -o "$work/upstream.yaml"
+      fi
+      ;;
+    *) install -m 0600 "$source" "$work/upstream.yaml" ;;
+  esac
+  got="$(sha256sum "$work/upstream.yaml" | cut -d' ' -f1)"
+  if [ "$got" != "$want_sha" ]; then
+    rm -f "$work/upstream.yaml"
+    fail "the $name $version manifest from $source has sha256 $got, not the pinned $want_sha: refusing to apply it"
+  fi
+  kubectl kustomize "$work" >"$work/applied.yaml"
+  want="$(sha256sum "$work/applied.yaml" | cut -d' ' -f1)"
+  have="$(kubectl -n kube-system get configmap "$record" -o jsonpath='{.data.sha256}' 2>/dev/null || true)"
+  if [ "$have" = "$want" ]; then
+    log "$name $version already applied"
+    return 0
+  fi
+  log "applying $name $version"
+  retry 5 kubectl apply --server-side --force-conflicts -f "$work/applied.yaml"
+  kubectl -n kube-system create configmap "$record" --from-literal=sha256="$want" \
+    --from-literal=name="$name" --from-literal=version="$version" --dry-run=client -o yaml \
+    | kubectl apply -f - >/dev/null
+}
+
 
 export KUBECONFIG=/etc/kubernetes/admin.conf
-CNI='calico'
-CNI_VERSION='v3.32.1'
-WANT_SHA256='c2ab4f9a4ecde01d66e6f040d6745cd7f174d5ded573164c809ffb9f40a9d566'
-# the release manifest, its sha256 checked, joined with clusterdeck's patches by kustomize
-WORK=/run/clusterdeck/cni
-install -d -m 0700 /run/clusterdeck "$WORK"
-install -m 0600 "$BUNDLE/files/cni/kustomization.yaml" "$WORK/kustomization.yaml"
 
 SOURCE='https://raw.githubusercontent.com/projectcalico/calico/v3.32.1/manifests/calico-vxlan.yaml'
-if [ "$(sha256sum "$WORK/upstream.yaml" 2>/dev/null | cut -d' ' -f1)" != "$WANT_SHA256" ]; then
-  log "downloading the $CNI $CNI_VERSION release manifest"
-  retry 5 curl -fsSL --proto '=https' "$SOURCE" -o "$WORK/upstream.yaml"
-fi
 
-got="$(sha256sum "$WORK/upstream.yaml" | cut -d' ' -f1)"
-if [ "$got" != "$WANT_SHA256" ]; then
-  rm -f "$WORK/upstream.yaml"
-  fail "the $CNI $CNI_VERSION manifest from $SOURCE has sha256 $got, not the pinned $WANT_SHA256: refusing to apply it"
-fi
-kubectl kustomize "$WORK" >"$WORK/applied.yaml"
-want="$(sha256sum "$WORK/applied.yaml" | cut -d' ' -f1)"
-have="$(kubectl -n kube-system get configmap clusterdeck-cni -o jsonpath='{.data.sha256}' 2>/dev/null || true)"
-if [ "$have" = "$want" ]; then
-  log "$CNI $CNI_VERSION already applied"
-  exit 0
-fi
-log "applying $CNI $CNI_VERSION (pod CIDR 192.168.0.0/16)"
-retry 5 kubectl apply --server-side --force-conflicts -f "$WORK/applied.yaml"
-kubectl -n kube-system create configmap clusterdeck-cni --from-literal=sha256="$want" \
-  --from-literal=cni="$CNI" --from-literal=version="$CNI_VERSION" --dry-run=client -o yaml \
-  | kubectl apply -f - >/dev/null
+log "pod network: calico v3.32.1, pod CIDR 192.168.0.0/16"
+apply_release 'calico' 'v3.32.1' "$SOURCE" \
+  'c2ab4f9a4ecde01d66e6f040d6745cd7f174d5ded573164c809ffb9f40a9d566' "$BUNDLE/files/cni" clusterdeck-cni
 log "pod network applied"

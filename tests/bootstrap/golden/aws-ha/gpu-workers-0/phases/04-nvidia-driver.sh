@@ -114,7 +114,11 @@ has_nvidia_gpu() {
 }
 
 
-BRANCH='570'
+# The kernel module must match the kernel that runs (on AWS, the cloud kernel: linux-aws).
+# Ubuntu ships it prebuilt and signed for each kernel, as linux-modules-nvidia-BRANCH-server-
+# KERNEL; the flavour's package (…-server-aws, -generic) follows kernel updates. Only when no
+# prebuilt module exists for this kernel is it built by DKMS, against this kernel's headers.
+BRANCH='580'
 if ! has_nvidia_gpu; then
   log "no NVIDIA GPU on this machine: no driver to install"
   exit 0
@@ -123,12 +127,23 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
   log "NVIDIA driver already loaded: $(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n1)"
   exit 0
 fi
-if [ -z "$(pkg_version "nvidia-driver-${BRANCH}-server")" ]; then
-  log "installing nvidia-driver-${BRANCH}-server"
-  apt_install "nvidia-driver-${BRANCH}-server" "nvidia-utils-${BRANCH}-server"
+KERNEL="$(uname -r)"
+FLAVOUR="${KERNEL#*-*-}" # 6.8.0-1021-aws -> aws
+PREBUILT="linux-modules-nvidia-${BRANCH}-server-${KERNEL}"
+apt_update
+if apt-cache show "$PREBUILT" >/dev/null 2>&1; then
+  log "installing the prebuilt NVIDIA ${BRANCH} module for kernel ${KERNEL}"
+  packages=("$PREBUILT" "nvidia-headless-no-dkms-${BRANCH}-server" "nvidia-utils-${BRANCH}-server")
+  if apt-cache show "linux-modules-nvidia-${BRANCH}-server-${FLAVOUR}" >/dev/null 2>&1; then
+    packages+=("linux-modules-nvidia-${BRANCH}-server-${FLAVOUR}")
+  fi
+else
+  log "no prebuilt NVIDIA ${BRANCH} module for kernel ${KERNEL}: building it with DKMS"
+  packages=("linux-headers-${KERNEL}" "nvidia-headless-${BRANCH}-server" "nvidia-utils-${BRANCH}-server")
 fi
+apt_install "${packages[@]}"
 if ! modprobe nvidia; then
-  fail "the NVIDIA driver is installed but does not load; reboot the machine and re-run"
+  fail "the NVIDIA ${BRANCH} driver is installed but its module does not load on kernel ${KERNEL}; reboot the machine and re-run"
 fi
 nvidia-smi >/dev/null || fail "nvidia-smi fails after installing the driver"
-log "NVIDIA driver ${BRANCH} loaded"
+log "NVIDIA driver ${BRANCH} loaded on kernel ${KERNEL}"

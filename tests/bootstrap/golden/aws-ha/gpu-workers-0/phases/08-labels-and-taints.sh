@@ -129,6 +129,7 @@ labels=(
   'clusterdeck.dev/role=worker'
   'clusterdeck.dev/pool=workers'
   'node-role.kubernetes.io/worker='
+  'nvidia.com/gpu.present=true'
 )
 taints=(
   'nvidia.com/gpu=present:NoSchedule'
