@@ -25,8 +25,9 @@ from clusterdeck.providers import registry
 from clusterdeck.providers.base import ApplyContext, InfraResult
 from clusterdeck.spec import ValidationReport, check_file, load_file
 from clusterdeck.spec.loader import from_recorded
-from clusterdeck.spec.models import Environment
+from clusterdeck.spec.models import Environment, Provider
 from clusterdeck.state.store import StateStore, require_environment
+from clusterdeck.transport.keyfiles import check_key_files
 
 PROVIDER_ORDER = ("aws", "ssh")
 
@@ -93,6 +94,7 @@ def create(
     and ``delete`` can clean up.
     """
     refuse_running_changes(env, store)
+    check_login_keys(env, infra_only=infra_only)
     offline_bundle = None
     if env.spec.offline is not None and not infra_only:
         # checked before anything is created or uploaded: a bundle for another version, or
@@ -118,6 +120,28 @@ def create(
         if result.failed:
             _after_failure(store, env.name, existed=existed)
         return result
+
+
+def check_login_keys(env: Environment, *, infra_only: bool) -> None:
+    """The key files a create will log in with, read now (validate and plan never read them);
+    an --infra-only create of aws pools logs in nowhere."""
+    if not infra_only or any(n.provider == Provider.SSH.value for n in expand(env).nodes):
+        check_key_files(login_keys(env))
+
+
+def login_keys(env: Environment) -> list[tuple[str, str | None]]:
+    """Every private key file the file names, with the field that names it."""
+    auth = env.spec.auth
+    keys: list[tuple[str, str | None]] = [("spec.auth.privateKey", auth.private_key)]
+    if auth.bastion is not None:
+        keys.append(("spec.auth.bastion.privateKey", auth.bastion.private_key))
+    cluster = env.spec.cluster
+    groups = [("controlPlane", cluster.control_plane), ("workers", cluster.workers)]
+    groups += [(f"nodePools[{i}]", pool) for i, pool in enumerate(cluster.node_pools)]
+    for name, group in groups:
+        for j, host in enumerate(group.hosts if group is not None else []):
+            keys.append((f"spec.cluster.{name}.hosts[{j}].key", host.key))
+    return keys
 
 
 def running_changes(before: Environment, after: Environment) -> list[str]:

@@ -46,6 +46,8 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true",
         "MOTO_ENABLE_AMI_VALIDATION": "true",
         "MOTO_ENABLE_KEYPAIR_VALIDATION": "true",
+        # AWS's managed policies exist in every account (AmazonSSMManagedInstanceCore)
+        "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(

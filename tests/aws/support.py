@@ -61,6 +61,26 @@ def tagged(environment: str, region: str = "us-west-2") -> dict[str, list[str]]:
         for desc in elb.describe_tags(ResourceArns=arns[start : start + 20])["TagDescriptions"]:
             if any(t["Key"] == ENV_TAG and t["Value"] == environment for t in desc["Tags"]):
                 owned.add(desc["ResourceArn"])
+    iam = boto3.client("iam", region_name=region)
+
+    def ours(tag_list: list[dict[str, str]]) -> bool:
+        return any(t["Key"] == ENV_TAG and t["Value"] == environment for t in tag_list)
+
+    found["iam-role"] = [
+        r["RoleName"]
+        for r in iam.list_roles()["Roles"]
+        if ours(iam.list_role_tags(RoleName=r["RoleName"])["Tags"])
+    ]
+    found["instance-profile"] = [
+        p["InstanceProfileName"]
+        for p in iam.list_instance_profiles()["InstanceProfiles"]
+        # GetInstanceProfile carries the tags (moto has no ListInstanceProfileTags)
+        if ours(
+            iam.get_instance_profile(InstanceProfileName=p["InstanceProfileName"])[
+                "InstanceProfile"
+            ].get("Tags", [])
+        )
+    ]
     found["load-balancer"] = [x["LoadBalancerArn"] for x in lbs if x["LoadBalancerArn"] in owned]
     found["target-group"] = [x["TargetGroupArn"] for x in tgs if x["TargetGroupArn"] in owned]
     return {k: v for k, v in found.items() if v}

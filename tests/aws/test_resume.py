@@ -34,6 +34,8 @@ EXPECTED = {
     "volume": 6,
     "load-balancer": 2,  # users' NLB and the nodes' internal one
     "target-group": 2,
+    "iam-role": 1,  # the nodes' role for SSM, and its instance profile
+    "instance-profile": 1,
 }
 
 

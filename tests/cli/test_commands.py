@@ -21,6 +21,13 @@ CLI = str(Path(sys.executable).with_name("clusterdeck"))
 def store_path(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "state.db"
     monkeypatch.setenv("CLUSTERDECK_STATE", str(path))
+    # the examples log in with ~/.ssh/id_ed25519, which create checks first: give it one
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    key = home / ".ssh" / "id_ed25519"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
+    key.chmod(0o600)
+    monkeypatch.setenv("HOME", str(home))
     return path
 
 

@@ -47,6 +47,7 @@ def create(
 ) -> None:
     app = state(ctx)
     env = load_checked(app, file)
+    api.check_login_keys(env, infra_only=infra_only)  # before a plan is shown or agreed to
     dedicated = ask_dedicated(app, env)
     store = app.store()
     _, the_plan = api.plan(env, store, dedicated=dedicated)

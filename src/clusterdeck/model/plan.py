@@ -86,6 +86,8 @@ class InstanceGroupPlan(Item):
     public_ip: bool = True
     subnet: str = ""
     security_group: str = ""
+    instance_profile: str | None = None  # IAM instance profile (SSM) for nodes with no public IP
+    reach: str = "ssh"  # how clusterdeck logs in: ssh (direct or through the bastion) | ssm
 
 
 class LoadBalancerPlan(Item):

@@ -1,8 +1,9 @@
 """Where each node is and how to log in, read from the providers' ``node/<name>`` records.
 
 The only provider knowledge the pipeline has: ``ssh_host``, ``ssh_port``, ``ssh_user`` and
-the addresses in each record, the key from the spec, and a ``bastion`` output when there is
-one. Anything missing is a clear error naming the node.
+the addresses in each record, the key from the spec, a ``bastion`` output when there is
+one, and ``reach: ssm`` for nodes reached through a Systems Manager session. Anything
+missing is a clear error naming the node.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from clusterdeck.errors import NotFoundError, UsageError
 from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
 from clusterdeck.model.topology import Node, Topology
 from clusterdeck.spec.models import Environment
-from clusterdeck.transport import Endpoint
+from clusterdeck.transport import Endpoint, SsmRoute
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,26 @@ def targets(
         if not host:
             raise UsageError(f"node {node.name}: its record has no ssh_host or address")
         key = node.host.key if node.host and node.host.key else auth.private_key
+        if data.get("reach") == "ssm":
+            # an SSM session to the instance's own sshd: no bastion, no open SSH port; the
+            # SSH inside it (host key pinning included) is the same as for a direct login
+            route = SsmRoute(
+                instance_id=by_name[node.name].provider_id,
+                region=str(data.get("region", "")),
+                port=int(data.get("ssh_port") or 22),
+            )
+            found[node.name] = Target(
+                node,
+                Endpoint(
+                    host=route.instance_id,
+                    port=route.port,
+                    user=str(data.get("ssh_user") or auth.username),
+                    keys=_keys(key),
+                    name=node.name,
+                    ssm=route,
+                ),
+            )
+            continue
         found[node.name] = Target(
             node,
             Endpoint(

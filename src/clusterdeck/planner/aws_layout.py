@@ -9,6 +9,7 @@ only from the bastion's group. No I/O.
 
 from __future__ import annotations
 
+from clusterdeck.model import aws_iam
 from clusterdeck.model.plan import (
     InstanceGroupPlan,
     LoadBalancerPlan,
@@ -19,13 +20,46 @@ from clusterdeck.model.plan import (
     SourceKind,
 )
 from clusterdeck.model.topology import Node, Role, Topology
-from clusterdeck.spec.models import AwsSpec, Cni, Environment, NetworkMode
+from clusterdeck.spec.models import AwsSpec, Cni, Environment, NetworkMode, NodeAccess
 from clusterdeck.spec.network import SubnetLayout, subnet_layout, zones_in_use
 
 SG_CP = "sg/control-plane"
 SG_WORKER = "sg/worker"
 SG_BASTION = "sg/bastion"
 BASTION_INSTANCE_TYPE = "t3.micro"
+
+
+def uses_ssm(aws: AwsSpec) -> bool:
+    return aws.network.mode is NetworkMode.PRIVATE and aws.network.node_access is NodeAccess.SSM
+
+
+def wants_bastion(aws: AwsSpec) -> bool:
+    return aws.network.mode is NetworkMode.PRIVATE and not uses_ssm(aws)
+
+
+def iam(env: Environment, aws: AwsSpec) -> list[ResourcePlan]:
+    """The role and instance profile every node without a public address gets, so that
+    Systems Manager can reach it (AmazonSSMManagedInstanceCore: the agent's own calls only)."""
+    if aws.network.mode is not NetworkMode.PRIVATE:
+        return []
+    name = aws_iam.node_profile_name(env.name, aws.region)
+    return [
+        ResourcePlan(
+            key=aws_iam.ROLE_KEY,
+            kind="iam-role",
+            name=name,
+            details={"trust": "ec2.amazonaws.com", "policy": aws_iam.SSM_POLICY_ARN},
+        ),
+        ResourcePlan(
+            key=aws_iam.PROFILE_KEY,
+            kind="instance-profile",
+            name=name,
+            details={"role": name},
+            depends_on=[aws_iam.ROLE_KEY],
+        ),
+    ]
+
+
 NLB_HEALTH = "TCP 6443 every 10 s, healthy 2 / unhealthy 2"
 
 
@@ -118,8 +152,11 @@ def security_groups(
     private = aws.network.mode is NetworkMode.PRIVATE
     ingress = _ingress(aws.ingress_cidrs)
     node_ports = _ingress(aws.node_port_cidrs) if aws.node_port_cidrs else ingress
+    # private: SSH only from the bastion, or not at all when SSM sessions reach the nodes
     ssh = (
-        [RuleSource(kind=SourceKind.SECURITY_GROUP, value=f"{name}-bastion")]
+        []
+        if uses_ssm(aws)
+        else [RuleSource(kind=SourceKind.SECURITY_GROUP, value=f"{name}-bastion")]
         if private
         else ingress
     )
@@ -137,8 +174,9 @@ def security_groups(
         )
 
     api_sources = [*ingress, *lb_subnets, worker_sg] + ([self_cp] if private else [])
+    ssh_rules = [rule("tcp", (22, 22), ssh, "SSH access")] if ssh else []
     cp_rules = [
-        rule("tcp", (22, 22), ssh, "SSH access"),
+        *ssh_rules,
         rule("tcp", (6443, 6443), api_sources, "Kubernetes API"),
         rule("tcp", (2379, 2380), [self_cp], "etcd peer/client"),
         rule("tcp", (10250, 10250), [self_cp, worker_sg], "kubelet"),
@@ -146,7 +184,7 @@ def security_groups(
         rule("tcp", (10257, 10257), [self_cp], "kube-controller-manager"),
     ]
     worker_rules = [
-        rule("tcp", (22, 22), ssh, "SSH access"),
+        *ssh_rules,
         rule("tcp", (10250, 10250), [cp_sg], "kubelet (from control-plane only)"),
         rule("tcp", (30000, 32767), node_ports, "NodePort services"),
     ]
@@ -160,7 +198,7 @@ def security_groups(
             key=SG_WORKER, name=worker_name, role="worker", rules=[*worker_rules, icmp]
         ),
     ]
-    if private:
+    if wants_bastion(aws):
         groups.insert(
             0,
             SecurityGroupPlan(
@@ -189,6 +227,7 @@ def _cni_rules(cni: Cni) -> list[tuple[str, tuple[int, int], str]]:
 
 def instance_groups(env: Environment, aws: AwsSpec, topology: Topology) -> list[InstanceGroupPlan]:
     private = aws.network.mode is NetworkMode.PRIVATE
+    profile = aws_iam.node_profile_name(env.name, aws.region) if private else None
     grouped: dict[tuple[str, str], list[Node]] = {}
     for node in topology.nodes:
         if node.provider == "aws" and node.zone is not None:
@@ -219,6 +258,8 @@ def instance_groups(env: Environment, aws: AwsSpec, topology: Topology) -> list[
                 spot_price=price,
                 root_volume_gb=first.root_volume_gb or 64,
                 public_ip=not private,
+                instance_profile=profile,
+                reach="ssm" if uses_ssm(aws) else "ssh",
                 subnet=f"subnet/{'private' if private else 'public'}/{zone}",
                 security_group=SG_CP if first.role is Role.CONTROL_PLANE else SG_WORKER,
             )

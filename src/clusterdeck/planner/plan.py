@@ -44,10 +44,10 @@ def build_plan(env: Environment, topology: Topology, observed: Observed | None =
     ha = env.spec.cluster.high_availability
     if aws is not None and aws_groups(env):
         net, layout = aws_layout.network(env, aws)
-        resources += net
+        resources += net + aws_layout.iam(env, aws)
         security_groups = aws_layout.security_groups(env, aws, layout)
         instance_groups = aws_layout.instance_groups(env, aws, topology)
-        if aws.network.mode is NetworkMode.PRIVATE:
+        if aws_layout.wants_bastion(aws):
             instance_groups.insert(0, aws_layout.bastion(env, layout))
         if ha.enabled and ha.load_balancer is LoadBalancerKind.NLB:
             load_balancer, lb_resources = aws_layout.nlb(env, topology)

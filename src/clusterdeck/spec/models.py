@@ -145,10 +145,19 @@ class NetworkMode(StrEnum):
     PRIVATE = "private"
 
 
+class NodeAccess(StrEnum):
+    BASTION = "bastion"
+    SSM = "ssm"
+
+
 class AwsNetwork(Strict):
     mode: NetworkMode = Field(
         default=NetworkMode.PUBLIC,
         description="public: nodes with public IPs, no NAT; private: NAT per AZ, a bastion, no public IPs on nodes.",
+    )
+    node_access: NodeAccess = Field(
+        default=NodeAccess.BASTION,
+        description="How private-mode nodes are reached: bastion (an SSH jump host is created) or ssm (Systems Manager sessions: no bastion, no SSH port open). Every node without a public address gets an instance profile for SSM either way.",
     )
 
 

@@ -87,13 +87,17 @@ def plugin_invocation(
     return argv, {RESPONSE_ENV: json.dumps(session)}
 
 
-def start_session(route: SsmRoute, node: str) -> tuple[dict[str, Any], str]:
-    """Call SSM StartSession (blocking); return the response and the endpoint URL used."""
+def start_session(route: SsmRoute, node: str, client: Any = None) -> tuple[dict[str, Any], str]:
+    """Call SSM StartSession (blocking); return the response and the endpoint URL used.
+    ``client``: an SSM client to use (default: one for the route's profile and region)."""
     import boto3
     import botocore.exceptions
 
-    session = boto3.session.Session(profile_name=route.profile or None, region_name=route.region)
-    client = session.client("ssm")
+    if client is None:
+        session = boto3.session.Session(
+            profile_name=route.profile or None, region_name=route.region
+        )
+        client = session.client("ssm")
     try:
         response: dict[str, Any] = dict(client.start_session(**session_request(route)))
     except botocore.exceptions.ClientError as exc:

@@ -24,6 +24,7 @@ STEPS = (
     "route-tables",
     "security-groups",
     "security-group-rules",
+    "iam-role",
     "instances-launched-unrecorded",
     "instances-launched",
     "instances-running",

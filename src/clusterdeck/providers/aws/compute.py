@@ -35,6 +35,9 @@ from clusterdeck.spec.models import Environment
 RUNNING_TIMEOUT = 900.0
 PARALLEL = 16
 BASTION_KEY = "instances/bastion"
+# how long RunInstances may refuse a just-created instance profile (IAM propagation)
+PROFILE_PROPAGATION = 90.0
+PROFILE_POLL = 3.0
 
 
 @dataclass
@@ -199,6 +202,8 @@ def _launch(
     }
     if env.spec.auth.key_name:
         kwargs["KeyName"] = env.spec.auth.key_name
+    if group.instance_profile:
+        kwargs["IamInstanceProfile"] = {"Name": group.instance_profile}
     if group.market == "spot":
         options: dict[str, Any] = {
             "SpotInstanceType": "one-time",
@@ -210,7 +215,9 @@ def _launch(
         kwargs["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": options}
     what = f"{len(names)} x {group.instance_type} for {group.pool} in {group.zone}"
     token = _token(run, group, names)
-    for _ in range(2):
+    profile_deadline = time.monotonic() + PROFILE_PROPAGATION
+    fresh_tokens = 0
+    while True:
         try:
             out = run.call(
                 run.session.ec2.run_instances,
@@ -221,16 +228,22 @@ def _launch(
                 **kwargs,
             )
         except PermanentError as exc:
-            if aws_code(exc) != "IdempotentParameterMismatch":
+            if _profile_not_visible_yet(exc) and time.monotonic() < profile_deadline:
+                run.emit(EventKind.RETRYING, INSTANCES, what, "waiting", "instance profile")
+                time.sleep(PROFILE_POLL)
+                continue
+            if aws_code(exc) != "IdempotentParameterMismatch" or fresh_tokens:
                 raise
+            fresh_tokens += 1
             token = uuid.uuid4().hex  # an earlier launch used this token with other settings
             continue
         launched = instances_from([out])
         if all(i.state in ("pending", "running") for i in launched):
             break
+        if fresh_tokens:
+            raise PermanentError(f"{what}: AWS returned instances that are not starting")
+        fresh_tokens += 1
         token = uuid.uuid4().hex  # the token was used by an earlier, since-terminated launch
-    else:
-        raise PermanentError(f"{what}: AWS returned instances that are not starting")
     checkpoints.reached("instances-launched-unrecorded")
     launched.sort(key=lambda i: i.launch_index)
     mapped = dict(zip(names, launched, strict=False))
@@ -240,6 +253,12 @@ def _launch(
         EventKind.INFO, INSTANCES, group.key, "launched", f"{len(mapped)} x {group.instance_type}"
     )
     return mapped
+
+
+def _profile_not_visible_yet(exc: PermanentError) -> bool:
+    """RunInstances refuses a just-created instance profile until IAM has propagated it (IAM
+    is eventually consistent): "Invalid IAM Instance Profile name"."""
+    return aws_code(exc) == "InvalidParameterValue" and "iaminstanceprofile" in str(exc).lower()
 
 
 def _record(
@@ -269,6 +288,8 @@ def _data(
     }
     if bastion and group.role != "bastion":
         data["bastion"] = bastion
+    if group.reach == "ssm":
+        data["reach"] = "ssm"  # logins go through an SSM session to the instance's sshd
     return {"provider": "aws", "region": run.region, **data}
 
 

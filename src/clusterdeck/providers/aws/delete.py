@@ -22,7 +22,7 @@ from typing import Any
 from clusterdeck.errors import ClusterdeckError, PermanentError
 from clusterdeck.events import EventKind
 from clusterdeck.model.records import ResourceRecord
-from clusterdeck.providers.aws import observe, tags
+from clusterdeck.providers.aws import iam, observe, tags
 from clusterdeck.providers.aws.errors import BUSY, AwsNotFound, collect
 from clusterdeck.providers.aws.observe import Inventory
 from clusterdeck.providers.aws.run import (
@@ -52,6 +52,7 @@ def delete_all(run: AwsRun, records: list[ResourceRecord]) -> list[str]:
     for vpc in inv.all("vpc"):
         _drain_interfaces(run, vpc.id, set(terminating))
     run.done(INSTANCES, started, f"{len(terminating)} terminated")
+    iam.delete(run, _gone)
     started = time.monotonic()
     _security_groups(run, inv)
     run.done(SECURITY_GROUPS, started)

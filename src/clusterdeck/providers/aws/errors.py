@@ -136,6 +136,7 @@ BUSY = frozenset(
         "InvalidAddress.Locked",
         "InvalidState",
         "OperationNotPermitted",
+        "DeleteConflict",  # IAM: a role still in a profile or with a policy attached
     }
 )
 NOT_FOUND_EXTRA = frozenset(
@@ -150,6 +151,7 @@ NOT_FOUND_EXTRA = frozenset(
         "InvalidGroup.NotFound",
         "InvalidPermission.NotFound",
         "Gateway.NotAttached",
+        "NoSuchEntity",  # IAM
     }
 )
 # Right after a create, AWS may not yet know the new ID everywhere (eventual consistency).

@@ -5,7 +5,9 @@ nothing behind) and ``observe`` all start from the same picture, taken with a fi
 of batched describe calls (one paginated call per resource type, whatever the node count).
 EC2 resources are filtered by tag server-side; load balancers and target groups, which
 ELBv2 cannot filter by tag, are looked up by name when the name is known, or else listed and
-checked with DescribeTags in batches of 20. This module only reads.
+checked with DescribeTags in batches of 20. The nodes' IAM role and instance profile (IAM
+has no tag filter) are looked up by their fixed name and kept only when tagged as ours. This
+module only reads.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from clusterdeck.model import aws_iam
 from clusterdeck.providers.aws import tags
 from clusterdeck.providers.aws.errors import AwsNotFound, call, collect
 from clusterdeck.providers.aws.session import AwsSession
@@ -163,7 +166,36 @@ def discover(
     ):
         inv.instances.extend(_instance(i) for i in res.get("Instances", []))
     _load_balancers(session, inv, list(lb_names), list(tg_names), scan_load_balancers)
+    _iam(session, inv)
     return inv
+
+
+def _iam(session: AwsSession, inv: Inventory) -> None:
+    """Add the role and the profile to ``inv`` when they exist and are this environment's."""
+    name = aws_iam.node_profile_name(inv.environment, session.region)
+    what = f"looking up IAM role {name}"
+    try:
+        role = call(lambda: session.iam.get_role(RoleName=name), what)["Role"]
+    except AwsNotFound:
+        role = None
+    if role is not None:
+        t = tags.as_dict(role.get("Tags"))
+        if tags.owned_by(t, inv.environment):
+            inv.add(Found(aws_iam.ROLE_KEY, "iam-role", name, t, dict(role)))
+        else:
+            inv.foreign.append(f"IAM role {name}")
+    try:
+        profile = call(
+            lambda: session.iam.get_instance_profile(InstanceProfileName=name),
+            f"looking up instance profile {name}",
+        )["InstanceProfile"]
+    except AwsNotFound:
+        return
+    t = tags.as_dict(profile.get("Tags"))
+    if tags.owned_by(t, inv.environment):
+        inv.add(Found(aws_iam.PROFILE_KEY, "instance-profile", name, t, dict(profile)))
+    else:
+        inv.foreign.append(f"instance profile {name}")
 
 
 def _instance(raw: Mapping[str, Any]) -> Instance:

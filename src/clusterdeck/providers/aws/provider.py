@@ -22,6 +22,7 @@ from clusterdeck.providers.aws import (
     caller_ip,
     compute,
     delete,
+    iam,
     loadbalancer,
     network,
     preflight,
@@ -81,6 +82,7 @@ class AwsProvider:
         )
         network.ensure(run, plan)
         security.ensure(run, plan, run.ids["vpc"], caller)
+        iam.ensure(run, plan)
         launched = compute.ensure(run, plan, env, prepared)
         targets = plan.load_balancer.targets if plan.load_balancer else []
         cp_ids = [launched.instances[n].id for n in targets if n in launched.instances]

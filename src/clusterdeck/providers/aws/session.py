@@ -30,6 +30,7 @@ from clusterdeck.providers.aws.errors import translate
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_elbv2 import ElasticLoadBalancingv2Client
+    from mypy_boto3_iam import IAMClient
     from mypy_boto3_pricing import PricingClient
     from mypy_boto3_ssm import SSMClient
 
@@ -96,6 +97,7 @@ class AwsSession:
     ec2: EC2Client
     elbv2: ElasticLoadBalancingv2Client
     ssm: SSMClient
+    iam: IAMClient  # global service: the region only picks the endpoint
     _pricing: PricingClient | None = field(default=None, repr=False)
 
     def pricing(self) -> PricingClient:
@@ -127,4 +129,5 @@ def connect(region: str | None = None, *, profile: str | None = None) -> AwsSess
         ec2=boto.client("ec2", region_name=region, config=config),
         elbv2=boto.client("elbv2", region_name=region, config=config),
         ssm=boto.client("ssm", region_name=region, config=config),
+        iam=boto.client("iam", region_name=region, config=config),
     )
