@@ -373,3 +373,34 @@ def test_an_oversized_file_is_refused() -> None:
     report = check_bytes(b"# " + b"x" * (2 << 20))
     (issue,) = report.errors
     assert "at most" in issue.message
+
+
+TYPO = """\
+apiVersion: clusterdeck.dev/v1alpha1
+kind: Environment
+metadata: {name: typo}
+spec:
+  auth: {keyName: k}
+  aws: {region: REGION}
+  cluster:
+    controlPlane: {count: 1, instanceType: m5.xlarge}
+    workers: {count: 2, instanceType: WORKER}
+    nodePools: [{name: odd, count: 1, instanceType: POOL}]
+"""
+
+
+def _typo(region: str, worker: str, pool: str) -> list[tuple[str, str]]:
+    text = TYPO.replace("REGION", region).replace("WORKER", worker).replace("POOL", pool)
+    report = check_bytes(text.encode())
+    assert report.valid, report.errors
+    return [(w.path, w.message) for w in report.warnings]
+
+
+def test_unknown_region_and_instance_types_are_warned_about_offline() -> None:
+    assert _typo("us-west-2", "g5.xlarge", "p4d.24xlarge") == []
+    warned = dict(_typo("us-wets-2", "g5.xlargee", "zz9.large"))
+    assert warned["spec.aws.region"].endswith("did you mean us-west-2?")
+    assert warned["spec.cluster.workers.instanceType"] == (
+        "'g5.xlargee': unknown EC2 instance type; did you mean g5.xlarge?"
+    )
+    assert "unknown EC2 instance family" in warned["spec.cluster.nodePools[0].instanceType"]

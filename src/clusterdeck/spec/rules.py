@@ -7,10 +7,13 @@ but probably not what the user meant. No I/O.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from collections.abc import Iterator
 from itertools import combinations
+from typing import Any
 
+from clusterdeck.spec import aws_catalog
 from clusterdeck.spec.models import Environment as Env
 from clusterdeck.spec.models import (
     EtcdTopology,
@@ -88,6 +91,7 @@ def warnings(env: Env) -> list[Finding]:
                 "API endpoint is the first control plane, a single point of failure",
             )
         )
+    found += _unknown_to_aws(env)
     if env.spec.nvidia_container_toolkit.install and not env.spec.container_runtime.install:
         found.append(
             (
@@ -97,6 +101,45 @@ def warnings(env: Env) -> list[Finding]:
             )
         )
     return found
+
+
+def _unknown_to_aws(env: Env) -> list[Finding]:
+    """A region or instance type botocore's data does not list (offline): likely a typo."""
+    if env.spec.aws is None or not aws_groups(env):
+        return []
+    found: list[Finding] = []
+    regions = aws_catalog.known_regions()
+    region = env.spec.aws.region
+    if regions and region not in regions:
+        close = difflib.get_close_matches(region, sorted(regions), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        found.append(
+            (("spec", "aws", "region"), f"{region!r} is not an AWS region this tool knows{hint}")
+        )
+    types = aws_catalog.known_instance_types()
+    if not types:
+        return found
+    families = {t.split(".", 1)[0] for t in types}
+    for loc, group in _machine_groups(env):
+        wanted = group.instance_type
+        if not wanted or wanted in types:
+            continue
+        family = wanted.split(".", 1)[0]
+        close = difflib.get_close_matches(wanted, sorted(types), n=1)
+        what = "instance type" if family in families else "instance family"
+        hint = f"; did you mean {close[0]}?" if close else ""
+        found.append(((*loc, "instanceType"), f"{wanted!r}: unknown EC2 {what}{hint}"))
+    return found
+
+
+def _machine_groups(env: Env) -> list[tuple[Loc, Any]]:
+    """(location, group) of every aws machine group that names an instance type."""
+    spec = env.spec
+    groups: list[tuple[Loc, Any]] = [(CP, spec.cluster.control_plane)]
+    if spec.cluster.workers is not None:
+        groups.append(((*CLUSTER, "workers"), spec.cluster.workers))
+    groups += [((*CLUSTER, "nodePools", i), p) for i, p in enumerate(spec.cluster.node_pools)]
+    return [(loc, g) for loc, g in groups if (g.provider or spec.provider).value == "aws"]
 
 
 def _control_plane(env: Env) -> Iterator[Finding]:
