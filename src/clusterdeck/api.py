@@ -46,7 +46,25 @@ def plan(
     """The plan for ``env``; with a store, what it already records counts as existing."""
     topology = expand(env, dedicated=dedicated)
     observed = observed_from_store(store, env.name) if store is not None else Observed.nothing()
-    return topology, build_plan(env, topology, observed)
+    the_plan = build_plan(env, topology, observed)
+    record = store.environment(env.name) if store is not None else None
+    if record is not None:
+        installed = kubernetes_installed(record)
+        the_plan = the_plan.model_copy(update={"kubernetes_installed": installed})
+    return topology, the_plan
+
+
+INFRA_ONLY_STATUS = "infra-ready"  # what a create with --infra-only leaves
+
+
+def kubernetes_installed(record: EnvironmentRecord) -> bool | None:
+    """False after an --infra-only create (machines, no Kubernetes); True once a create has
+    bootstrapped it; None when the store cannot tell (a create still running or failed)."""
+    if record.status == INFRA_ONLY_STATUS:
+        return False
+    if record.status in ("ready", "bootstrap-failed"):
+        return True
+    return None
 
 
 def observed_from_store(store: StateStore, environment: str) -> Observed:
@@ -225,7 +243,7 @@ def _create_locked(
         )
         result.results[name] = provider.apply(ctx)
     if result.failed or infra_only:
-        store.set_status(env.name, "failed" if result.failed else "infra-ready")
+        store.set_status(env.name, "failed" if result.failed else INFRA_ONLY_STATUS)
         return result
     result.bootstrap = pipeline.bootstrap(
         env, store, topology, the_plan, events=events, offline_bundle=offline_bundle

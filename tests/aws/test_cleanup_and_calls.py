@@ -7,6 +7,7 @@ ModifyNetworkInterfaceAttribute (source/destination check): AWS has no batch for
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import boto3
@@ -222,3 +223,23 @@ def test_rules_no_longer_wanted_are_revoked(aws: Aws) -> None:
     assert not any(cidr == "203.0.113.0/24" for _, cidr in now)
     assert not any(cidr == "203.0.113.0/24" for _, cidr in sources("calls-worker"))
     assert api.delete("calls", aws.store) == []
+
+
+def test_after_infra_only_plan_and_status_say_kubernetes_is_not_installed(aws: Aws) -> None:
+    """Not "no changes": the machines exist, Kubernetes does not, and both commands say so."""
+    file = str(EXAMPLES / "aws-minimal.yaml")
+    done = cli("create", "-f", file, "--infra-only", "--yes")
+    assert done.returncode == 0, done.stderr[-2000:]
+    plan = cli("plan", "-f", file)
+    assert plan.returncode == 0, plan.stderr
+    text = plan.stdout + plan.stderr
+    assert "Infrastructure exists; Kubernetes is not installed" in text
+    assert "No changes" not in text
+    as_json = json.loads(cli("plan", "-f", file, "-o", "json").stdout)
+    assert as_json["kubernetes_installed"] is False
+    status = cli("status", "minimal")
+    assert "Kubernetes is not installed" in status.stdout
+    assert (
+        json.loads(cli("status", "minimal", "-o", "json").stdout)["kubernetes_installed"] is False
+    )
+    assert cli("delete", "minimal", "--yes").returncode == 0

@@ -210,11 +210,17 @@ def status(
                     {"key": r.key, "kind": r.kind, "id": r.provider_id} for r in view.resources
                 ],
                 "missing": view.missing,
+                "kubernetes_installed": api.kubernetes_installed(rec),
             }
         )
         return
     app.console.print(f"[bold]{rec.name}[/] ({rec.provider}) status: {rec.status}")
     app.console.print(f"endpoint: {rec.outputs.get('endpoint', 'not known yet')}")
+    if api.kubernetes_installed(rec) is False:
+        app.console.print(
+            "[yellow]infrastructure exists; Kubernetes is not installed[/] (created with "
+            "--infra-only): run `clusterdeck create -f FILE` to install it"
+        )
     table = render.table_("Nodes", "node", "id", "role", "pool", "state", "public IP", "private IP")
     for node in nodes:
         table.add_row(

@@ -108,7 +108,13 @@ def plan(console: Console, the_plan: Plan) -> None:
     console.print(table)
     changes = the_plan.changes()
     counts = {kind: sum(1 for a in changes if a.kind is kind) for kind in ActionKind}
-    if not changes:
+    if not changes and the_plan.kubernetes_installed is False:
+        console.print(
+            "[yellow]Infrastructure exists; Kubernetes is not installed[/] (created with "
+            f"--infra-only): `clusterdeck create -f FILE` installs it on the "
+            f"{len(the_plan.nodes)} nodes."
+        )
+    elif not changes:
         console.print("[green]No changes[/]: everything in the file already exists.")
     else:
         console.print(

@@ -156,6 +156,8 @@ class Plan(Item):
     nodes: list[NodePlan] = Field(default_factory=list)
     actions: list[Action] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    # False: the machines exist (created with --infra-only) but Kubernetes is not installed
+    kubernetes_installed: bool | None = None
 
     def changes(self) -> list[Action]:
         return [a for a in self.actions if a.kind is not ActionKind.NOOP]
