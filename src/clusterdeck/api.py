@@ -7,6 +7,7 @@ the store. No printing here: progress goes out as events, results come back as d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from clusterdeck.events import EventSink, discard
 from clusterdeck.model.observed import Observed, ObservedNode
 from clusterdeck.model.plan import ActionKind, Plan
 from clusterdeck.model.records import NODE_PREFIX, EnvironmentRecord, ResourceRecord
-from clusterdeck.model.topology import Topology
+from clusterdeck.model.topology import Role, Topology
 from clusterdeck.planner import build_plan, expand
 from clusterdeck.providers import registry
 from clusterdeck.providers.base import ApplyContext, InfraResult
@@ -261,6 +262,97 @@ def effective_spec(env: Environment, dedicated: bool | None) -> dict[str, Any]:
     if dedicated is not None:
         data["spec"]["cluster"]["controlPlane"]["dedicated"] = dedicated
     return data
+
+
+@dataclass(frozen=True)
+class ApplyPlan:
+    """What ``apply`` will do to a running environment, each action with its reason."""
+
+    environment: str
+    remove: list[tuple[str, str]]  # (worker node, why), in the order they leave
+    refused: list[str]  # changes apply cannot make yet: nothing runs while any is listed
+
+    @property
+    def empty(self) -> bool:
+        return not self.remove and not self.refused
+
+
+def plan_apply(env: Environment, store: StateStore) -> tuple[Environment, Topology, ApplyPlan]:
+    """Diff the file against the environment as recorded; (recorded spec, its topology, plan).
+    This slice of day-2 removes workers (a smaller pool, a pool gone from the file); every other
+    change of a running environment is listed as refused."""
+    record = require_environment(store, env.name)
+    if record.status != "ready":
+        raise UsageError(
+            f"environment {env.name!r} is {record.status}, not ready: run create first"
+        )
+    before = from_recorded(record.spec)
+    dedicated = before.spec.cluster.control_plane.dedicated
+    old, new = expand(before), expand(env, dedicated=dedicated)
+    wanted = {n.name: n for n in new.nodes}
+    remove: list[tuple[str, str]] = []
+    refused: list[str] = []
+    pools_now = {n.pool for n in new.nodes}
+    for node in reversed(old.nodes):  # the newest (highest index) leave first
+        if node.name in wanted:
+            continue
+        if node.role is not Role.WORKER:
+            refused.append(f"{node.name}: removing a control plane is not supported yet")
+        elif node.provider != Provider.SSH.value:
+            refused.append(f"{node.name}: removing {node.provider} nodes is not supported yet")
+        else:
+            why = (
+                "pool removed from the file"
+                if node.pool not in pools_now
+                else (f"pool {node.pool} shrinks")
+            )
+            remove.append((node.name, why))
+    known = {n.name for n in old.nodes}
+    refused += [
+        f"{n.name}: adding nodes is not supported by apply yet"
+        for n in new.nodes
+        if n.name not in known
+    ]
+    if before.spec.kubernetes.version != env.spec.kubernetes.version:
+        refused.append(
+            f"kubernetes.version {before.spec.kubernetes.version} -> "
+            f"{env.spec.kubernetes.version}: upgrades are not supported yet"
+        )
+    for node in new.nodes:
+        was = next((o for o in old.nodes if o.name == node.name), None)
+        if was is not None and (was.instance_type, was.host) != (node.instance_type, node.host):
+            refused.append(f"{node.name}: its machine changes (replacement not supported yet)")
+    return before, old, ApplyPlan(env.name, remove, refused)
+
+
+def apply(
+    env: Environment,
+    store: StateStore,
+    planned: ApplyPlan,
+    *,
+    drain_timeout: float,
+    force: bool,
+    log: Callable[[str], None],
+) -> None:
+    """Carry out exactly ``planned`` (from :func:`plan_apply`), then record the new file."""
+    if planned.refused:
+        raise UsageError("apply cannot make these changes yet: " + "; ".join(planned.refused))
+    with store.lock(env.name, "apply"):
+        before, old, again = plan_apply(env, store)
+        if again != planned:
+            raise UsageError(f"{env.name!r} changed since the plan was shown: run apply again")
+        if planned.remove:
+            pipeline.remove_workers(
+                before,
+                store,
+                old,
+                [name for name, _ in planned.remove],
+                drain_timeout=drain_timeout,
+                force=force,
+                log=log,
+            )
+        dedicated = before.spec.cluster.control_plane.dedicated
+        store.save_environment(env.name, env.spec.provider.value, effective_spec(env, dedicated))
 
 
 def delete(name: str, store: StateStore, *, events: EventSink = discard) -> list[str]:

@@ -9,7 +9,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported on first use (the transport, and so asyncssh, comes with them)
-    from clusterdeck.pipeline.run import BootstrapResult, bootstrap, fetch_kubeconfig, live_status
+    from clusterdeck.pipeline.run import (
+        BootstrapResult,
+        bootstrap,
+        fetch_kubeconfig,
+        live_status,
+        remove_workers,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +24,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["BootstrapResult", "bootstrap", "fetch_kubeconfig", "live_status"]
+__all__ = ["BootstrapResult", "bootstrap", "fetch_kubeconfig", "live_status", "remove_workers"]

@@ -23,8 +23,9 @@ from clusterdeck.errors import PermanentError, TransientError
 from clusterdeck.events import EventSink, discard
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
+from clusterdeck.model.records import NODE_PREFIX
 from clusterdeck.model.topology import Role, Topology
-from clusterdeck.pipeline import actions, graph, offline
+from clusterdeck.pipeline import actions, graph, offline, scale_down
 from clusterdeck.pipeline import kubeconfig as kc
 from clusterdeck.pipeline.targets import Target, targets
 from clusterdeck.providers.ssh.access import host_key_policy
@@ -320,3 +321,30 @@ def _node_rows(data: dict[str, Any], expected: list[str]) -> list[dict[str, Any]
         if n not in seen
     ]
     return rows
+
+
+def remove_workers(
+    env: Environment,
+    store: StateStore,
+    topology: Topology,
+    names: list[str],
+    *,
+    drain_timeout: float,
+    force: bool,
+    log: Callable[[str], None],
+) -> None:
+    """Drain and remove ``names`` (workers of ``topology``, the cluster as it runs), one at a
+    time; each node's record is forgotten only once it has left."""
+    tgt = _targets(store, env, topology)
+    cp = tgt[topology.control_planes()[0].name].endpoint
+
+    async def go() -> None:
+        async with Connections(host_keys=host_key_policy(env, store, env.name)) as conns:
+            for name in names:
+                leaving = scale_down.Leaving(name, tgt[name].endpoint)
+                await scale_down.remove_node(
+                    conns, cp, leaving, drain_timeout=drain_timeout, force=force, log=log
+                )
+                store.mark_deleted(env.name, f"{NODE_PREFIX}{name}")
+
+    asyncio.run(go())

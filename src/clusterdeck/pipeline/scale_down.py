@@ -1,0 +1,147 @@
+"""Take worker nodes out of a running cluster: cordon, drain, delete the Node, reset the host.
+
+Why it exists: ``apply`` shrinks a pool or removes one, and a node must leave without losing
+what runs on it. The drain goes through the eviction API (``kubectl drain``), so every
+PodDisruptionBudget is honoured; when the per-node timeout runs out, the removal stops with the
+name of the budget that blocks it and the node stays cordoned (nothing is deleted). Only
+``force`` deletes pods without eviction. On ssh hosts the machine stays the user's: kubeadm
+resets it and its kubelet is stopped and disabled. Nodes leave one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from clusterdeck.errors import PermanentError
+from clusterdeck.pipeline.actions import KUBECTL
+from clusterdeck.transport import Command, Connections, Endpoint
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Leaving:
+    name: str  # the Node's name
+    endpoint: Endpoint  # its host, reset after the Node is deleted
+
+
+class DrainBlocked(PermanentError):
+    """A drain ran out of time; the node is left cordoned."""
+
+
+def _covers(pdb: dict[str, Any], pod: dict[str, Any]) -> bool:
+    if pdb["metadata"].get("namespace") != pod["metadata"].get("namespace"):
+        return False
+    selector = pdb.get("spec", {}).get("selector") or {}
+    labels = pod["metadata"].get("labels") or {}
+    wanted = selector.get("matchLabels") or {}
+    if not wanted and not selector.get("matchExpressions"):
+        return False
+    if any(labels.get(k) != v for k, v in wanted.items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        value, op, values = labels.get(expr["key"]), expr["operator"], expr.get("values") or []
+        if (
+            (op == "In" and value not in values)
+            or (op == "NotIn" and value in values)
+            or (op == "Exists" and value is None)
+            or (op == "DoesNotExist" and value is not None)
+        ):
+            return False
+    return True
+
+
+def blocking_budgets(pdbs: dict[str, Any], pods: dict[str, Any]) -> list[str]:
+    """``namespace/name (pods ...)`` of each budget that allows no disruption of a pod here."""
+    found = []
+    for pdb in pdbs.get("items", []):
+        if pdb.get("status", {}).get("disruptionsAllowed", 0) > 0:
+            continue
+        covered = [p["metadata"]["name"] for p in pods.get("items", []) if _covers(pdb, p)]
+        if covered:
+            meta = pdb["metadata"]
+            found.append(f"{meta['namespace']}/{meta['name']} (pods {', '.join(covered)})")
+    return found
+
+
+async def _kubectl(
+    conns: Connections, cp: Endpoint, *args: str, timeout: float = 60, check: bool = True
+) -> Any:
+    return await conns.run(
+        cp,
+        Command([*KUBECTL, *args], name=f"kubectl {args[0]}", root=True),
+        timeout=timeout,
+        check=check,
+    )
+
+
+async def remove_node(
+    conns: Connections,
+    cp: Endpoint,
+    node: Leaving,
+    *,
+    drain_timeout: float,
+    force: bool,
+    log: Log,
+) -> None:
+    log(f"{node.name}: cordon")
+    await _kubectl(conns, cp, "cordon", node.name)
+    log(f"{node.name}: drain (eviction API, PodDisruptionBudgets honoured, {drain_timeout:g}s)")
+    drain = [
+        "drain",
+        node.name,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        f"--timeout={int(drain_timeout)}s",
+    ]
+    if force:
+        drain += ["--disable-eviction", "--force"]
+    res = await _kubectl(conns, cp, *drain, timeout=drain_timeout + 60, check=False)
+    if res.exit_status != 0:
+        pdbs = json.loads((await _kubectl(conns, cp, "get", "pdb", "-A", "-o", "json")).stdout)
+        pods = json.loads(
+            (
+                await _kubectl(
+                    conns,
+                    cp,
+                    "get",
+                    "pods",
+                    "-A",
+                    "-o",
+                    "json",
+                    f"--field-selector=spec.nodeName={node.name}",
+                )
+            ).stdout
+        )
+        budgets = blocking_budgets(pdbs, pods)
+        why = (
+            "PodDisruptionBudget " + "; ".join(budgets) + " allows no disruption"
+            if budgets
+            else (res.stderr.strip().splitlines() or ["kubectl drain failed"])[-1]
+        )
+        raise DrainBlocked(
+            f"{node.name}: drain did not finish within {drain_timeout:g}s: {why}. "
+            f"{node.name} stays cordoned and in the cluster; relax the budget and run apply "
+            "again, or pass --force to delete its pods without eviction"
+        )
+    log(f"{node.name}: delete the Node")
+    await _kubectl(conns, cp, "delete", "node", node.name, "--ignore-not-found")
+    log(f"{node.name}: kubeadm reset and kubelet stopped on its host")
+    await conns.run(
+        node.endpoint,
+        Command(["kubeadm", "reset", "--force"], name="kubeadm reset", root=True),
+        timeout=300,
+    )
+    await conns.run(
+        node.endpoint,
+        Command(["systemctl", "disable", "--now", "kubelet"], name="stop kubelet", root=True),
+        timeout=60,
+    )
+    await conns.run(
+        node.endpoint,
+        Command(["rm", "-rf", "/var/lib/clusterdeck/done"], name="forget phases", root=True),
+        timeout=30,
+    )
