@@ -290,6 +290,7 @@ def plan_apply(env: Environment, store: StateStore) -> tuple[Environment, Topolo
     dedicated = before.spec.cluster.control_plane.dedicated
     old, new = expand(before), expand(env, dedicated=dedicated)
     wanted = {n.name: n for n in new.nodes}
+    old_by_name = {n.name: n for n in old.nodes}
     remove: list[tuple[str, str]] = []
     refused: list[str] = []
     pools_now = {n.pool for n in new.nodes}
@@ -307,11 +308,10 @@ def plan_apply(env: Environment, store: StateStore) -> tuple[Environment, Topolo
                 else (f"pool {node.pool} shrinks")
             )
             remove.append((node.name, why))
-    known = {n.name for n in old.nodes}
     refused += [
         f"{n.name}: adding nodes is not supported by apply yet"
         for n in new.nodes
-        if n.name not in known
+        if n.name not in old_by_name
     ]
     if before.spec.kubernetes.version != env.spec.kubernetes.version:
         refused.append(
@@ -319,10 +319,15 @@ def plan_apply(env: Environment, store: StateStore) -> tuple[Environment, Topolo
             f"{env.spec.kubernetes.version}: upgrades are not supported yet"
         )
     for node in new.nodes:
-        was = next((o for o in old.nodes if o.name == node.name), None)
+        was = old_by_name.get(node.name)
         if was is not None and (was.instance_type, was.host) != (node.instance_type, node.host):
             refused.append(f"{node.name}: its machine changes (replacement not supported yet)")
     return before, old, ApplyPlan(env.name, remove, refused)
+
+
+def refuse_unsupported(planned: ApplyPlan) -> None:
+    if planned.refused:
+        raise UsageError("apply cannot make these changes yet: " + "; ".join(planned.refused))
 
 
 def apply(
@@ -335,8 +340,7 @@ def apply(
     log: Callable[[str], None],
 ) -> None:
     """Carry out exactly ``planned`` (from :func:`plan_apply`), then record the new file."""
-    if planned.refused:
-        raise UsageError("apply cannot make these changes yet: " + "; ".join(planned.refused))
+    refuse_unsupported(planned)
     with store.lock(env.name, "apply"):
         before, old, again = plan_apply(env, store)
         if again != planned:

@@ -63,7 +63,7 @@ def apply(
     env = load_checked(app, file)
     store = app.store()
     _, _, planned = api.plan_apply(env, store)
-    if output is Output.JSON and (planned.empty or planned.refused or not yes):
+    if output is Output.JSON:  # the plan as data; it runs only with --yes
         print_json(
             {
                 "environment": planned.environment,
@@ -73,13 +73,11 @@ def apply(
                 "refused": planned.refused,
             }
         )
-        if planned.refused:
-            raise UsageError("apply cannot make these changes yet: " + "; ".join(planned.refused))
-        return
-    if planned.refused:
-        raise UsageError("apply cannot make these changes yet: " + "; ".join(planned.refused))
+    api.refuse_unsupported(planned)
     if planned.empty:
         app.err.print(f"No changes: {env.name!r} already matches {file}.")
+        return
+    if output is Output.JSON and not yes:
         return
     for name, why in planned.remove:
         app.err.print(f"  delete {name}: {why} (cordon, drain, delete Node, kubeadm reset)")
