@@ -15,13 +15,15 @@ from typing import Any
 from clusterdeck import pipeline
 from clusterdeck.bundle.manifest import Bundle as OfflineBundle
 from clusterdeck.bundle.manifest import open_checked
-from clusterdeck.errors import UsageError
+from clusterdeck.errors import PermanentError, UsageError
 from clusterdeck.events import EventSink, discard
+from clusterdeck.model.day2 import ApplyPlan, ChangeKind
 from clusterdeck.model.observed import Observed, ObservedNode
 from clusterdeck.model.plan import ActionKind, Plan
 from clusterdeck.model.records import NODE_PREFIX, EnvironmentRecord, ResourceRecord
-from clusterdeck.model.topology import Role, Topology
-from clusterdeck.planner import build_plan, expand
+from clusterdeck.model.topology import Topology
+from clusterdeck.planner import build_plan, day2, expand
+from clusterdeck.planner.expand import HostIdentity
 from clusterdeck.providers import registry
 from clusterdeck.providers.base import ApplyContext, InfraResult
 from clusterdeck.spec import ValidationReport, check_file, load_file
@@ -45,7 +47,8 @@ def plan(
     env: Environment, store: StateStore | None = None, *, dedicated: bool | None = None
 ) -> tuple[Topology, Plan]:
     """The plan for ``env``; with a store, what it already records counts as existing."""
-    topology = expand(env, dedicated=dedicated)
+    names = recorded_names(store, env.name) if store is not None else None
+    topology = expand(env, dedicated=dedicated, names=names)
     observed = observed_from_store(store, env.name) if store is not None else Observed.nothing()
     the_plan = build_plan(env, topology, observed)
     record = store.environment(env.name) if store is not None else None
@@ -66,6 +69,18 @@ def kubernetes_installed(record: EnvironmentRecord) -> bool | None:
     if record.status in ("ready", "bootstrap-failed"):
         return True
     return None
+
+
+def recorded_names(store: StateStore, environment: str) -> dict[HostIdentity, str]:
+    """The name each recorded ssh host's node has: it follows the host through edits."""
+    names: dict[HostIdentity, str] = {}
+    for res in store.resources(environment):
+        data = res.data
+        ssh = data.get("provider") == Provider.SSH.value and data.get("ssh_host")
+        if res.key.startswith(NODE_PREFIX) and ssh:
+            key = (str(data.get("pool")), str(data["ssh_host"]), int(data.get("ssh_port") or 22))
+            names[key] = res.key[len(NODE_PREFIX) :]
+    return names
 
 
 def observed_from_store(store: StateStore, environment: str) -> Observed:
@@ -264,65 +279,17 @@ def effective_spec(env: Environment, dedicated: bool | None) -> dict[str, Any]:
     return data
 
 
-@dataclass(frozen=True)
-class ApplyPlan:
-    """What ``apply`` will do to a running environment, each action with its reason."""
-
-    environment: str
-    remove: list[tuple[str, str]]  # (worker node, why), in the order they leave
-    refused: list[str]  # changes apply cannot make yet: nothing runs while any is listed
-
-    @property
-    def empty(self) -> bool:
-        return not self.remove and not self.refused
-
-
-def plan_apply(env: Environment, store: StateStore) -> tuple[Environment, Topology, ApplyPlan]:
-    """Diff the file against the environment as recorded; (recorded spec, its topology, plan).
-    This slice of day-2 removes workers (a smaller pool, a pool gone from the file); every other
-    change of a running environment is listed as refused."""
+def plan_apply(env: Environment, store: StateStore) -> tuple[Environment, ApplyPlan]:
+    """Observe the running environment (the store's records, the cluster's Nodes) and diff it
+    against the file: (the recorded spec, the plan). Reads only; changes nothing."""
     record = require_environment(store, env.name)
     if record.status != "ready":
         raise UsageError(
             f"environment {env.name!r} is {record.status}, not ready: run create first"
         )
     before = from_recorded(record.spec)
-    dedicated = before.spec.cluster.control_plane.dedicated
-    old, new = expand(before), expand(env, dedicated=dedicated)
-    wanted = {n.name: n for n in new.nodes}
-    old_by_name = {n.name: n for n in old.nodes}
-    remove: list[tuple[str, str]] = []
-    refused: list[str] = []
-    pools_now = {n.pool for n in new.nodes}
-    for node in reversed(old.nodes):  # the newest (highest index) leave first
-        if node.name in wanted:
-            continue
-        if node.role is not Role.WORKER:
-            refused.append(f"{node.name}: removing a control plane is not supported yet")
-        elif node.provider != Provider.SSH.value:
-            refused.append(f"{node.name}: removing {node.provider} nodes is not supported yet")
-        else:
-            why = (
-                "pool removed from the file"
-                if node.pool not in pools_now
-                else (f"pool {node.pool} shrinks")
-            )
-            remove.append((node.name, why))
-    refused += [
-        f"{n.name}: adding nodes is not supported by apply yet"
-        for n in new.nodes
-        if n.name not in old_by_name
-    ]
-    if before.spec.kubernetes.version != env.spec.kubernetes.version:
-        refused.append(
-            f"kubernetes.version {before.spec.kubernetes.version} -> "
-            f"{env.spec.kubernetes.version}: upgrades are not supported yet"
-        )
-    for node in new.nodes:
-        was = old_by_name.get(node.name)
-        if was is not None and (was.instance_type, was.host) != (node.instance_type, node.host):
-            refused.append(f"{node.name}: its machine changes (replacement not supported yet)")
-    return before, old, ApplyPlan(env.name, remove, refused)
+    running = pipeline.observe_running(before, store)
+    return before, day2.diff(before, env, recorded_names(store, env.name), running)
 
 
 def refuse_unsupported(planned: ApplyPlan) -> None:
@@ -338,25 +305,60 @@ def apply(
     drain_timeout: float,
     force: bool,
     log: Callable[[str], None],
+    events: EventSink = discard,
 ) -> None:
-    """Carry out exactly ``planned`` (from :func:`plan_apply`), then record the new file."""
+    """Carry out exactly ``planned`` (from :func:`plan_apply`), batch by batch, then record the
+    new file. A stopped run is resumed by running apply again: it observes what is left."""
     refuse_unsupported(planned)
     with store.lock(env.name, "apply"):
-        before, old, again = plan_apply(env, store)
+        before, again = plan_apply(env, store)
         if again != planned:
             raise UsageError(f"{env.name!r} changed since the plan was shown: run apply again")
-        if planned.remove:
-            pipeline.remove_workers(
-                before,
-                store,
-                old,
-                [name for name, _ in planned.remove],
-                drain_timeout=drain_timeout,
-                force=force,
-                log=log,
-            )
-        dedicated = before.spec.cluster.control_plane.dedicated
+        for kind, batch in planned.batches():
+            if kind is ChangeKind.ADD:
+                _join(before, env, store, [c.node for c in batch], events=events, log=log)
+            else:
+                pipeline.remove_workers(
+                    env,
+                    store,
+                    [c.node for c in batch],
+                    drain_timeout=drain_timeout,
+                    force=force,
+                    log=log,
+                )
+        dedicated = day2.dedicated_for(before, env)
         store.save_environment(env.name, env.spec.provider.value, effective_spec(env, dedicated))
+
+
+def _join(
+    before: Environment,
+    env: Environment,
+    store: StateStore,
+    names: list[str],
+    *,
+    events: EventSink,
+    log: Callable[[str], None],
+) -> None:
+    """Register the new machines with their provider, then bring them into the cluster; the
+    topology of this step is what the file wants of what is recorded by now."""
+    wanted = day2.desired_topology(before, env, recorded_names(store, env.name))
+    joining = [wanted.node(n) for n in names]
+    ctx_plan = build_plan(env, wanted, observed_from_store(store, env.name))
+    provider = registry.get(Provider.SSH.value)
+    infra = provider.apply(ApplyContext(env.name, ctx_plan, wanted, joining, store, events, env))
+    if infra.failed:
+        raise PermanentError(
+            "could not register: " + "; ".join(f"{n}: {why}" for n, why in infra.failed.items())
+        )
+    recorded = set(observed_from_store(store, env.name).nodes)
+    step = wanted.model_copy(update={"nodes": [n for n in wanted.nodes if n.name in recorded]})
+    the_plan = build_plan(env, step, observed_from_store(store, env.name))
+    result = pipeline.join_nodes(env, store, step, the_plan, names, events=events, log=log)
+    if result.failed:
+        raise PermanentError(
+            "joining failed, nothing else was changed (run apply again to resume): "
+            + "; ".join(f"{n}: {why}" for n, why in result.failed.items())
+        )
 
 
 def delete(name: str, store: StateStore, *, events: EventSink = discard) -> list[str]:

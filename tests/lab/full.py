@@ -40,7 +40,7 @@ from tests.lab.light import (
 
 CACHE = Path(os.environ.get("CLUSTERDECK_LAB_CACHE", "/var/cache/clusterdeck-lab"))
 SUITE = "bookworm"
-IMAGE_VERSION = "6"  # bump when customize() changes
+IMAGE_VERSION = "7"  # bump when customize() changes
 LOGIN_USER = "ubuntu"  # full hosts log in as this user, with passwordless sudo; root cannot
 BASE_PACKAGES = (
     "systemd",
@@ -52,6 +52,7 @@ BASE_PACKAGES = (
     "iputils-ping",
     "iptables",
     "ca-certificates",
+    "curl",  # as on cloud images: clusterdeck asks etcd through it
     "netcat-openbsd",
     "less",
     "python3",

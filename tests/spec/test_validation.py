@@ -138,11 +138,14 @@ CASES = [
         "not a CIDR",
     ),
     (
-        "HA with one control plane",
-        BASE.replace("      count: 2\n", "      count: 2\n    highAvailability: {enabled: true}\n"),
+        "HA with two control planes",
+        BASE.replace(
+            "      count: 1\n    workers:\n      count: 2\n",
+            "      count: 2\n    workers:\n      count: 2\n    highAvailability: {enabled: true}\n",
+        ),
         "spec.cluster.controlPlane.count",
         11,
-        "at least 3 control planes",
+        "must be odd",
     ),
     (
         "dedicated without workers",

@@ -2,8 +2,10 @@
 
 Why it exists: ``create`` builds only what does not exist and refuses to change a running
 cluster. ``apply`` shows each action with its reason, asks, then carries out exactly those
-actions. This slice removes workers (a smaller ssh pool, a pool gone from the file), draining
-them through the eviction API; other changes are listed as not supported yet and nothing runs.
+actions: new ssh hosts join (workers, new pools, control planes one at a time between etcd
+checks), removed ones are drained through the eviction API and reset, a swapped host is
+replaced (the new one joins before the old one leaves). Changes it cannot make are listed as
+refused, and then nothing runs.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import typer
 from clusterdeck import api
 from clusterdeck.cli.cmd_core import FileOpt, OutputOpt, load_checked
 from clusterdeck.cli.cmd_create import YesOpt
-from clusterdeck.cli.context import Output, confirm, print_json, state
+from clusterdeck.cli.context import Output, confirm, print_json, progress, state
 from clusterdeck.errors import UsageError
+from clusterdeck.model.day2 import ChangeKind, NodeChange
 
 _DURATION = re.compile(r"^(\d+)(s|m|h)?$")
 
@@ -33,9 +36,11 @@ def parse_duration(text: str) -> float:
 def register(app: typer.Typer) -> None:
     app.command(
         help="Change a running environment to match its file: shows each action with its "
-        "reason, asks, then runs exactly those. Removes workers (smaller ssh pools, pools gone "
-        "from the file) by cordon, drain through the eviction API (PodDisruptionBudgets "
-        "honoured), Node deletion and kubeadm reset on the host.",
+        "reason, asks, then runs exactly those. New hosts join (bigger pools, new pools, a "
+        "control plane grown 1 -> 3 -> 5 one member at a time with etcd checked); removed "
+        "hosts are cordoned, drained through the eviction API (PodDisruptionBudgets honoured), "
+        "deleted from the cluster and reset. A host swapped for another is replaced: the new "
+        "one joins first. A stopped apply resumes when run again.",
         epilog="Example:  clusterdeck apply -f cluster.yaml --drain-timeout 90s --yes",
     )(apply)
 
@@ -62,15 +67,13 @@ def apply(
     timeout = parse_duration(drain_timeout)
     env = load_checked(app, file)
     store = app.store()
-    _, _, planned = api.plan_apply(env, store)
+    _, planned = api.plan_apply(env, store)
     if output is Output.JSON:  # the plan as data; it runs only with --yes
         print_json(
             {
                 "environment": planned.environment,
-                "actions": [
-                    {"kind": "delete", "target": n, "reason": why} for n, why in planned.remove
-                ],
-                "refused": planned.refused,
+                "actions": [c.as_dict() for c in planned.changes],
+                "refused": list(planned.refused),
             }
         )
     api.refuse_unsupported(planned)
@@ -79,8 +82,20 @@ def apply(
         return
     if output is Output.JSON and not yes:
         return
-    for name, why in planned.remove:
-        app.err.print(f"  delete {name}: {why} (cordon, drain, delete Node, kubeadm reset)")
-    confirm(app, f"Remove {len(planned.remove)} nodes from {env.name!r}?", yes=yes)
-    api.apply(env, store, planned, drain_timeout=timeout, force=force, log=app.err.print)
+    for change in planned.changes:
+        app.err.print(f"  {change.kind.value:<6} {change.node}: {change.reason} ({_steps(change)})")
+    adds, removes = len(planned.of_kind(ChangeKind.ADD)), len(planned.of_kind(ChangeKind.REMOVE))
+    confirm(app, f"Add {adds} and remove {removes} nodes in {env.name!r}?", yes=yes)
+    with progress(app, f"Applying {file} to {env.name}") as sink:
+        api.apply(
+            env, store, planned, drain_timeout=timeout, force=force, log=app.err.print, events=sink
+        )
     app.err.print(f"[green]{env.name} matches {file}[/]")
+
+
+def _steps(change: NodeChange) -> str:
+    if change.kind is ChangeKind.REMOVE:
+        return "cordon, drain, delete the Node, kubeadm reset on the host"
+    if change.role == "control-plane":
+        return "etcd checked, kubeadm join --control-plane, etcd checked again, health"
+    return "node phases, kubeadm join, labels and taints, health"

@@ -9,19 +9,37 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported on first use (the transport, and so asyncssh, comes with them)
+    from clusterdeck.pipeline.day2 import join_nodes, observe_running, remove_workers
     from clusterdeck.pipeline.run import (
         BootstrapResult,
         bootstrap,
         fetch_kubeconfig,
         live_status,
-        remove_workers,
     )
+
+_HOME = {
+    "BootstrapResult": "run",
+    "bootstrap": "run",
+    "fetch_kubeconfig": "run",
+    "live_status": "run",
+    "join_nodes": "day2",
+    "observe_running": "day2",
+    "remove_workers": "day2",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        return getattr(importlib.import_module("clusterdeck.pipeline.run"), name)
+    if name in _HOME:
+        return getattr(importlib.import_module(f"clusterdeck.pipeline.{_HOME[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["BootstrapResult", "bootstrap", "fetch_kubeconfig", "live_status", "remove_workers"]
+__all__ = [
+    "BootstrapResult",
+    "bootstrap",
+    "fetch_kubeconfig",
+    "join_nodes",
+    "live_status",
+    "observe_running",
+    "remove_workers",
+]

@@ -23,9 +23,8 @@ from clusterdeck.errors import PermanentError, TransientError
 from clusterdeck.events import EventSink, discard
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
-from clusterdeck.model.records import NODE_PREFIX
 from clusterdeck.model.topology import Role, Topology
-from clusterdeck.pipeline import actions, graph, offline, scale_down
+from clusterdeck.pipeline import actions, graph, offline
 from clusterdeck.pipeline import kubeconfig as kc
 from clusterdeck.pipeline.targets import Target, targets
 from clusterdeck.providers.ssh.access import host_key_policy
@@ -81,6 +80,7 @@ def _steps(
     conns: Connections,
     ready_timeout: float,
     offline_bundle: OfflineBundle | None,
+    expected: list[str],
 ) -> list[Step]:
     configs = bundle.configs
     ha = sum(1 for c in configs.values() if c.role is Role.CONTROL_PLANE) > 1
@@ -110,7 +110,7 @@ def _steps(
                 return await actions.read_admin_conf(conns, endpoint)
             if spec.kind == "ready":
                 return await actions.wait_ready(
-                    conns, endpoint, list(configs), ctx.write, timeout=ready_timeout
+                    conns, endpoint, expected, ctx.write, timeout=ready_timeout
                 )
             cfg = configs[spec.node]
             script = bundle.files[spec.node][
@@ -194,10 +194,14 @@ def bootstrap(
     ready_timeout: float = READY_TIMEOUT,
     concurrency: int = 100,
     offline_bundle: OfflineBundle | None = None,
+    only: set[str] | None = None,
 ) -> BootstrapResult:
     """Bring every node of the environment into the cluster (idempotent; re-run resumes).
 
-    With ``spec.offline`` the bundle is opened and checked here unless the caller did."""
+    With ``spec.offline`` the bundle is opened and checked here unless the caller did.
+    ``only`` (day-2) limits the phases to those nodes and the control planes, whose phases
+    find their work done except where the cluster grew (load balancer backends, a new
+    member's join); the Ready wait still covers every node."""
     if offline_bundle is None and env.spec.offline is not None:
         offline_bundle = open_checked(
             env.spec.offline.bundle, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
@@ -205,11 +209,19 @@ def bootstrap(
     facts = bootstrap_facts.with_offline(_facts(store, env, plan), offline_bundle)
     bundle = render_environment(env, topology, plan, facts)
     tgt = _targets(store, env, topology)
+    expected = [n.name for n in topology.nodes]
+    if only is not None:
+        keep = {
+            name: cfg
+            for name, cfg in bundle.configs.items()
+            if name in only or cfg.role is Role.CONTROL_PLANE
+        }
+        bundle = replace(bundle, configs=keep)
     specs = graph.build(bundle.configs)
 
     async def go() -> RunReport:
         async with Connections(host_keys=host_key_policy(env, store, env.name), events=events) as c:
-            steps = _steps(specs, bundle, tgt, c, ready_timeout, offline_bundle)
+            steps = _steps(specs, bundle, tgt, c, ready_timeout, offline_bundle, expected)
             executor = Executor(
                 concurrency=concurrency, events=events, store=store, environment=env.name
             )
@@ -321,30 +333,3 @@ def _node_rows(data: dict[str, Any], expected: list[str]) -> list[dict[str, Any]
         if n not in seen
     ]
     return rows
-
-
-def remove_workers(
-    env: Environment,
-    store: StateStore,
-    topology: Topology,
-    names: list[str],
-    *,
-    drain_timeout: float,
-    force: bool,
-    log: Callable[[str], None],
-) -> None:
-    """Drain and remove ``names`` (workers of ``topology``, the cluster as it runs), one at a
-    time; each node's record is forgotten only once it has left."""
-    tgt = _targets(store, env, topology)
-    cp = tgt[topology.control_planes()[0].name].endpoint
-
-    async def go() -> None:
-        async with Connections(host_keys=host_key_policy(env, store, env.name)) as conns:
-            for name in names:
-                leaving = scale_down.Leaving(name, tgt[name].endpoint)
-                await scale_down.remove_node(
-                    conns, cp, leaving, drain_timeout=drain_timeout, force=force, log=log
-                )
-                store.mark_deleted(env.name, f"{NODE_PREFIX}{name}")
-
-    asyncio.run(go())

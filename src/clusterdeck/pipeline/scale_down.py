@@ -87,6 +87,11 @@ async def remove_node(
     force: bool,
     log: Log,
 ) -> None:
+    listed = await _kubectl(conns, cp, "get", "node", node.name, "--ignore-not-found", "-o", "name")
+    if not listed.stdout.strip():  # a stopped run deleted it already: reset the host
+        log(f"{node.name}: no longer in the cluster")
+        await _reset_host(conns, node, log)
+        return
     log(f"{node.name}: cordon")
     await _kubectl(conns, cp, "cordon", node.name)
     log(f"{node.name}: drain (eviction API, PodDisruptionBudgets honoured, {drain_timeout:g}s)")
@@ -129,6 +134,10 @@ async def remove_node(
         )
     log(f"{node.name}: delete the Node")
     await _kubectl(conns, cp, "delete", "node", node.name, "--ignore-not-found")
+    await _reset_host(conns, node, log)
+
+
+async def _reset_host(conns: Connections, node: Leaving, log: Log) -> None:
     log(f"{node.name}: kubeadm reset and kubelet stopped on its host")
     await conns.run(
         node.endpoint,

@@ -2,9 +2,16 @@
 
 Deterministic: the same file always gives the same names in the same order, which is what
 makes re-runs and day-2 diffs possible. Zones are assigned round-robin within each pool.
+
+Names go by place in a pool (``<env>-<pool>-<i>``), except for hosts of ssh pools that a
+running environment already has: they keep the name recorded for them (``names``, keyed by
+pool and address), so removing the first host of a pool removes that host's node and renames
+no other. A new host takes the lowest index its pool has free.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from clusterdeck.model.topology import HostRef, Node, Role, SpotRequest, Topology
 from clusterdeck.spec import rules
@@ -25,9 +32,15 @@ WORKER_ROLE_LABEL = "node-role.kubernetes.io/worker"
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule"
 CONTROL_PLANE_POOL = "control-plane"
 
+HostIdentity = tuple[str, str, int]  # (pool, address, ssh port): a host's node, across edits
+NodeNames = Mapping[HostIdentity, str]
 
-def expand(env: Environment, *, dedicated: bool | None = None) -> Topology:
-    """Every node of the environment. ``dedicated`` overrides the file (answer to the prompt)."""
+
+def expand(
+    env: Environment, *, dedicated: bool | None = None, names: NodeNames | None = None
+) -> Topology:
+    """Every node of the environment. ``dedicated`` overrides the file (answer to the prompt);
+    ``names`` are the recorded names of the hosts a running environment has."""
     spec = env.spec
     cp = spec.cluster.control_plane
     is_dedicated = bool(cp.dedicated if dedicated is None else dedicated)
@@ -68,6 +81,8 @@ def expand(env: Environment, *, dedicated: bool | None = None) -> Topology:
         )
     for _, name, pool in rules.pools(env):
         nodes.extend(_pool_nodes(env, name, pool))
+    if names:
+        nodes = _keep_recorded_names(env.name, nodes, names)
     return Topology(
         environment=env.name,
         nodes=nodes,
@@ -123,3 +138,45 @@ def _host(env: Environment, host: Host) -> HostRef:
         port=host.port,
         key=host.key or env.spec.auth.private_key,
     )
+
+
+def host_identity(node: Node) -> HostIdentity | None:
+    return (node.pool, node.host.address, node.host.port) if node.host is not None else None
+
+
+def _keep_recorded_names(environment: str, nodes: list[Node], names: NodeNames) -> list[Node]:
+    """Recorded hosts keep their names; new ones take their pool's lowest index that no
+    recorded node has. The
+    first control plane stays one that exists (init never runs again on a new host)."""
+    kept: dict[int, str] = {}
+    for i, node in enumerate(nodes):
+        key = host_identity(node)
+        if key is not None and key in names:
+            kept[i] = names[key]
+    taken = set(names.values())  # a recorded node not in the file any more may still run
+    renamed: list[Node] = []
+    for i, node in enumerate(nodes):
+        name = kept.get(i)
+        if name is None and host_identity(node) is not None:
+            stem = (
+                f"{environment}-cp"
+                if node.role is Role.CONTROL_PLANE
+                else f"{environment}-{node.pool}"
+            )
+            name = next(
+                f"{stem}-{k}"
+                for k in range(len(nodes) + len(taken) + 1)
+                if f"{stem}-{k}" not in taken
+            )
+            taken.add(name)
+        renamed.append(node if name is None else node.model_copy(update={"name": name}))
+    control_planes = [i for i, n in enumerate(renamed) if n.role is Role.CONTROL_PLANE]
+    first = next(
+        (i for i in control_planes if i in kept), control_planes[0] if control_planes else None
+    )
+    return [
+        n.model_copy(update={"first_control_plane": i == first})
+        if n.role is Role.CONTROL_PLANE
+        else n
+        for i, n in enumerate(renamed)
+    ]

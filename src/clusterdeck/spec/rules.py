@@ -91,6 +91,14 @@ def warnings(env: Env) -> list[Finding]:
                 "API endpoint is the first control plane, a single point of failure",
             )
         )
+    if ha.enabled and control_plane_count(env) == 1:
+        found.append(
+            (
+                (*CP, "count"),
+                "highAvailability with one control plane: the endpoint is ready for more, "
+                "but no failure is tolerated until apply grows it to 3",
+            )
+        )
     found += _unknown_to_aws(env)
     if env.spec.nvidia_container_toolkit.install and not env.spec.container_runtime.install:
         found.append(
@@ -241,12 +249,8 @@ def _high_availability(env: Env) -> Iterator[Finding]:
         if ha.vip is not None:
             yield ((*loc, "vip"), "vip is set but highAvailability.enabled is false")
         return
-    if control_plane_count(env) < 3:
-        yield (
-            (*CP, "count"),
-            "highAvailability needs at least 3 control planes "
-            f"(etcd quorum survives one failure only from 3); got {control_plane_count(env)}",
-        )
+    # one control plane is allowed (a warning): the endpoint exists from the first day and
+    # apply grows it to 3; an even count is refused for every cluster
     if ha.etcd_topology is EtcdTopology.EXTERNAL:
         yield (
             (*loc, "etcdTopology"),

@@ -135,9 +135,14 @@ for svc in haproxy keepalived; do
   if ! systemctl is-enabled --quiet "$svc"; then
     systemctl enable "$svc"
   fi
-  if [ -n "$changed" ] || ! systemctl is-active --quiet "$svc"; then
-    log "(re)starting $svc"
+  if ! systemctl is-active --quiet "$svc"; then
+    log "starting $svc"
     systemctl restart "$svc"
+  elif [ -n "$changed" ]; then
+    # the control plane grew or shrank: new backends or peers, and the VIP and the
+    # connections through it stay where they are
+    log "reloading $svc"
+    systemctl reload "$svc"
   fi
 done
 log "HAProxy on port 8443 and keepalived for VIP 10.77.0.100 running"

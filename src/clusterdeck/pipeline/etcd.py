@@ -1,0 +1,129 @@
+"""Ask a control plane's stacked etcd who its members are and whether they are healthy.
+
+Why it exists: the control plane grows one member at a time, and each step is safe only while
+etcd has quorum. A control plane holds the client certificate kubeadm made for health checks;
+``curl`` on that node speaks to etcd's JSON gateway (the v3 API over HTTPS), so no etcdctl has
+to be installed. Members are told apart by their exact ID and name, never by a part of an
+address. This module only reads; what a step does with the answer is the caller's decision.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from clusterdeck.errors import PermanentError
+from clusterdeck.transport import Command, Connections, Endpoint
+
+PKI = "/etc/kubernetes/pki/etcd"
+LOCAL_CLIENT = "https://127.0.0.1:2379"
+_CURL = [
+    "curl",
+    "--silent",
+    "--show-error",
+    "--fail",
+    "--max-time",
+    "10",
+    "--cacert",
+    f"{PKI}/ca.crt",
+    "--cert",
+    f"{PKI}/healthcheck-client.crt",
+    "--key",
+    f"{PKI}/healthcheck-client.key",
+]
+
+
+@dataclass(frozen=True)
+class Member:
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    learner: bool = False
+
+
+@dataclass(frozen=True)
+class Health:
+    members: tuple[Member, ...]
+    healthy: tuple[str, ...]  # names of the members that answered healthy
+    unhealthy: tuple[str, ...]
+
+    @property
+    def quorum(self) -> int:
+        voters = [m for m in self.members if not m.learner]
+        return len(voters) // 2 + 1
+
+    @property
+    def has_quorum(self) -> bool:
+        return len(self.healthy) >= self.quorum
+
+    def describe(self) -> str:
+        text = f"{len(self.healthy)}/{len(self.members)} etcd members healthy"
+        if self.unhealthy:
+            text += f" (not: {', '.join(self.unhealthy)})"
+        return text
+
+
+def parse_members(data: dict[str, Any]) -> list[Member]:
+    """The gateway's member list: IDs are unsigned 64-bit numbers sent as strings."""
+    return [
+        Member(
+            id=int(m["ID"]),
+            name=str(m.get("name", "")),
+            peer_urls=tuple(m.get("peerURLs") or ()),
+            client_urls=tuple(m.get("clientURLs") or ()),
+            learner=bool(m.get("isLearner", False)),
+        )
+        for m in data.get("members", [])
+    ]
+
+
+async def _call(
+    conns: Connections, cp: Endpoint, url: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    argv = [*_CURL, url]
+    if body is not None:
+        argv += ["-X", "POST", "-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    res = await conns.run(
+        cp, Command(argv, name="etcd " + url.rsplit("/", 1)[-1], root=True), timeout=30, check=False
+    )
+    if res.exit_status == 127:
+        raise PermanentError(f"{cp.label}: curl is not installed; it is needed to ask etcd")
+    if res.exit_status != 0:
+        raise PermanentError(f"{cp.label}: etcd at {url}: {res.stderr.strip() or 'no answer'}")
+    data: dict[str, Any] = json.loads(res.stdout or "{}")
+    return data
+
+
+async def members(conns: Connections, cp: Endpoint) -> list[Member]:
+    return parse_members(await _call(conns, cp, f"{LOCAL_CLIENT}/v3/cluster/member/list", {}))
+
+
+async def health(conns: Connections, cp: Endpoint) -> Health:
+    """Every member's own health endpoint, asked from ``cp`` (a member that cannot reach the
+    others' leader reports itself unhealthy)."""
+    found = await members(conns, cp)
+    good: list[str] = []
+    bad: list[str] = []
+    for member in found:
+        url = member.client_urls[0] if member.client_urls else ""
+        ok = False
+        if url:
+            try:
+                ok = (await _call(conns, cp, f"{url}/health")).get("health") == "true"
+            except PermanentError:
+                ok = False
+        (good if ok else bad).append(member.name or str(member.id))
+    return Health(tuple(found), tuple(good), tuple(bad))
+
+
+async def require_healthy(conns: Connections, cp: Endpoint, *, expected: int, step: str) -> Health:
+    """Refuse ``step`` unless etcd has ``expected`` members, every one healthy."""
+    state = await health(conns, cp)
+    if len(state.members) != expected or state.unhealthy:
+        raise PermanentError(
+            f"etcd is not ready for {step}: {state.describe()}, expected {expected} members; "
+            "nothing was changed by this step"
+        )
+    return state

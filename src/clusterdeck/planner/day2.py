@@ -1,0 +1,162 @@
+"""Diff a running environment against its file: the day-2 plan (pure, no I/O).
+
+Why it exists: ``apply`` must show exactly what it will do before it touches a running cluster.
+What runs is observed (the store's node records, each marked with whether the API server lists
+its Node); what should run is the file expanded with the recorded names, so an ssh host keeps
+its node's name however the list is edited. A node that should run but has no Node joins; a
+recorded node the file no longer has leaves. Within a pool, a host swapped for another becomes
+a replacement: the new one joins before the old one is drained. Changes apply cannot make are
+listed as refused, with the reason, and then nothing runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from clusterdeck.model.day2 import ApplyPlan, ChangeKind, NodeChange, RunningNode
+from clusterdeck.model.topology import Node, Role, Topology
+from clusterdeck.planner.expand import NodeNames, expand
+from clusterdeck.spec.models import Environment, Provider
+
+# parts of the spec apply may see change: the machines (cluster) and how to log in to them
+CHANGEABLE = {"cluster", "auth", "offline"}
+
+
+def dedicated_for(before: Environment, after: Environment) -> bool | None:
+    """The file's ``dedicated``, or the answer recorded at create when the file gives none."""
+    given = after.spec.cluster.control_plane.dedicated
+    return given if given is not None else before.spec.cluster.control_plane.dedicated
+
+
+def desired_topology(before: Environment, after: Environment, names: NodeNames) -> Topology:
+    return expand(after, dedicated=dedicated_for(before, after), names=names)
+
+
+def diff(
+    before: Environment,
+    after: Environment,
+    names: NodeNames,
+    running: list[RunningNode],
+) -> ApplyPlan:
+    old = expand(before, dedicated=before.spec.cluster.control_plane.dedicated, names=names)
+    new = desired_topology(before, after, names)
+    refused = list(_spec_refusals(before, after))
+    wanted = {n.name: n for n in new.nodes}
+    have = {r.name: r for r in running}
+    adds = [n for n in new.nodes if not (n.name in have and have[n.name].in_cluster)]
+    leaves = [r for r in reversed(running) if r.name not in wanted]
+    refused += _kept_node_refusals(old, new, have)
+    cp_count = len(new.control_planes())
+    add_changes: list[NodeChange] = []
+    for node in adds:
+        if node.provider != Provider.SSH.value:
+            refused.append(f"{node.name}: adding {node.provider} nodes is not supported yet")
+            continue
+        if node.role is Role.CONTROL_PLANE:
+            why = f"controlPlane grows to {cp_count}: joins as a control plane and etcd member"
+        elif node.name in have:
+            why = f"recorded in pool {node.pool} but not in the cluster: joins"
+        elif node.pool not in old.pools():
+            why = f"pool {node.pool} added"
+        else:
+            why = f"pool {node.pool} grows to {len(new.pools()[node.pool])}"
+        add_changes.append(NodeChange(ChangeKind.ADD, node.name, node.role.value, node.pool, why))
+    remove_changes: list[NodeChange] = []
+    for rec in leaves:
+        if rec.role == Role.CONTROL_PLANE.value:
+            refused.append(f"{rec.name}: removing a control plane is not supported yet")
+        elif rec.provider != Provider.SSH.value:
+            refused.append(f"{rec.name}: removing {rec.provider} nodes is not supported yet")
+        elif rec.pool not in new.pools():
+            remove_changes.append(_leave(rec, "pool removed from the file"))
+        elif rec.address is not None and not _pool_has(new, rec.pool, rec.address):
+            remove_changes.append(_leave(rec, f"host {rec.address} left pool {rec.pool}"))
+        else:
+            remove_changes.append(_leave(rec, f"pool {rec.pool} shrinks"))
+    changes = _order(add_changes, remove_changes)
+    return ApplyPlan(after.name, tuple(changes), tuple(dict.fromkeys(refused)))
+
+
+def _leave(rec: RunningNode, why: str) -> NodeChange:
+    return NodeChange(ChangeKind.REMOVE, rec.name, rec.role, rec.pool, why)
+
+
+def _pool_has(topology: Topology, pool: str, address: str) -> bool:
+    return any(n.host is not None and n.host.address == address for n in topology.pools()[pool])
+
+
+def _order(adds: list[NodeChange], removes: list[NodeChange]) -> list[NodeChange]:
+    """Unpaired additions first (they join together), then each replacement as a new node
+    joining and the old one leaving (a surge of one), then the other removals one by one."""
+    paired: list[NodeChange] = []
+    spare = list(removes)
+    alone: list[NodeChange] = []
+    for add in adds:
+        old = next((r for r in spare if r.pool == add.pool and add.role == Role.WORKER.value), None)
+        if old is None:
+            alone.append(add)
+            continue
+        spare.remove(old)
+        paired.append(
+            NodeChange(
+                ChangeKind.ADD,
+                add.node,
+                add.role,
+                add.pool,
+                f"replaces {old.node} ({old.reason})",
+                replaces=old.node,
+            )
+        )
+        paired.append(
+            NodeChange(ChangeKind.REMOVE, old.node, old.role, old.pool, f"replaced by {add.node}")
+        )
+    return [*alone, *paired, *spare]
+
+
+def _spec_refusals(before: Environment, after: Environment) -> Iterator[str]:
+    was, now = before.spec, after.spec
+    if was.kubernetes.version != now.kubernetes.version:
+        yield (
+            f"kubernetes.version {was.kubernetes.version} -> {now.kubernetes.version}: "
+            "upgrades are not supported yet"
+        )
+    old_k8s = was.kubernetes.model_dump(exclude={"version"})
+    if old_k8s != now.kubernetes.model_dump(exclude={"version"}):
+        yield "spec.kubernetes: only the version may change in a running cluster"
+    if was.cluster.high_availability != now.cluster.high_availability:
+        yield (
+            "spec.cluster.highAvailability: the API endpoint is fixed at create (the "
+            "certificates and every kubeconfig name it); it cannot change in a running cluster"
+        )
+    if (was.cluster.control_plane.provider or was.provider) != (
+        now.cluster.control_plane.provider or now.provider
+    ):
+        yield "spec.cluster.controlPlane.provider cannot change in a running cluster"
+    dumped_was: dict[str, Any] = was.model_dump(by_alias=True)
+    dumped_now: dict[str, Any] = now.model_dump(by_alias=True)
+    for key in sorted(set(dumped_was) | set(dumped_now)):
+        if key in CHANGEABLE or key == "kubernetes" or key == "provider":
+            continue
+        if dumped_was.get(key) != dumped_now.get(key):
+            yield f"spec.{key}: changing it in a running environment is not supported yet"
+
+
+def _kept_node_refusals(old: Topology, new: Topology, have: dict[str, RunningNode]) -> list[str]:
+    found = []
+    old_by_name = {n.name: n for n in old.nodes}
+    for node in new.nodes:
+        was: Node | None = old_by_name.get(node.name)
+        if was is None or node.name not in have:
+            continue
+        if was.instance_type != node.instance_type:
+            found.append(
+                f"{node.name}: instance type {was.instance_type} -> {node.instance_type} "
+                "(replacing aws nodes is not supported yet)"
+            )
+        if was.labels != node.labels or was.taints != node.taints:
+            found.append(
+                f"{node.name}: its labels or taints change (changing them on running "
+                "nodes is not supported yet)"
+            )
+    return found

@@ -1,0 +1,169 @@
+"""The day-2 plan: what apply adds, removes, replaces and refuses, from the file and what runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from clusterdeck.model.day2 import ChangeKind, RunningNode
+from clusterdeck.planner import expand
+from clusterdeck.planner.day2 import diff
+from clusterdeck.planner.expand import NodeNames, host_identity
+from clusterdeck.spec.loader import load_text
+from clusterdeck.spec.models import Environment
+
+SPEC = """\
+apiVersion: clusterdeck.dev/v1alpha1
+kind: Environment
+metadata: {{name: d2}}
+spec:
+  provider: ssh
+  auth: {{privateKey: /k, username: ops}}
+  cluster:
+    controlPlane:
+      hosts: [{cps}]
+{ha}{pools}
+"""
+
+
+def hosts(text: str) -> str:
+    return ", ".join(f"{{address: {a.strip()}}}" for a in text.split(","))
+
+
+def env(
+    cps: str = "10.0.0.1",
+    workers: str | None = "10.0.0.11, 10.0.0.12",
+    extra: str = "",
+    ha: str = "",
+) -> Environment:
+    pools = f"    workers:\n      hosts: [{hosts(workers)}]\n" if workers is not None else ""
+    return load_text(SPEC.format(cps=hosts(cps), pools=pools + extra, ha=ha))
+
+
+def running(before: Environment, names: NodeNames | None = None) -> list[RunningNode]:
+    return [
+        RunningNode(
+            n.name, n.role.value, n.pool, n.provider, n.host.address if n.host else None, True
+        )
+        for n in expand(before, names=names).nodes
+    ]
+
+
+def recorded(before: Environment) -> NodeNames:
+    return {k: n.name for n in expand(before).nodes if (k := host_identity(n)) is not None}
+
+
+def plan_for(before: Environment, after: Environment) -> list[tuple[str, str]]:
+    names = recorded(before)
+    planned = diff(before, after, names, running(before, names))
+    assert not planned.refused, planned.refused
+    return [(c.kind.value, c.node) for c in planned.changes]
+
+
+def test_the_same_file_is_a_no_op() -> None:
+    before = env()
+    names = recorded(before)
+    assert diff(before, env(), names, running(before, names)).empty
+
+
+def test_removing_the_first_host_removes_its_node_and_renames_nothing() -> None:
+    before, after = env(), env(workers="10.0.0.12")
+    assert plan_for(before, after) == [("remove", "d2-workers-0")]
+    names = recorded(before)
+    assert [n.name for n in expand(after, names=names).workers()] == ["d2-workers-1"]
+
+
+def test_a_new_host_takes_the_lowest_free_index_and_joins() -> None:
+    before = env(workers="10.0.0.12")
+    names = {("workers", "10.0.0.12", 22): "d2-workers-1", **_cp(before)}
+    after = env(workers="10.0.0.12, 10.0.0.13")
+    planned = diff(before, after, names, running(before, names))
+    assert [(c.kind.value, c.node) for c in planned.changes] == [("add", "d2-workers-0")]
+    assert planned.changes[0].reason == "pool workers grows to 2"
+
+
+def _cp(before: Environment) -> NodeNames:
+    return {("control-plane", "10.0.0.1", 22): "d2-cp-0"}
+
+
+def test_a_swapped_host_is_replaced_new_first() -> None:
+    before, after = env(), env(workers="10.0.0.11, 10.0.0.99")
+    planned = diff(before, after, recorded(before), running(before))
+    assert [(c.kind.value, c.node, c.replaces) for c in planned.changes] == [
+        ("add", "d2-workers-2", "d2-workers-1"),
+        ("remove", "d2-workers-1", None),
+    ]
+    assert [k for k, _ in planned.batches()] == [ChangeKind.ADD, ChangeKind.REMOVE]
+
+
+def test_a_pool_added_and_a_pool_removed() -> None:
+    extra = "    nodePools:\n      - {name: gpu, hosts: [{address: 10.0.0.21}], labels: {a: b}}\n"
+    before, after = env(), env(extra=extra)
+    assert plan_for(before, after) == [("add", "d2-gpu-0")]
+    assert plan_for(after, before) == [("remove", "d2-gpu-0")]
+    gone = plan_for(before, env(workers=None))
+    assert gone == [("remove", "d2-workers-1"), ("remove", "d2-workers-0")]
+
+
+def test_a_node_recorded_but_not_in_the_cluster_joins_again() -> None:
+    before = env()
+    names = recorded(before)
+    half = [
+        r
+        if r.name != "d2-workers-1"
+        else RunningNode(r.name, r.role, r.pool, r.provider, r.address, False)
+        for r in running(before, names)
+    ]
+    planned = diff(before, before, names, half)
+    assert [(c.kind.value, c.node) for c in planned.changes] == [("add", "d2-workers-1")]
+    assert "not in the cluster" in planned.changes[0].reason
+
+
+HA = "    highAvailability: {{enabled: true, loadBalancer: keepalived, vip: 10.0.0.100}}\n"
+
+
+def test_control_planes_grow_one_per_batch_and_workers_join_together() -> None:
+    before = env(ha=HA.format(), workers="10.0.0.11")
+    after = env(
+        cps="10.0.0.1, 10.0.0.2, 10.0.0.3",
+        ha=HA.format(),
+        workers="10.0.0.11, 10.0.0.12, 10.0.0.13",
+    )
+    names = recorded(before)
+    planned = diff(before, after, names, running(before, names))
+    assert not planned.refused
+    batches = [[c.node for c in batch] for _, batch in planned.batches()]
+    assert batches == [["d2-cp-1"], ["d2-cp-2"], ["d2-workers-1", "d2-workers-2"]]
+    assert "etcd member" in planned.changes[0].reason
+
+
+@pytest.mark.parametrize(
+    ("after", "refusal"),
+    [
+        (env(cps="10.0.0.1, 10.0.0.2, 10.0.0.3", ha=HA.format()), "highAvailability"),
+        (env(cps="10.0.0.5"), "d2-cp-0: removing a control plane"),
+        (
+            env(extra="      labels: {x: y}\n"),
+            "d2-workers-0: its labels or taints change",
+        ),
+    ],
+    ids=["the endpoint", "control-plane shrink", "labels"],
+)
+def test_what_apply_refuses_is_named(after: Environment, refusal: str) -> None:
+    before = env()
+    names = recorded(before)
+    planned = diff(before, after, names, running(before, names))
+    assert any(refusal in r for r in planned.refused), planned.refused
+
+
+def test_an_upgrade_is_refused_for_now() -> None:
+    before = env()
+    text = SPEC.format(
+        cps=hosts("10.0.0.1"),
+        ha="",
+        pools="    workers:\n      hosts: [" + hosts("10.0.0.11, 10.0.0.12") + "]\n",
+    )
+    after = load_text(text + "  kubernetes: {version: v1.36.3}\n")
+    names = recorded(before)
+    planned = diff(before, after, names, running(before, names))
+    assert any("upgrades are not supported yet" in r for r in planned.refused)
+    assert not planned.changes
