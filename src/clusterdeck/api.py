@@ -17,7 +17,7 @@ from clusterdeck.bundle.manifest import Bundle as OfflineBundle
 from clusterdeck.bundle.manifest import open_checked
 from clusterdeck.errors import PermanentError, UsageError
 from clusterdeck.events import EventSink, discard
-from clusterdeck.model.day2 import ApplyPlan, ChangeKind
+from clusterdeck.model.day2 import ApplyPlan, ChangeKind, RunningNode
 from clusterdeck.model.observed import Observed, ObservedNode
 from clusterdeck.model.plan import ActionKind, Plan
 from clusterdeck.model.records import NODE_PREFIX, EnvironmentRecord, ResourceRecord
@@ -279,16 +279,38 @@ def effective_spec(env: Environment, dedicated: bool | None) -> dict[str, Any]:
     return data
 
 
-def plan_apply(env: Environment, store: StateStore) -> tuple[Environment, ApplyPlan]:
-    """Observe the running environment (the store's records, the cluster's Nodes) and diff it
-    against the file: (the recorded spec, the plan). Reads only; changes nothing."""
+def plan_apply(
+    env: Environment, store: StateStore, *, infra_only: bool = False
+) -> tuple[Environment, ApplyPlan]:
+    """Observe the running environment and diff it against the file: (the recorded spec, the
+    plan). What runs is the store's node records and, unless ``infra_only``, the cluster's
+    Nodes. Reads only; changes nothing."""
     record = require_environment(store, env.name)
-    if record.status != "ready":
-        raise UsageError(
-            f"environment {env.name!r} is {record.status}, not ready: run create first"
-        )
+    wanted_status = INFRA_ONLY_STATUS if infra_only else "ready"
+    if record.status != wanted_status:
+        if record.status == INFRA_ONLY_STATUS:
+            why = "it was created with --infra-only: change its machines with apply --infra-only"
+        elif infra_only and record.status == "ready":
+            why = "it runs Kubernetes: apply without --infra-only, so new machines join it"
+        else:
+            why = "run create first (a create that failed resumes when run again)"
+        raise UsageError(f"environment {env.name!r} is {record.status}: {why}")
     before = from_recorded(record.spec)
-    running = pipeline.observe_running(before, store)
+    if infra_only:
+        running = [
+            RunningNode(
+                name=r.key[len(NODE_PREFIX) :],
+                role=str(r.data.get("role", "")),
+                pool=str(r.data.get("pool", "")),
+                provider=str(r.data.get("provider", "")),
+                address=r.data.get("ssh_host"),
+                present=True,
+            )
+            for r in store.resources(env.name)
+            if r.key.startswith(NODE_PREFIX)
+        ]
+    else:
+        running = pipeline.observe_running(before, store)
     return before, day2.diff(before, env, recorded_names(store, env.name), running)
 
 
@@ -306,26 +328,34 @@ def apply(
     force: bool,
     log: Callable[[str], None],
     events: EventSink = discard,
+    infra_only: bool = False,
 ) -> None:
     """Carry out exactly ``planned`` (from :func:`plan_apply`), batch by batch, then record the
     new file. A stopped run is resumed by running apply again: it observes what is left."""
     refuse_unsupported(planned)
     with store.lock(env.name, "apply"):
-        before, again = plan_apply(env, store)
+        before, again = plan_apply(env, store, infra_only=infra_only)
         if again != planned:
             raise UsageError(f"{env.name!r} changed since the plan was shown: run apply again")
-        for kind, batch in planned.batches():
-            if kind is ChangeKind.ADD:
-                _join(before, env, store, [c.node for c in batch], events=events, log=log)
-            else:
-                pipeline.remove_workers(
-                    env,
-                    store,
-                    [c.node for c in batch],
-                    drain_timeout=drain_timeout,
-                    force=force,
-                    log=log,
-                )
+        status = INFRA_ONLY_STATUS if infra_only else "ready"
+        try:
+            for kind, batch in planned.batches():
+                names = [c.node for c in batch]
+                if kind is ChangeKind.ADD:
+                    _join(before, env, store, names, events=events, log=log, infra_only=infra_only)
+                else:
+                    pipeline.remove_nodes(
+                        env,
+                        store,
+                        names,
+                        drain_timeout=drain_timeout,
+                        force=force,
+                        log=log,
+                        events=events,
+                        cluster=not infra_only,
+                    )
+        finally:  # a provider marks its own work in progress; the environment stays usable
+            store.set_status(env.name, status)
         dedicated = day2.dedicated_for(before, env)
         store.save_environment(env.name, env.spec.provider.value, effective_spec(env, dedicated))
 
@@ -338,18 +368,26 @@ def _join(
     *,
     events: EventSink,
     log: Callable[[str], None],
+    infra_only: bool,
 ) -> None:
-    """Register the new machines with their provider, then bring them into the cluster; the
-    topology of this step is what the file wants of what is recorded by now."""
+    """Have the providers make or register the new machines, then bring them into the cluster;
+    the topology of this step is what the file wants of what is recorded by now. (The aws
+    provider reconciles its whole side: every missing instance of the file is launched, one
+    RunInstances per pool and zone, and new control planes go behind the load balancer.)"""
     wanted = day2.desired_topology(before, env, recorded_names(store, env.name))
     joining = [wanted.node(n) for n in names]
     ctx_plan = build_plan(env, wanted, observed_from_store(store, env.name))
-    provider = registry.get(Provider.SSH.value)
-    infra = provider.apply(ApplyContext(env.name, ctx_plan, wanted, joining, store, events, env))
-    if infra.failed:
-        raise PermanentError(
-            "could not register: " + "; ".join(f"{n}: {why}" for n, why in infra.failed.items())
-        )
+    for provider_name in sorted({n.provider for n in joining}, key=PROVIDER_ORDER.index):
+        mine = [n for n in joining if n.provider == provider_name]
+        provider = registry.get(provider_name)
+        infra = provider.apply(ApplyContext(env.name, ctx_plan, wanted, mine, store, events, env))
+        if infra.failed:
+            raise PermanentError(
+                "could not make or reach: "
+                + "; ".join(f"{n}: {why}" for n, why in infra.failed.items())
+            )
+    if infra_only:
+        return
     recorded = set(observed_from_store(store, env.name).nodes)
     step = wanted.model_copy(update={"nodes": [n for n in wanted.nodes if n.name in recorded]})
     the_plan = build_plan(env, step, observed_from_store(store, env.name))

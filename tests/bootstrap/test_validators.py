@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from clusterdeck import api
 from clusterdeck.bootstrap import kubeadm
 from clusterdeck.bootstrap.lbconfig import ConfigValueError, LoadBalancerConfig
-from clusterdeck.bootstrap.render import Bundle, write_bundle
+from clusterdeck.bootstrap.render import Bundle, render_environment, write_bundle
+from tests.bootstrap.conftest import SSH_FACTS, SSH_HA, load_text
 
 K8S_SCHEMA_VERSION = "1.33.0"
 
@@ -204,3 +206,28 @@ def test_vrrp_router_id_is_per_environment_and_settable(tmp_path) -> None:
     )
     topology, plan = api.plan(pinned_env)
     assert router_id(render_environment(pinned_env, topology, plan)) == "77"
+
+
+def test_keepalived_accepts_a_control_plane_of_one_behind_its_vip(
+    tmp_path, netns_with_host0
+) -> None:
+    """highAvailability from the first day with one control plane (to grow with apply): no
+    peers yet, so no unicast block, which keepalived would refuse empty."""
+    one = SSH_HA.replace(
+        "hosts: [{address: 10.77.0.11}, {address: 10.77.0.12}, {address: 10.77.0.13}]",
+        "hosts: [{address: 10.77.0.11}]",
+    )
+    env = load_text(tmp_path, "one", one)
+    topology, plan = api.plan(env)
+    files = render_environment(env, topology, plan, SSH_FACTS).files["lab-cp-0"]
+    conf = files["files/keepalived.conf"].content
+    assert "unicast_peer" not in conf and "10.77.0.100/32" in conf
+    ka = tmp_path / "keepalived.conf"
+    ka.write_text(conf)
+    result = subprocess.run(
+        [*netns_with_host0, _need("keepalived"), "-t", "-f", str(ka)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "server lab-cp-0 10.77.0.11:6443" in files["files/haproxy.cfg"].content

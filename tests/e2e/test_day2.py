@@ -138,7 +138,7 @@ def test_scale_down_waits_for_a_blocking_budget_then_removes_the_node(
     _protected_web(created, leaving)
     plan = cli(created.state, "apply", "-f", str(smaller), "-o", "json")
     assert plan.returncode == 0, plan.stderr
-    assert '"target": "e2eday2-workers-1"' in plan.stdout and '"kind": "delete"' in plan.stdout
+    assert '"target": "e2eday2-workers-1"' in plan.stdout and '"kind": "remove"' in plan.stdout
 
     started = time.monotonic()
     blocked = cli(created.state, "apply", "-f", str(smaller), "--drain-timeout", "15s", "--yes")

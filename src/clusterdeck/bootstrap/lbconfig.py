@@ -126,11 +126,13 @@ class LoadBalancerConfig(BaseModel):
         instance.add("virtual_router_id", self.router_id).add("priority", self.priority)
         # VRRPv3 adverts every half second: a backup takes the VIP about 1.6 s after the
         # master goes silent (3 adverts plus skew), against about 3.2 s with VRRPv2's 1 s
-        instance.add("advert_int", "0.5").add("unicast_src_ip", self.own_address)
-        peers = Block(("unicast_peer",))
-        for peer in self.peers:
-            peers.add(peer)
-        instance.body.append(peers)
+        instance.add("advert_int", "0.5")
+        if self.peers:  # alone (a control plane of one, to grow), there is no one to tell
+            instance.add("unicast_src_ip", self.own_address)
+            peers = Block(("unicast_peer",))
+            for peer in self.peers:
+                peers.add(peer)
+            instance.body.append(peers)
         instance.body.append(
             Block(("virtual_ipaddress",), [(f"{self.vip}/32", "dev", self.interface)])
         )

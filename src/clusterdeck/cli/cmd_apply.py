@@ -62,12 +62,20 @@ def apply(
         bool,
         typer.Option("--force", help="Delete pods without eviction: ignores PodDisruptionBudgets."),
     ] = False,
+    infra_only: Annotated[
+        bool,
+        typer.Option(
+            "--infra-only",
+            help="For an environment created with --infra-only: change only its machines "
+            "(launch, register, terminate); nothing is joined or drained.",
+        ),
+    ] = False,
 ) -> None:
     app = state(ctx)
     timeout = parse_duration(drain_timeout)
     env = load_checked(app, file)
     store = app.store()
-    _, planned = api.plan_apply(env, store)
+    _, planned = api.plan_apply(env, store, infra_only=infra_only)
     if output is Output.JSON:  # the plan as data; it runs only with --yes
         print_json(
             {
@@ -83,14 +91,28 @@ def apply(
     if output is Output.JSON and not yes:
         return
     for change in planned.changes:
-        app.err.print(f"  {change.kind.value:<6} {change.node}: {change.reason} ({_steps(change)})")
+        steps = _machine_steps(change) if infra_only else _steps(change)
+        app.err.print(f"  {change.kind.value:<6} {change.node}: {change.reason} ({steps})")
     adds, removes = len(planned.of_kind(ChangeKind.ADD)), len(planned.of_kind(ChangeKind.REMOVE))
     confirm(app, f"Add {adds} and remove {removes} nodes in {env.name!r}?", yes=yes)
     with progress(app, f"Applying {file} to {env.name}") as sink:
         api.apply(
-            env, store, planned, drain_timeout=timeout, force=force, log=app.err.print, events=sink
+            env,
+            store,
+            planned,
+            drain_timeout=timeout,
+            force=force,
+            log=app.err.print,
+            events=sink,
+            infra_only=infra_only,
         )
     app.err.print(f"[green]{env.name} matches {file}[/]")
+
+
+def _machine_steps(change: NodeChange) -> str:
+    if change.kind is ChangeKind.REMOVE:
+        return "aws: instance terminated; ssh: host forgotten"
+    return "aws: instance launched; ssh: host registered"
 
 
 def _steps(change: NodeChange) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-
 WORKER = "worker"
 
 
@@ -29,7 +28,7 @@ class RunningNode:
     pool: str
     provider: str
     address: str | None  # the ssh host it runs on, when recorded
-    in_cluster: bool  # the API server lists a Node of this name
+    present: bool  # the API server lists its Node (--infra-only: its machine is recorded)
     ready: bool = False
     kubelet_version: str = ""
 

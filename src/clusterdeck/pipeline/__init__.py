@@ -9,7 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported on first use (the transport, and so asyncssh, comes with them)
-    from clusterdeck.pipeline.day2 import join_nodes, observe_running, remove_workers
+    from clusterdeck.pipeline.day2 import join_nodes, observe_running, remove_nodes
     from clusterdeck.pipeline.run import (
         BootstrapResult,
         bootstrap,
@@ -24,7 +24,7 @@ _HOME = {
     "live_status": "run",
     "join_nodes": "day2",
     "observe_running": "day2",
-    "remove_workers": "day2",
+    "remove_nodes": "day2",
 }
 
 
@@ -41,5 +41,5 @@ __all__ = [
     "join_nodes",
     "live_status",
     "observe_running",
-    "remove_workers",
+    "remove_nodes",
 ]

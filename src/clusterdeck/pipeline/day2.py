@@ -8,7 +8,8 @@ Why it exists: day-2 changes must be made on the running cluster one safe step a
   A control plane joins alone, with etcd checked healthy at its size before and one member
   larger after. After each batch the cluster must be healthy again: every node Ready, every
   DaemonSet's and kube-system Deployment's pods ready.
-- Removals drain one node at a time (:mod:`clusterdeck.pipeline.scale_down`).
+- Removals drain one node at a time (:mod:`clusterdeck.pipeline.scale_down`), then the
+  provider releases the machine: aws terminates it, an ssh host is reset and stays the user's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
 from clusterdeck.model.topology import Role, Topology
 from clusterdeck.pipeline import actions, etcd, scale_down
 from clusterdeck.pipeline.run import BootstrapResult, bootstrap
+from clusterdeck.providers import registry
 from clusterdeck.providers.ssh.access import host_key_policy, record_endpoint
 from clusterdeck.spec.models import Environment
 from clusterdeck.state.store import StateStore
@@ -85,7 +87,7 @@ def observe_running(env: Environment, store: StateStore) -> list[RunningNode]:
                 pool=str(rec.data.get("pool", "")),
                 provider=str(rec.data.get("provider", "")),
                 address=rec.data.get("ssh_host"),
-                in_cluster=name in listed,
+                present=name in listed,
                 ready=name in ready,
                 kubelet_version=node.get("status", {})
                 .get("nodeInfo", {})
@@ -182,7 +184,7 @@ def unavailable_deployments(data: dict[str, Any]) -> list[str]:
     return waiting
 
 
-def remove_workers(
+def remove_nodes(
     env: Environment,
     store: StateStore,
     names: list[str],
@@ -190,21 +192,36 @@ def remove_workers(
     drain_timeout: float,
     force: bool,
     log: Log,
+    events: EventSink,
+    cluster: bool = True,
 ) -> None:
-    """Drain and remove ``names`` one at a time; each node's record is forgotten only once it
-    has left (a stopped run finds it again and carries on)."""
+    """Take ``names`` out, one at a time: drain and delete the Node (with ``cluster``), reset
+    an ssh host, then let the provider release the machine (aws terminates it). A record is
+    forgotten only once its node has left, so a stopped run finds it again and carries on.
+    Without ``cluster`` (an --infra-only environment) the machines are released together."""
     records = {r.key.removeprefix(NODE_PREFIX): r for r in _node_records(store, env.name)}
+    leaving = [records[n] for n in names]
+    if not cluster:
+        by_provider: dict[str, list[ResourceRecord]] = {}
+        for rec in leaving:
+            by_provider.setdefault(str(rec.data.get("provider")), []).append(rec)
+        for provider, recs in sorted(by_provider.items()):
+            registry.get(provider).release(env.name, store, events, recs)
+        return
     cps = _control_planes(env, store)
 
     async def go() -> None:
         async with Connections(host_keys=host_key_policy(env, store, env.name)) as conns:
             cp = await _first_answer(conns, cps, lambda c: _answers(conns, c))
-            for name in names:
-                leaving = scale_down.Leaving(name, record_endpoint(records[name], env))
+            for rec in leaving:
+                name = rec.key.removeprefix(NODE_PREFIX)
+                ssh = rec.data.get("provider") == "ssh"
+                node = scale_down.Leaving(name, record_endpoint(rec, env))
                 await scale_down.remove_node(
-                    conns, cp, leaving, drain_timeout=drain_timeout, force=force, log=log
+                    conns, cp, node, drain_timeout=drain_timeout, force=force, log=log, reset=ssh
                 )
-                store.mark_deleted(env.name, f"{NODE_PREFIX}{name}")
+                provider = registry.get(str(rec.data.get("provider")))
+                await asyncio.to_thread(provider.release, env.name, store, events, [rec])
 
     asyncio.run(go())
 

@@ -86,11 +86,15 @@ async def remove_node(
     drain_timeout: float,
     force: bool,
     log: Log,
+    reset: bool = True,
 ) -> None:
+    """Cordon, drain, delete the Node; with ``reset`` (an ssh host, which stays the user's)
+    also ``kubeadm reset`` it and stop its kubelet."""
     listed = await _kubectl(conns, cp, "get", "node", node.name, "--ignore-not-found", "-o", "name")
     if not listed.stdout.strip():  # a stopped run deleted it already: reset the host
         log(f"{node.name}: no longer in the cluster")
-        await _reset_host(conns, node, log)
+        if reset:
+            await _reset_host(conns, node, log)
         return
     log(f"{node.name}: cordon")
     await _kubectl(conns, cp, "cordon", node.name)
@@ -134,7 +138,8 @@ async def remove_node(
         )
     log(f"{node.name}: delete the Node")
     await _kubectl(conns, cp, "delete", "node", node.name, "--ignore-not-found")
-    await _reset_host(conns, node, log)
+    if reset:
+        await _reset_host(conns, node, log)
 
 
 async def _reset_host(conns: Connections, node: Leaving, log: Log) -> None:

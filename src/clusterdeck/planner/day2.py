@@ -17,7 +17,7 @@ from typing import Any
 from clusterdeck.model.day2 import ApplyPlan, ChangeKind, NodeChange, RunningNode
 from clusterdeck.model.topology import Node, Role, Topology
 from clusterdeck.planner.expand import NodeNames, expand
-from clusterdeck.spec.models import Environment, Provider
+from clusterdeck.spec.models import Environment
 
 # parts of the spec apply may see change: the machines (cluster) and how to log in to them
 CHANGEABLE = {"cluster", "auth", "offline"}
@@ -44,15 +44,12 @@ def diff(
     refused = list(_spec_refusals(before, after))
     wanted = {n.name: n for n in new.nodes}
     have = {r.name: r for r in running}
-    adds = [n for n in new.nodes if not (n.name in have and have[n.name].in_cluster)]
-    leaves = [r for r in reversed(running) if r.name not in wanted]
+    adds = [n for n in new.nodes if not (n.name in have and have[n.name].present)]
+    leaves = sorted((r for r in running if r.name not in wanted), key=_newest_first)
     refused += _kept_node_refusals(old, new, have)
     cp_count = len(new.control_planes())
     add_changes: list[NodeChange] = []
     for node in adds:
-        if node.provider != Provider.SSH.value:
-            refused.append(f"{node.name}: adding {node.provider} nodes is not supported yet")
-            continue
         if node.role is Role.CONTROL_PLANE:
             why = f"controlPlane grows to {cp_count}: joins as a control plane and etcd member"
         elif node.name in have:
@@ -66,8 +63,6 @@ def diff(
     for rec in leaves:
         if rec.role == Role.CONTROL_PLANE.value:
             refused.append(f"{rec.name}: removing a control plane is not supported yet")
-        elif rec.provider != Provider.SSH.value:
-            refused.append(f"{rec.name}: removing {rec.provider} nodes is not supported yet")
         elif rec.pool not in new.pools():
             remove_changes.append(_leave(rec, "pool removed from the file"))
         elif rec.address is not None and not _pool_has(new, rec.pool, rec.address):
@@ -76,6 +71,12 @@ def diff(
             remove_changes.append(_leave(rec, f"pool {rec.pool} shrinks"))
     changes = _order(add_changes, remove_changes)
     return ApplyPlan(after.name, tuple(changes), tuple(dict.fromkeys(refused)))
+
+
+def _newest_first(rec: RunningNode) -> tuple[str, int]:
+    """Within a pool, the highest index (the node made last) leaves first."""
+    _, _, index = rec.name.rpartition("-")
+    return (rec.pool, -int(index) if index.isdigit() else 0)
 
 
 def _leave(rec: RunningNode, why: str) -> NodeChange:

@@ -72,3 +72,14 @@ class InfraProvider(Protocol):
     ) -> list[str]:
         """Delete everything this provider made for the environment; return what is left."""
         ...
+
+    def release(
+        self,
+        environment: str,
+        store: StateStore,
+        events: EventSink,
+        records: list[ResourceRecord],
+    ) -> None:
+        """Let these nodes' machines go (day-2 removal, after they left the cluster): aws
+        terminates the instances; ssh forgets the hosts, which stay the user's."""
+        ...

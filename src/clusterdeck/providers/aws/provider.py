@@ -26,6 +26,7 @@ from clusterdeck.providers.aws import (
     loadbalancer,
     network,
     preflight,
+    scale,
     security,
 )
 from clusterdeck.providers.aws.observe import Inventory, discover
@@ -103,6 +104,18 @@ class AwsProvider:
     ) -> list[str]:
         region = _recorded_region(store, environment, resources)
         return cleanup(environment, region, store, events, resources)
+
+    def release(
+        self,
+        environment: str,
+        store: StateStore,
+        events: EventSink,
+        records: list[ResourceRecord],
+    ) -> None:
+        region = _recorded_region(store, environment, records)
+        if region is None:
+            raise UsageError(f"{environment}: no region recorded for its instances")
+        scale.terminate_nodes(environment, region, store, events, records)
 
 
 def find(environment: str, region: str | None) -> tuple[str, list[str]]:

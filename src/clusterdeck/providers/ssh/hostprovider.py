@@ -58,6 +58,16 @@ class SshProvider:
             return InfraResult()
         return asyncio.run(register(ctx, self.options or options_from_env()))
 
+    def release(
+        self,
+        environment: str,
+        store: StateStore,
+        events: EventSink,
+        records: list[ResourceRecord],
+    ) -> None:
+        for rec in records:
+            store.mark_deleted(environment, rec.key)
+
     def destroy(
         self,
         environment: str,

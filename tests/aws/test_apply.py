@@ -1,0 +1,126 @@
+"""``apply --infra-only`` on moto: pools grow, shrink, come and go; a census by tag after each.
+
+The environment is created with --infra-only (machines, no Kubernetes). Each change goes
+through the real CLI in a child process, then the cloud is asked directly (not through
+clusterdeck's own discovery) what carries the environment's tags: the right count of
+instances, each with its role, pool and type, and nothing leaked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from clusterdeck.state import SqliteStore
+from tests.aws.conftest import Aws
+from tests.aws.support import EXAMPLES, cli, instances, tagged
+
+pytestmark = [pytest.mark.moto]
+
+POOL = """\
+    nodePools:
+      - name: batch
+        count: 2
+        instanceType: c5.large
+        availabilityZones: [us-west-2b]
+"""
+
+
+def _tags(inst: dict) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+
+
+def _census() -> Counter[tuple[str, str, str]]:
+    """(role, pool, instance type) of every live instance tagged for the environment."""
+    return Counter(
+        (
+            _tags(i).get("clusterdeck.dev/role", "?"),
+            _tags(i).get("clusterdeck.dev/pool", "?"),
+            i["InstanceType"],
+        )
+        for i in instances("gpu-ha")
+    )
+
+
+def _file(tmp_path: Path, name: str, workers: int, pool: str = "") -> Path:
+    text = (EXAMPLES / "aws-ha.yaml").read_text()
+    text = text.replace(
+        "count: 3\n      instanceType: g4dn", f"count: {workers}\n      instanceType: g4dn"
+    )
+    if pool:
+        text = text.replace("    highAvailability:\n", pool + "    highAvailability:\n")
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _apply(path: Path) -> list[tuple[str, str]]:
+    shown = cli("apply", "-f", str(path), "--infra-only", "-o", "json")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    actions = [(a["kind"], a["target"]) for a in json.loads(shown.stdout)["actions"]]
+    done = cli("apply", "-f", str(path), "--infra-only", "--yes")
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = cli("apply", "-f", str(path), "--infra-only", "--yes")
+    assert again.returncode == 0 and "No changes" in again.stderr, again.stderr[-2000:]
+    return actions
+
+
+def test_pools_grow_shrink_and_come_and_go_with_a_census_after_each(
+    aws: Aws, tmp_path: Path
+) -> None:
+    done = cli("create", "-f", str(EXAMPLES / "aws-ha.yaml"), "--infra-only", "--yes")
+    assert done.returncode == 0, done.stderr[-2000:]
+    cps = ("control-plane", "control-plane", "m5.xlarge")
+    gpu = ("worker", "workers", "g4dn.xlarge")
+    batch = ("worker", "batch", "c5.large")
+    assert _census() == Counter({cps: 3, gpu: 3})
+    fixed = {k: v for k, v in tagged("gpu-ha").items() if k not in ("instance", "volume")}
+
+    grown = _apply(_file(tmp_path, "five.yaml", 5))
+    assert grown == [("add", "gpu-ha-workers-3"), ("add", "gpu-ha-workers-4")]
+    assert _census() == Counter({cps: 3, gpu: 5})
+
+    shrunk = _apply(_file(tmp_path, "two.yaml", 2))
+    assert shrunk == [  # the newest leave first
+        ("remove", "gpu-ha-workers-4"),
+        ("remove", "gpu-ha-workers-3"),
+        ("remove", "gpu-ha-workers-2"),
+    ]
+    assert _census() == Counter({cps: 3, gpu: 2})
+
+    added = _apply(_file(tmp_path, "pool.yaml", 2, POOL))
+    assert added == [("add", "gpu-ha-batch-0"), ("add", "gpu-ha-batch-1")]
+    assert _census() == Counter({cps: 3, gpu: 2, batch: 2})
+    zones = {
+        i["Placement"]["AvailabilityZone"]
+        for i in instances("gpu-ha")
+        if _tags(i).get("clusterdeck.dev/pool") == "batch"
+    }
+    assert zones == {"us-west-2b"}
+
+    removed = _apply(_file(tmp_path, "no-pool.yaml", 2))
+    assert sorted(removed) == [("remove", "gpu-ha-batch-0"), ("remove", "gpu-ha-batch-1")]
+    assert _census() == Counter({cps: 3, gpu: 2})
+
+    # nothing but the instances changed, and the store holds exactly the nodes that run
+    now = tagged("gpu-ha")
+    assert {k: v for k, v in now.items() if k not in ("instance", "volume")} == fixed
+    store = SqliteStore(aws.state_path)
+    recorded = {r.provider_id for r in store.resources("gpu-ha") if r.key.startswith("node/")}
+    assert recorded == set(now["instance"])
+
+    gone = cli("delete", "gpu-ha", "--yes")
+    assert gone.returncode == 0, gone.stderr[-2000:]
+    assert tagged("gpu-ha") == {}
+
+
+def test_apply_infra_only_refuses_a_kubernetes_environment_and_vice_versa(aws: Aws) -> None:
+    done = cli("create", "-f", str(EXAMPLES / "aws-ha.yaml"), "--infra-only", "--yes")
+    assert done.returncode == 0, done.stderr[-2000:]
+    res = cli("apply", "-f", str(EXAMPLES / "aws-ha.yaml"), "--yes")
+    assert res.returncode == 2
+    assert "created with --infra-only" in res.stderr and "apply --infra-only" in res.stderr
+    assert "Traceback" not in res.stderr
