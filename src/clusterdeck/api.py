@@ -329,9 +329,11 @@ def apply(
     log: Callable[[str], None],
     events: EventSink = discard,
     infra_only: bool = False,
+    snapshot_dir: Path | None = None,
 ) -> None:
     """Carry out exactly ``planned`` (from :func:`plan_apply`), batch by batch, then record the
-    new file. A stopped run is resumed by running apply again: it observes what is left."""
+    new file. A stopped run is resumed by running apply again: it observes what is left. An
+    upgrade saves an etcd snapshot under ``snapshot_dir`` first."""
     refuse_unsupported(planned)
     with store.lock(env.name, "apply"):
         before, again = plan_apply(env, store, infra_only=infra_only)
@@ -343,6 +345,19 @@ def apply(
                 names = [c.node for c in batch]
                 if kind is ChangeKind.ADD:
                     _join(before, env, store, names, events=events, log=log, infra_only=infra_only)
+                elif kind is ChangeKind.UPGRADE:
+                    if snapshot_dir is None:
+                        raise UsageError("an upgrade needs a directory for its etcd snapshot")
+                    _upgrade(
+                        before,
+                        env,
+                        store,
+                        names,
+                        snapshot_dir=snapshot_dir,
+                        drain_timeout=drain_timeout,
+                        force=force,
+                        log=log,
+                    )
                 else:
                     pipeline.remove_nodes(
                         env,
@@ -397,6 +412,38 @@ def _join(
             "joining failed, nothing else was changed (run apply again to resume): "
             + "; ".join(f"{n}: {why}" for n, why in result.failed.items())
         )
+
+
+def _upgrade(
+    before: Environment,
+    env: Environment,
+    store: StateStore,
+    names: list[str],
+    *,
+    snapshot_dir: Path,
+    drain_timeout: float,
+    force: bool,
+    log: Callable[[str], None],
+) -> None:
+    record = require_environment(store, env.name)
+    server = str(record.outputs.get("endpoint") or "")
+    if not server:
+        raise PermanentError(f"{env.name}: no API endpoint recorded; run create again first")
+    topology = day2.desired_topology(before, env, recorded_names(store, env.name))
+    the_plan = build_plan(env, topology, observed_from_store(store, env.name))
+    pipeline.upgrade(
+        env,
+        store,
+        topology,
+        the_plan,
+        names,
+        server=server,
+        snapshot_dir=snapshot_dir,
+        from_version=before.spec.kubernetes.version,
+        drain_timeout=drain_timeout,
+        force=force,
+        log=log,
+    )
 
 
 def delete(name: str, store: StateStore, *, events: EventSink = discard) -> list[str]:

@@ -136,6 +136,7 @@ def test_an_offline_render_names_the_bundles_images_and_passes(
     kubeadm_binary: Path, tmp_path: Path
 ) -> None:
     from clusterdeck.bootstrap.facts import with_offline
+    from clusterdeck.bootstrap.render import upgrade_scripts
     from clusterdeck.bundle.manifest import open_checked
 
     bundle = open_checked(kubeadm_binary.parent.parent, "v1.37.2", verify=False)
@@ -147,3 +148,15 @@ def test_an_offline_render_names_the_bundles_images_and_passes(
     for path in _files(rendered, tmp_path):
         res = _validate(kubeadm_binary, path)
         assert res.returncode == 0, f"{path.name}: {res.stderr}"
+    # the offline form of the upgrade steps installs from the bundle and passes shellcheck
+    scripts = upgrade_scripts(rendered.configs["lab-cp-0"])
+    assert 'install_file "$OFFLINE/bin/kubeadm"' in scripts["kubeadm-upgrade"]
+    assert "kubeadm upgrade apply" in scripts["kubeadm-upgrade"]
+    checked = []
+    for phase, text in scripts.items():
+        checked.append(tmp_path / f"{phase}.sh")
+        checked[-1].write_text(text)
+    shellcheck = subprocess.run(
+        ["shellcheck", "--severity=style", *map(str, checked)], capture_output=True, text=True
+    )
+    assert shellcheck.returncode == 0, shellcheck.stdout[-3000:]

@@ -231,3 +231,26 @@ def test_keepalived_accepts_a_control_plane_of_one_behind_its_vip(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "server lab-cp-0 10.77.0.11:6443" in files["files/haproxy.cfg"].content
+
+
+def test_upgrade_scripts_pass_shellcheck_and_run_the_right_kubeadm(bundles, tmp_path) -> None:
+    """The online form (pkgs.k8s.io; the offline one is checked with the real bundle in
+    test_kubeadm_real): apply on the first control plane only."""
+    from clusterdeck.bootstrap.render import upgrade_scripts
+
+    paths = []
+    for case in ("ssh-ha", "aws-ha"):
+        for node, cfg in bundles[case].configs.items():
+            for phase, text in upgrade_scripts(cfg).items():
+                path = tmp_path / f"{case}-{node}-{phase}.sh"
+                path.write_text(text)
+                paths.append(str(path))
+                if phase == "kubeadm-upgrade":
+                    mode = "apply" if cfg.first_control_plane else "node"
+                    assert f"MODE='{mode}'" in text
+    for path in paths:
+        subprocess.run(["bash", "-n", path], check=True)
+    result = subprocess.run(
+        [_need("shellcheck"), "--severity=style", *paths], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-4000:]

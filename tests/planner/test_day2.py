@@ -6,7 +6,7 @@ import pytest
 
 from clusterdeck.model.day2 import ChangeKind, RunningNode
 from clusterdeck.planner import expand
-from clusterdeck.planner.day2 import diff
+from clusterdeck.planner.day2 import diff, version_step_problem
 from clusterdeck.planner.expand import NodeNames, host_identity
 from clusterdeck.spec.loader import load_text
 from clusterdeck.spec.models import Environment
@@ -155,15 +155,55 @@ def test_what_apply_refuses_is_named(after: Environment, refusal: str) -> None:
     assert any(refusal in r for r in planned.refused), planned.refused
 
 
-def test_an_upgrade_is_refused_for_now() -> None:
-    before = env()
+def _at(version: str, workers: str = "10.0.0.11, 10.0.0.12") -> Environment:
     text = SPEC.format(
-        cps=hosts("10.0.0.1"),
-        ha="",
-        pools="    workers:\n      hosts: [" + hosts("10.0.0.11, 10.0.0.12") + "]\n",
+        cps=hosts("10.0.0.1"), ha="", pools=f"    workers:\n      hosts: [{hosts(workers)}]\n"
     )
-    after = load_text(text + "  kubernetes: {version: v1.36.3}\n")
-    names = recorded(before)
-    planned = diff(before, after, names, running(before, names))
-    assert any("upgrades are not supported yet" in r for r in planned.refused)
-    assert not planned.changes
+    return load_text(text + f"  kubernetes: {{version: {version}}}\n")
+
+
+def _running_at(before: Environment, versions: dict[str, str]) -> list[RunningNode]:
+    return [
+        RunningNode(r.name, r.role, r.pool, r.provider, r.address, True, True, versions[r.name])
+        for r in running(before, recorded(before))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("v1.36.3", "v1.37.2", None),
+        ("v1.37.0", "v1.37.2", None),
+        ("v1.35.1", "v1.37.2", "one minor version at a time; upgrade to v1.36.x first"),
+        ("v1.37.2", "v1.36.3", "downgrades are not supported"),
+        ("v1.37.2", "v1.37.1", "downgrades are not supported"),
+    ],
+)
+def test_version_steps(old: str, new: str, problem: str | None) -> None:
+    found = version_step_problem(old, new)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_an_upgrade_visits_control_planes_first_and_skips_nodes_already_done() -> None:
+    before, after = _at("v1.36.3"), _at("v1.37.2")
+    versions = {"d2-cp-0": "v1.36.3", "d2-workers-0": "v1.37.2", "d2-workers-1": "v1.36.3"}
+    planned = diff(before, after, recorded(before), _running_at(before, versions))
+    assert not planned.refused
+    assert [(c.kind.value, c.node) for c in planned.changes] == [
+        ("upgrade", "d2-cp-0"),
+        ("upgrade", "d2-workers-1"),
+    ]
+    assert "kubeadm upgrade apply v1.37.2" in planned.changes[0].reason
+    assert "drain" in planned.changes[1].reason
+    assert len(planned.batches()) == 1  # one run over its nodes
+
+
+def test_an_upgrade_runs_alone_and_within_the_skew() -> None:
+    before = _at("v1.36.3")
+    same = dict.fromkeys(["d2-cp-0", "d2-workers-0", "d2-workers-1"], "v1.36.3")
+    mixed = diff(before, _at("v1.37.2", "10.0.0.11"), recorded(before), _running_at(before, same))
+    assert any("an upgrade runs alone" in r for r in mixed.refused)
+    old = {**same, "d2-workers-1": "v1.35.0"}
+    skewed = diff(before, _at("v1.37.2"), recorded(before), _running_at(before, old))
+    assert any("d2-workers-1 (v1.35.0)" in r for r in skewed.refused)
+    assert not skewed.changes

@@ -245,3 +245,16 @@ def write_bundle(bundle: Bundle, directory: str | Path) -> list[Path]:
     (root / "bundle.json").write_text(json.dumps(index, indent=2) + "\n")
     written.append(root / "bundle.json")
     return written
+
+
+def upgrade_scripts(cfg: NodeConfig) -> dict[str, str]:
+    """The two upgrade steps of one node (day-2, rendered from the new version's config):
+    ``kubeadm upgrade apply`` on the first control plane, ``kubeadm upgrade node`` elsewhere,
+    then the kubelet."""
+    mode = "apply" if cfg.first_control_plane else "node"
+    return {
+        Phase.KUBEADM_UPGRADE.value: scripts.render_phase(
+            cfg, Phase.KUBEADM_UPGRADE.value, upgrade_mode=mode
+        ),
+        Phase.KUBELET_UPGRADE.value: scripts.render_phase(cfg, Phase.KUBELET_UPGRADE.value),
+    }

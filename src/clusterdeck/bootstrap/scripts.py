@@ -72,8 +72,11 @@ SIGNING_KEYS = {
 }
 
 
-def render_phase(cfg: NodeConfig, phase: str, *, upload_certs: bool = False) -> str:
-    """The bash script for one phase of one node."""
+def render_phase(
+    cfg: NodeConfig, phase: str, *, upload_certs: bool = False, upgrade_mode: str = "node"
+) -> str:
+    """The bash script for one phase of one node (``upgrade_mode``: ``apply`` on the first
+    control plane's kubeadm-upgrade, ``node`` elsewhere)."""
     global _ENV
     if _ENV is None:
         _ENV = environment()
@@ -85,6 +88,7 @@ def render_phase(cfg: NodeConfig, phase: str, *, upload_certs: bool = False) -> 
         local_api=LOCAL_API,
         join_file=JOIN_FILE,
         upload_certs=upload_certs,
+        upgrade_mode=upgrade_mode,
         keys=SIGNING_KEYS,
         offline_dir=OFFLINE_ON_NODE,
         init_file=INIT_FILE,

@@ -21,6 +21,7 @@ from clusterdeck.cli.cmd_create import YesOpt
 from clusterdeck.cli.context import Output, confirm, print_json, progress, state
 from clusterdeck.errors import UsageError
 from clusterdeck.model.day2 import ChangeKind, NodeChange
+from clusterdeck.state import default_state_path
 
 _DURATION = re.compile(r"^(\d+)(s|m|h)?$")
 
@@ -94,7 +95,16 @@ def apply(
         steps = _machine_steps(change) if infra_only else _steps(change)
         app.err.print(f"  {change.kind.value:<6} {change.node}: {change.reason} ({steps})")
     adds, removes = len(planned.of_kind(ChangeKind.ADD)), len(planned.of_kind(ChangeKind.REMOVE))
-    confirm(app, f"Add {adds} and remove {removes} nodes in {env.name!r}?", yes=yes)
+    upgrades = len(planned.of_kind(ChangeKind.UPGRADE))
+    snapshots = (app.state_path or default_state_path()).parent / "snapshots" / env.name
+    if upgrades:
+        app.err.print(
+            f"  before the upgrade: etcd checked healthy, a snapshot saved in {snapshots}"
+        )
+        question = f"Upgrade {upgrades} nodes of {env.name!r} to {env.spec.kubernetes.version}?"
+    else:
+        question = f"Add {adds} and remove {removes} nodes in {env.name!r}?"
+    confirm(app, question, yes=yes)
     with progress(app, f"Applying {file} to {env.name}") as sink:
         api.apply(
             env,
@@ -105,6 +115,7 @@ def apply(
             log=app.err.print,
             events=sink,
             infra_only=infra_only,
+            snapshot_dir=snapshots,
         )
     app.err.print(f"[green]{env.name} matches {file}[/]")
 
@@ -116,6 +127,8 @@ def _machine_steps(change: NodeChange) -> str:
 
 
 def _steps(change: NodeChange) -> str:
+    if change.kind is ChangeKind.UPGRADE:
+        return "one node at a time, API probed throughout"
     if change.kind is ChangeKind.REMOVE:
         return "cordon, drain, delete the Node, kubeadm reset on the host"
     if change.role == "control-plane":

@@ -17,6 +17,7 @@ WORKER = "worker"
 class ChangeKind(StrEnum):
     ADD = "add"  # a new machine joins (a worker, or a control plane: etcd grows by one)
     REMOVE = "remove"  # cordon, drain, delete the Node, reset the host
+    UPGRADE = "upgrade"  # the node's kubeadm step, then its kubelet (workers drained first)
 
 
 @dataclass(frozen=True)
@@ -71,18 +72,26 @@ class ApplyPlan:
     def batches(self) -> list[tuple[ChangeKind, list[NodeChange]]]:
         """How the changes run: consecutive worker additions join together in one bootstrap; a
         control plane joins alone (etcd grows one member at a time, checked before and after);
-        removals drain one node after another."""
+        removals drain one node after another; an upgrade is one run over its nodes (kubeadm
+        on every control plane before any kubelet)."""
         runs: list[tuple[ChangeKind, list[NodeChange]]] = []
         for change in self.changes:
             last = runs[-1][1][-1] if runs else None
-            if (
-                last is not None
-                and last.kind is change.kind is ChangeKind.ADD
-                and WORKER == last.role == change.role
-                and last.replaces is None
-                and change.replaces is None
-            ):
+            if last is not None and _run_together(last, change):
                 runs[-1][1].append(change)
             else:
                 runs.append((change.kind, [change]))
         return runs
+
+
+def _run_together(last: NodeChange, change: NodeChange) -> bool:
+    if last.kind is not change.kind:
+        return False
+    if change.kind is ChangeKind.UPGRADE:
+        return True
+    return (
+        change.kind is ChangeKind.ADD
+        and WORKER == last.role == change.role
+        and last.replaces is None
+        and change.replaces is None
+    )

@@ -23,6 +23,9 @@ class Phase(StrEnum):
     KUBEADM_JOIN_CONTROL_PLANE = "kubeadm-join-control-plane"
     KUBEADM_JOIN_WORKER = "kubeadm-join-worker"
     NODE_LABELS_TAINTS = "labels-and-taints"
+    # day-2: a Kubernetes upgrade (not part of a create)
+    KUBEADM_UPGRADE = "kubeadm-upgrade"
+    KUBELET_UPGRADE = "kubelet-upgrade"
 
 
 PHASE_PURPOSE: dict[Phase, str] = {
@@ -39,4 +42,6 @@ PHASE_PURPOSE: dict[Phase, str] = {
     Phase.KUBEADM_JOIN_CONTROL_PLANE: "join as a control plane (one at a time, etcd member add)",
     Phase.KUBEADM_JOIN_WORKER: "join as a worker (in parallel with other workers)",
     Phase.NODE_LABELS_TAINTS: "apply the topology's labels and taints (untaint when not dedicated)",
+    Phase.KUBEADM_UPGRADE: "the new kubeadm; kubeadm upgrade apply (first control plane) or node",
+    Phase.KUBELET_UPGRADE: "the new kubelet and kubectl, and a kubelet restart",
 }

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # imported on first use (the transport, and so asyncssh, come
         fetch_kubeconfig,
         live_status,
     )
+    from clusterdeck.pipeline.upgrade import upgrade
 
 _HOME = {
     "BootstrapResult": "run",
@@ -25,6 +26,7 @@ _HOME = {
     "join_nodes": "day2",
     "observe_running": "day2",
     "remove_nodes": "day2",
+    "upgrade": "upgrade",
 }
 
 
@@ -42,4 +44,5 @@ __all__ = [
     "live_status",
     "observe_running",
     "remove_nodes",
+    "upgrade",
 ]

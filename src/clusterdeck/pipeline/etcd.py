@@ -4,11 +4,14 @@ Why it exists: the control plane grows one member at a time, and each step is sa
 etcd has quorum. A control plane holds the client certificate kubeadm made for health checks;
 ``curl`` on that node speaks to etcd's JSON gateway (the v3 API over HTTPS), so no etcdctl has
 to be installed. Members are told apart by their exact ID and name, never by a part of an
-address. This module only reads; what a step does with the answer is the caller's decision.
+address. This module only reads (members, health, a snapshot before an upgrade); what a step
+does with the answer is the caller's decision.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +26,6 @@ _CURL = [
     "--silent",
     "--show-error",
     "--fail",
-    "--max-time",
-    "10",
     "--cacert",
     f"{PKI}/ca.crt",
     "--cert",
@@ -79,20 +80,34 @@ def parse_members(data: dict[str, Any]) -> list[Member]:
     ]
 
 
-async def _call(
-    conns: Connections, cp: Endpoint, url: str, body: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    argv = [*_CURL, url]
+async def _curl(
+    conns: Connections,
+    cp: Endpoint,
+    url: str,
+    body: dict[str, Any] | None = None,
+    *,
+    max_time: int = 10,
+) -> str:
+    argv = [*_CURL, "--max-time", str(max_time), url]
     if body is not None:
         argv += ["-X", "POST", "-H", "Content-Type: application/json", "-d", json.dumps(body)]
     res = await conns.run(
-        cp, Command(argv, name="etcd " + url.rsplit("/", 1)[-1], root=True), timeout=30, check=False
+        cp,
+        Command(argv, name="etcd " + url.rsplit("/", 1)[-1], root=True),
+        timeout=max_time + 20,
+        check=False,
     )
     if res.exit_status == 127:
         raise PermanentError(f"{cp.label}: curl is not installed; it is needed to ask etcd")
     if res.exit_status != 0:
         raise PermanentError(f"{cp.label}: etcd at {url}: {res.stderr.strip() or 'no answer'}")
-    data: dict[str, Any] = json.loads(res.stdout or "{}")
+    return res.stdout
+
+
+async def _call(
+    conns: Connections, cp: Endpoint, url: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(await _curl(conns, cp, url, body) or "{}")
     return data
 
 
@@ -127,3 +142,25 @@ async def require_healthy(conns: Connections, cp: Endpoint, *, expected: int, st
             "nothing was changed by this step"
         )
     return state
+
+
+def snapshot_bytes(stream: str) -> bytes:
+    """The database from the gateway's snapshot stream (one JSON message per line, each with
+    a base64 part), checked against the sha256 etcd appends to it."""
+    data = bytearray()
+    for line in stream.splitlines():
+        if not line.strip():
+            continue
+        message = json.loads(line)
+        if "error" in message:
+            raise PermanentError(f"etcd refused the snapshot: {message['error']}")
+        data += base64.b64decode(message.get("result", {}).get("blob", ""))
+    if len(data) < 32 or hashlib.sha256(data[:-32]).digest() != data[-32:]:
+        raise PermanentError("the etcd snapshot is incomplete: its sha256 does not match")
+    return bytes(data)
+
+
+async def snapshot(conns: Connections, cp: Endpoint) -> bytes:
+    """A consistent snapshot of the whole keyspace (Secrets included: keep it private)."""
+    stream = await _curl(conns, cp, f"{LOCAL_CLIENT}/v3/maintenance/snapshot", {}, max_time=300)
+    return snapshot_bytes(stream)

@@ -68,6 +68,24 @@ def _facts(store: StateStore, env: Environment, plan: Plan) -> ClusterFacts:
     return bootstrap_facts.from_records(store.resources(env.name), outputs, plan.endpoint.kind)
 
 
+def rendered(
+    env: Environment, store: StateStore, topology: Topology, plan: Plan
+) -> tuple[Bundle, dict[str, Target], OfflineBundle | None]:
+    """Every node's bundle for ``env`` (its offline bundle opened and checked), and where each
+    node is: what a day-2 step that runs phases needs."""
+    offline_bundle = None
+    if env.spec.offline is not None:
+        offline_bundle = open_checked(
+            env.spec.offline.bundle, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
+        )
+    facts = bootstrap_facts.with_offline(_facts(store, env, plan), offline_bundle)
+    return (
+        render_environment(env, topology, plan, facts),
+        _targets(store, env, topology),
+        offline_bundle,
+    )
+
+
 def _targets(store: StateStore, env: Environment, topology: Topology) -> dict[str, Target]:
     record = store.environment(env.name)
     return targets(env, topology, store.resources(env.name), record.outputs if record else {})

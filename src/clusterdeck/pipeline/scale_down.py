@@ -96,19 +96,31 @@ async def remove_node(
         if reset:
             await _reset_host(conns, node, log)
         return
-    log(f"{node.name}: cordon")
-    await _kubectl(conns, cp, "cordon", node.name)
-    log(f"{node.name}: drain (eviction API, PodDisruptionBudgets honoured, {drain_timeout:g}s)")
-    drain = [
+    await drain(conns, cp, node.name, drain_timeout=drain_timeout, force=force, log=log)
+    log(f"{node.name}: delete the Node")
+    await _kubectl(conns, cp, "delete", "node", node.name, "--ignore-not-found")
+    if reset:
+        await _reset_host(conns, node, log)
+
+
+async def drain(
+    conns: Connections, cp: Endpoint, name: str, *, drain_timeout: float, force: bool, log: Log
+) -> None:
+    """Cordon and drain through the eviction API; on timeout raise :class:`DrainBlocked`
+    naming the budget that blocks, the node left cordoned."""
+    log(f"{name}: cordon")
+    await _kubectl(conns, cp, "cordon", name)
+    log(f"{name}: drain (eviction API, PodDisruptionBudgets honoured, {drain_timeout:g}s)")
+    argv = [
         "drain",
-        node.name,
+        name,
         "--ignore-daemonsets",
         "--delete-emptydir-data",
         f"--timeout={int(drain_timeout)}s",
     ]
     if force:
-        drain += ["--disable-eviction", "--force"]
-    res = await _kubectl(conns, cp, *drain, timeout=drain_timeout + 60, check=False)
+        argv += ["--disable-eviction", "--force"]
+    res = await _kubectl(conns, cp, *argv, timeout=drain_timeout + 60, check=False)
     if res.exit_status != 0:
         pdbs = json.loads((await _kubectl(conns, cp, "get", "pdb", "-A", "-o", "json")).stdout)
         pods = json.loads(
@@ -121,7 +133,7 @@ async def remove_node(
                     "-A",
                     "-o",
                     "json",
-                    f"--field-selector=spec.nodeName={node.name}",
+                    f"--field-selector=spec.nodeName={name}",
                 )
             ).stdout
         )
@@ -132,14 +144,10 @@ async def remove_node(
             else (res.stderr.strip().splitlines() or ["kubectl drain failed"])[-1]
         )
         raise DrainBlocked(
-            f"{node.name}: drain did not finish within {drain_timeout:g}s: {why}. "
-            f"{node.name} stays cordoned and in the cluster; relax the budget and run apply "
+            f"{name}: drain did not finish within {drain_timeout:g}s: {why}. "
+            f"{name} stays cordoned and in the cluster; relax the budget and run apply "
             "again, or pass --force to delete its pods without eviction"
         )
-    log(f"{node.name}: delete the Node")
-    await _kubectl(conns, cp, "delete", "node", node.name, "--ignore-not-found")
-    if reset:
-        await _reset_host(conns, node, log)
 
 
 async def _reset_host(conns: Connections, node: Leaving, log: Log) -> None:
@@ -159,3 +167,8 @@ async def _reset_host(conns: Connections, node: Leaving, log: Log) -> None:
         Command(["rm", "-rf", "/var/lib/clusterdeck/done"], name="forget phases", root=True),
         timeout=30,
     )
+
+
+async def uncordon(conns: Connections, cp: Endpoint, name: str, log: Log) -> None:
+    log(f"{name}: uncordon")
+    await _kubectl(conns, cp, "uncordon", name)

@@ -70,7 +70,84 @@ def diff(
         else:
             remove_changes.append(_leave(rec, f"pool {rec.pool} shrinks"))
     changes = _order(add_changes, remove_changes)
+    old_v, new_v = before.spec.kubernetes.version, after.spec.kubernetes.version
+    if old_v != new_v:
+        problem = version_step_problem(old_v, new_v)
+        if problem is None and changes:
+            problem = (
+                f"kubernetes.version {old_v} -> {new_v}: an upgrade runs alone; apply the "
+                "node changes first, then the new version"
+            )
+        if problem is None:
+            problem = _skew_problem(running, old_v, new_v)
+        if problem is not None:
+            refused.append(problem)
+        else:
+            changes = _upgrades(new, running, old_v, new_v)
     return ApplyPlan(after.name, tuple(changes), tuple(dict.fromkeys(refused)))
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    major, minor, patch = text.removeprefix("v").split(".")[:3]
+    return int(major), int(minor), int(patch.split("-")[0])
+
+
+def version_step_problem(old: str, new: str) -> str | None:
+    """None when ``old -> new`` is a patch release or the next minor; otherwise why not."""
+    (a, b, c), (x, y, z) = parse_version(old), parse_version(new)
+    where = f"kubernetes.version {old} -> {new}"
+    if (x, y, z) < (a, b, c):
+        return f"{where}: downgrades are not supported (kubeadm cannot go back)"
+    if x != a or y > b + 1:
+        return (
+            f"{where}: one minor version at a time; upgrade to v{a}.{b + 1}.x first "
+            "(kubeadm supports no skipped minor)"
+        )
+    return None
+
+
+def _skew_problem(running: list[RunningNode], old: str, new: str) -> str | None:
+    """Every kubelet must run the old version (or already the new one, when an upgrade
+    resumes): a kubelet of another version would fall outside the supported skew."""
+    odd = [
+        f"{r.name} ({r.kubelet_version})"
+        for r in running
+        if r.present and r.kubelet_version and r.kubelet_version not in (old, new)
+    ]
+    if odd:
+        return (
+            f"kubernetes.version {old} -> {new}: kubelets at other versions: {', '.join(odd)}; "
+            f"bring them to {old} first"
+        )
+    return None
+
+
+def _upgrades(new: Topology, running: list[RunningNode], old: str, target: str) -> list[NodeChange]:
+    have = {r.name: r for r in running}
+    order = sorted(
+        new.nodes, key=lambda n: (n.role is not Role.CONTROL_PLANE, not n.first_control_plane)
+    )
+    changes = []
+    for node in order:
+        rec = have.get(node.name)
+        if rec is None or not rec.present or rec.kubelet_version == target:
+            continue  # not there, or already upgraded (a resumed upgrade)
+        if node.first_control_plane:
+            how = f"kubeadm upgrade apply {target}, then its kubelet"
+        elif node.role is Role.CONTROL_PLANE:
+            how = "kubeadm upgrade node, then its kubelet"
+        else:
+            how = "drain, kubeadm upgrade node, kubelet, uncordon"
+        changes.append(
+            NodeChange(
+                ChangeKind.UPGRADE,
+                node.name,
+                node.role.value,
+                node.pool,
+                f"{rec.kubelet_version or old} -> {target}: {how}",
+            )
+        )
+    return changes
 
 
 def _newest_first(rec: RunningNode) -> tuple[str, int]:
@@ -117,11 +194,6 @@ def _order(adds: list[NodeChange], removes: list[NodeChange]) -> list[NodeChange
 
 def _spec_refusals(before: Environment, after: Environment) -> Iterator[str]:
     was, now = before.spec, after.spec
-    if was.kubernetes.version != now.kubernetes.version:
-        yield (
-            f"kubernetes.version {was.kubernetes.version} -> {now.kubernetes.version}: "
-            "upgrades are not supported yet"
-        )
     old_k8s = was.kubernetes.model_dump(exclude={"version"})
     if old_k8s != now.kubernetes.model_dump(exclude={"version"}):
         yield "spec.kubernetes: only the version may change in a running cluster"

@@ -114,43 +114,51 @@ has_nvidia_gpu() {
 }
 
 
+
 MINOR='v1.37'
 WANT='1.37.2-1.1'
-need=()
-for pkg in kubelet kubeadm kubectl; do
-  if [ "$(pkg_version "$pkg")" != "$WANT" ]; then
-    need+=("${pkg}=${WANT}")
+# kube_apt_install PKG...: these Kubernetes packages at the cluster's version, from
+# pkgs.k8s.io (the signing key checked by fingerprint), held so apt upgrades leave them alone
+kube_apt_install() {
+  local need=() pkg
+  for pkg in "$@"; do
+    if [ "$(pkg_version "$pkg")" != "$WANT" ]; then
+      need+=("${pkg}=${WANT}")
+    fi
+  done
+  if [ "${#need[@]}" -eq 0 ]; then
+    log "$* already at ${WANT}: nothing to download"
+  else
+    # the package repository is set up only when something has to come from it
+    local keyring=/etc/apt/keyrings/kubernetes-apt-keyring.gpg tmp
+    if [ ! -s "$keyring" ]; then
+      log "adding the Kubernetes package signing key for ${MINOR}"
+      for tool in curl gpg; do
+        command -v "$tool" >/dev/null 2>&1 || apt_install ca-certificates curl gpg
+      done
+      install -d -m 0755 /etc/apt/keyrings
+      tmp="$(mktemp)"
+      retry 5 curl -fsSL --proto '=https' "https://pkgs.k8s.io/core:/stable:/${MINOR}/deb/Release.key" -o "$tmp"
+      check_key "$tmp" 'DE15B14486CD377B9E876E1A234654DA9A296436' pkgs.k8s.io
+      gpg --batch --yes --dearmor -o "$keyring" "$tmp"
+      rm -f "$tmp"
+    fi
+    # the list names one minor's repository: an upgrade points it at the next one
+    if [ -n "$(install_file "$BUNDLE/files/kubernetes.list" /etc/apt/sources.list.d/kubernetes.list 0644)" ]; then
+      apt_updated=0
+    fi
+    log "installing ${need[*]}"
+    apt-mark unhold "$@" >/dev/null 2>&1 || true
+    apt_install --allow-downgrades --allow-change-held-packages "${need[@]}"
   fi
-done
-if [ "${#need[@]}" -eq 0 ]; then
-  log "kubelet, kubeadm and kubectl are already at ${WANT}: nothing to download"
-else
-  # the package repository is set up only when something has to come from it
-  keyring=/etc/apt/keyrings/kubernetes-apt-keyring.gpg
-  if [ ! -s "$keyring" ]; then
-    log "adding the Kubernetes package signing key for ${MINOR}"
-    for tool in curl gpg; do
-      command -v "$tool" >/dev/null 2>&1 || apt_install ca-certificates curl gpg
-    done
-    install -d -m 0755 /etc/apt/keyrings
-    tmp="$(mktemp)"
-    retry 5 curl -fsSL --proto '=https' "https://pkgs.k8s.io/core:/stable:/${MINOR}/deb/Release.key" -o "$tmp"
-    check_key "$tmp" 'DE15B14486CD377B9E876E1A234654DA9A296436' pkgs.k8s.io
-    gpg --batch --yes --dearmor -o "$keyring" "$tmp"
-    rm -f "$tmp"
-  fi
-  if [ -n "$(install_file "$BUNDLE/files/kubernetes.list" /etc/apt/sources.list.d/kubernetes.list 0644)" ]; then
-    apt_updated=0
-  fi
-  log "installing ${need[*]}"
-  apt-mark unhold kubelet kubeadm kubectl >/dev/null 2>&1 || true
-  apt_install --allow-downgrades --allow-change-held-packages "${need[@]}"
-fi
-for pkg in kubelet kubeadm kubectl; do
-  if ! apt-mark showhold | grep -x "$pkg" >/dev/null; then
-    apt-mark hold "$pkg" >/dev/null
-  fi
-done
+  for pkg in "$@"; do
+    if ! apt-mark showhold | grep -x "$pkg" >/dev/null; then
+      apt-mark hold "$pkg" >/dev/null
+    fi
+  done
+}
+
+kube_apt_install kubelet kubeadm kubectl
 if ! systemctl is-enabled --quiet kubelet; then
   systemctl enable kubelet
 fi
