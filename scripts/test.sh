@@ -25,14 +25,23 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[dev]' -c requirements/dev.lock
 
-# The real Kubernetes components, built from their Go modules into an offline bundle (about 12
-# minutes cold on 2 cores, seconds once cached outside the checkout): the lab tests run them.
+# The real Kubernetes components, built from their Go modules into offline bundles of two
+# versions (about 16 minutes each cold on 2 cores, seconds once cached outside the checkout):
+# the lab tests run them, and the upgrade test goes from the older to the newer.
 if command -v go >/dev/null; then
   echo "== kubernetes artifacts (scripts/kubernetes-artifacts.sh)"
   start=$(date +%s)
   CLUSTERDECK_TEST_BUNDLE="$(PYTHON=.venv/bin/python bash scripts/kubernetes-artifacts.sh | tail -n 1)"
   export CLUSTERDECK_TEST_BUNDLE
   echo "bundle $CLUSTERDECK_TEST_BUNDLE ready in $(($(date +%s) - start)) s"
+  # the minor before it, which the upgrade test starts from (as long again when cold)
+  previous="$(PYTHON=.venv/bin/python bash scripts/kubernetes-artifacts.sh --versions | sed -n 2p)"
+  if [ -n "$previous" ]; then
+    start=$(date +%s)
+    CLUSTERDECK_TEST_BUNDLE_PREVIOUS="$(PYTHON=.venv/bin/python bash scripts/kubernetes-artifacts.sh "$previous" | tail -n 1)"
+    export CLUSTERDECK_TEST_BUNDLE_PREVIOUS
+    echo "bundle $CLUSTERDECK_TEST_BUNDLE_PREVIOUS ready in $(($(date +%s) - start)) s"
+  fi
 fi
 
 echo "== ruff"; .venv/bin/ruff check src tests bench scripts

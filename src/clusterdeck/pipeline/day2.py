@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from clusterdeck.errors import PermanentError, TransientError
-from clusterdeck.events import EventSink
+from clusterdeck.events import EventKind, EventSink
 from clusterdeck.model.day2 import RunningNode
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
@@ -36,6 +37,18 @@ from clusterdeck.transport import Command, Connections, Endpoint
 
 Log = Callable[[str], None]
 HEALTH_TIMEOUT = 600.0
+
+
+@contextmanager
+def recorded_step(store: StateStore, environment: str, subject: str, step: str) -> Iterator[None]:
+    """A day-2 step in the store's events (``clusterdeck events``), with its outcome."""
+    event = store.start_event(environment, subject, step)
+    try:
+        yield
+    except BaseException as exc:
+        store.end_event(event, EventKind.FAILED.value, str(exc)[:500])
+        raise
+    store.end_event(event, EventKind.FINISHED.value)
 
 
 def _node_records(store: StateStore, environment: str) -> list[ResourceRecord]:
@@ -217,11 +230,18 @@ def remove_nodes(
                 name = rec.key.removeprefix(NODE_PREFIX)
                 ssh = rec.data.get("provider") == "ssh"
                 node = scale_down.Leaving(name, record_endpoint(rec, env))
-                await scale_down.remove_node(
-                    conns, cp, node, drain_timeout=drain_timeout, force=force, log=log, reset=ssh
-                )
-                provider = registry.get(str(rec.data.get("provider")))
-                await asyncio.to_thread(provider.release, env.name, store, events, [rec])
+                with recorded_step(store, env.name, name, "remove"):
+                    await scale_down.remove_node(
+                        conns,
+                        cp,
+                        node,
+                        drain_timeout=drain_timeout,
+                        force=force,
+                        log=log,
+                        reset=ssh,
+                    )
+                    provider = registry.get(str(rec.data.get("provider")))
+                    await asyncio.to_thread(provider.release, env.name, store, events, [rec])
 
     asyncio.run(go())
 

@@ -39,6 +39,7 @@ from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Role, Topology
 from clusterdeck.pipeline import actions, etcd, offline, scale_down
+from clusterdeck.pipeline.day2 import recorded_step
 from clusterdeck.pipeline.run import PHASE_DEADLINE, rendered
 from clusterdeck.pipeline.targets import Target
 from clusterdeck.providers.ssh.access import host_key_policy
@@ -152,16 +153,25 @@ def upgrade(
                 order = [n for n in nodes if tgt[n].node.role is Role.CONTROL_PLANE]
                 workers = [n for n in nodes if tgt[n].node.role is Role.WORKER]
                 for name in order:
-                    await _step(conns, tgt[name], bundle, Phase.KUBEADM_UPGRADE, log)
+                    await _step(
+                        conns, tgt[name], bundle, Phase.KUBEADM_UPGRADE, log, store, env.name
+                    )
                 for name in order:
-                    await _step(conns, tgt[name], bundle, Phase.KUBELET_UPGRADE, log)
+                    await _step(
+                        conns, tgt[name], bundle, Phase.KUBELET_UPGRADE, log, store, env.name
+                    )
                     await _ready_at(conns, api_cp, name, version, log)
                 for name in workers:
-                    await scale_down.drain(
-                        conns, api_cp, name, drain_timeout=drain_timeout, force=force, log=log
+                    with recorded_step(store, env.name, name, "drain"):
+                        await scale_down.drain(
+                            conns, api_cp, name, drain_timeout=drain_timeout, force=force, log=log
+                        )
+                    await _step(
+                        conns, tgt[name], bundle, Phase.KUBEADM_UPGRADE, log, store, env.name
                     )
-                    await _step(conns, tgt[name], bundle, Phase.KUBEADM_UPGRADE, log)
-                    await _step(conns, tgt[name], bundle, Phase.KUBELET_UPGRADE, log)
+                    await _step(
+                        conns, tgt[name], bundle, Phase.KUBELET_UPGRADE, log, store, env.name
+                    )
                     await _ready_at(conns, api_cp, name, version, log)
                     await scale_down.uncordon(conns, api_cp, name, log)
             after = await etcd.require_healthy(
@@ -209,12 +219,21 @@ def _script(bundle: Bundle, node: str, phase: str) -> str | None:
     return bundle.files[node][entry.script].content if entry is not None else None
 
 
-async def _step(conns: Connections, target: Target, bundle: Bundle, phase: Phase, log: Log) -> None:
+async def _step(
+    conns: Connections,
+    target: Target,
+    bundle: Bundle,
+    phase: Phase,
+    log: Log,
+    store: StateStore,
+    environment: str,
+) -> None:
     name = target.node.name
     script = upgrade_scripts(bundle.configs[name])[phase.value]
-    await actions.run_phase(
-        conns, target.endpoint, name, phase.value, script, log, timeout=PHASE_DEADLINE
-    )
+    with recorded_step(store, environment, name, phase.value):
+        await actions.run_phase(
+            conns, target.endpoint, name, phase.value, script, log, timeout=PHASE_DEADLINE
+        )
 
 
 async def _ready_at(conns: Connections, cp: Endpoint, name: str, version: str, log: Log) -> None:
