@@ -8,7 +8,7 @@ the store. No printing here: progress goes out as events, results come back as d
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from clusterdeck.model.day2 import ApplyPlan, ChangeKind, RunningNode
 from clusterdeck.model.observed import Observed, ObservedNode
 from clusterdeck.model.plan import ActionKind, Plan
 from clusterdeck.model.records import NODE_PREFIX, EnvironmentRecord, ResourceRecord
-from clusterdeck.model.topology import Topology
+from clusterdeck.model.topology import Role, Topology
 from clusterdeck.planner import build_plan, day2, expand
 from clusterdeck.planner.expand import HostIdentity
 from clusterdeck.providers import registry
@@ -280,7 +280,11 @@ def effective_spec(env: Environment, dedicated: bool | None) -> dict[str, Any]:
 
 
 def plan_apply(
-    env: Environment, store: StateStore, *, infra_only: bool = False
+    env: Environment,
+    store: StateStore,
+    *,
+    infra_only: bool = False,
+    allow_control_plane_shrink: bool = False,
 ) -> tuple[Environment, ApplyPlan]:
     """Observe the running environment and diff it against the file: (the recorded spec, the
     plan). What runs is the store's node records and, unless ``infra_only``, the cluster's
@@ -311,7 +315,24 @@ def plan_apply(
         ]
     else:
         running = pipeline.observe_running(before, store)
-    return before, day2.diff(before, env, recorded_names(store, env.name), running)
+    names = recorded_names(store, env.name)
+    planned = day2.diff(
+        before, env, names, running, allow_control_plane_shrink=allow_control_plane_shrink
+    )
+    drained = day2.drained_in_turn(planned)
+    if drained and not infra_only and not planned.refused:
+        blocking = pipeline.budgets_blocking(before, store, drained)
+        if blocking:
+            why = "; ".join(blocking)
+            planned = replace(
+                planned,
+                refused=(
+                    *planned.refused,
+                    f"PodDisruptionBudget {why} allows no disruption now: a rolling "
+                    "replacement or upgrade would stop at that node; relax it first",
+                ),
+            )
+    return before, planned
 
 
 def refuse_unsupported(planned: ApplyPlan) -> None:
@@ -330,13 +351,19 @@ def apply(
     events: EventSink = discard,
     infra_only: bool = False,
     snapshot_dir: Path | None = None,
+    allow_control_plane_shrink: bool = False,
 ) -> None:
     """Carry out exactly ``planned`` (from :func:`plan_apply`), batch by batch, then record the
     new file. A stopped run is resumed by running apply again: it observes what is left. An
     upgrade saves an etcd snapshot under ``snapshot_dir`` first."""
     refuse_unsupported(planned)
     with store.lock(env.name, "apply"):
-        before, again = plan_apply(env, store, infra_only=infra_only)
+        before, again = plan_apply(
+            env,
+            store,
+            infra_only=infra_only,
+            allow_control_plane_shrink=allow_control_plane_shrink,
+        )
         if again != planned:
             raise UsageError(f"{env.name!r} changed since the plan was shown: run apply again")
         status = INFRA_ONLY_STATUS if infra_only else "ready"
@@ -369,6 +396,10 @@ def apply(
                         events=events,
                         cluster=not infra_only,
                     )
+                    if not infra_only and any(c.role == Role.CONTROL_PLANE.value for c in batch):
+                        # the control planes that stay: load balancer backends and peers
+                        # without the one that left, then the cluster healthy again
+                        _join(before, env, store, [], events=events, log=log, infra_only=False)
         finally:  # a provider marks its own work in progress; the environment stays usable
             store.set_status(env.name, status)
         dedicated = day2.dedicated_for(before, env)

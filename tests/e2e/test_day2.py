@@ -343,3 +343,38 @@ def test_the_control_plane_grows_from_one_to_three_behind_the_same_endpoint(
     etcd_pods = real.pods_running(created.kubectl, "component=etcd", namespace="kube-system")
     assert len(etcd_pods) == 3
     assert probe.longest < 5.0
+
+
+def test_the_control_plane_shrinks_back_to_one_only_when_allowed(
+    growing: tuple[Created, str], lab: Lab
+) -> None:
+    created, vip = growing
+    one = created.spec  # the file it was created from: one control plane
+    refused = cli(created.state, "apply", "-f", str(one), "--yes")
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "--allow-control-plane-shrink" in refused.stderr
+    assert len(real.pods_running(created.kubectl, "component=etcd", namespace="kube-system")) == 3
+
+    with Probe(created.kubectl) as probe:
+        done = cli(
+            created.state,
+            "apply",
+            "-f",
+            str(one),
+            "--allow-control-plane-shrink",
+            "--yes",
+            timeout=1200,
+        )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    print(f"control plane 3 -> 1: the API went unanswered for {probe.longest:.1f} s at most")
+    assert "etcd: removing member e2egrow-cp-2" in done.stderr
+    assert "etcd: removing member e2egrow-cp-1" in done.stderr
+    assert sorted(_nodes_ready(created.kubectl)) == ["e2egrow-cp-0"]
+    etcd_pods = real.pods_running(created.kubectl, "component=etcd", namespace="kube-system")
+    assert [p["spec"]["nodeName"] for p in etcd_pods] == ["e2egrow-cp-0"]
+    for host in created.hosts[1:]:
+        for unit in ("kubelet", "keepalived"):
+            state = host.exec(["systemctl", "is-active", unit], check=False).stdout.strip()
+            assert state != "active", f"{unit} on {host.name}"
+    assert real.vip_holder(created.hosts, vip) is created.hosts[0]
+    assert probe.longest < 5.0

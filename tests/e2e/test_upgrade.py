@@ -88,12 +88,37 @@ def old_cluster(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             lab.remove_host(host)
 
 
+def _protected_pod(created: Created, node: str) -> None:
+    created.kubectl.apply(real.web_pod("web", node))
+    created.kubectl.apply(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "web-pdb", "namespace": "default"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+        }
+    )
+    real.wait_for("the protected pod", lambda: real.pods_running(created.kubectl, "app=web"))
+
+
 def test_a_minor_upgrade_keeps_the_api_answering(old_cluster: Created) -> None:
     created = old_cluster
     assert {
         n["status"]["nodeInfo"]["kubeletVersion"] for n in _nodes_ready(created.kubectl).values()
     } == {OLD}
     new = created.spec.with_name("new.yaml")
+    # a budget that allows no disruption of a pod on the worker: the upgrade does not start
+    real.import_test_image(created.hosts, real.test_image(real.build_bundle()))
+    _protected_pod(created, "e2eup-workers-0")
+    blocked = cli(created.state, "apply", "-f", str(new), "--yes")
+    assert blocked.returncode == 2, blocked.stderr[-2000:]
+    assert "PodDisruptionBudget default/web-pdb" in blocked.stderr
+    assert {
+        n["status"]["nodeInfo"]["kubeletVersion"] for n in _nodes_ready(created.kubectl).values()
+    } == {OLD}
+    created.kubectl.run("delete", "pdb", "web-pdb")
+    created.kubectl.run("delete", "pod", "web", "--wait=false")  # a bare pod blocks a drain
+
     shown = cli(created.state, "apply", "-f", str(new), "-o", "json")
     assert shown.returncode == 0, shown.stderr[-2000:]
     actions = json.loads(shown.stdout)["actions"]

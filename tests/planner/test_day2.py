@@ -6,7 +6,7 @@ import pytest
 
 from clusterdeck.model.day2 import ChangeKind, RunningNode
 from clusterdeck.planner import expand
-from clusterdeck.planner.day2 import diff, version_step_problem
+from clusterdeck.planner.day2 import diff, drained_in_turn, version_step_problem
 from clusterdeck.planner.expand import NodeNames, host_identity
 from clusterdeck.spec.loader import load_text
 from clusterdeck.spec.models import Environment
@@ -93,6 +93,7 @@ def test_a_swapped_host_is_replaced_new_first() -> None:
         ("remove", "d2-workers-1", None),
     ]
     assert [k for k, _ in planned.batches()] == [ChangeKind.ADD, ChangeKind.REMOVE]
+    assert drained_in_turn(planned) == ["d2-workers-1"]  # checked against budgets first
 
 
 def test_a_pool_added_and_a_pool_removed() -> None:
@@ -140,7 +141,10 @@ def test_control_planes_grow_one_per_batch_and_workers_join_together() -> None:
     ("after", "refusal"),
     [
         (env(cps="10.0.0.1, 10.0.0.2, 10.0.0.3", ha=HA.format()), "highAvailability"),
-        (env(cps="10.0.0.5"), "d2-cp-0: removing a control plane"),
+        (
+            env(cps="10.0.0.5"),
+            "d2-cp-0: the control plane would shrink to 1; pass --allow-control-plane-shrink",
+        ),
         (
             env(extra="      labels: {x: y}\n"),
             "d2-workers-0: its labels or taints change",
@@ -196,6 +200,7 @@ def test_an_upgrade_visits_control_planes_first_and_skips_nodes_already_done() -
     assert "kubeadm upgrade apply v1.37.2" in planned.changes[0].reason
     assert "drain" in planned.changes[1].reason
     assert len(planned.batches()) == 1  # one run over its nodes
+    assert drained_in_turn(planned) == ["d2-workers-1"]
 
 
 def test_an_upgrade_runs_alone_and_within_the_skew() -> None:
@@ -207,3 +212,14 @@ def test_an_upgrade_runs_alone_and_within_the_skew() -> None:
     skewed = diff(before, _at("v1.37.2"), recorded(before), _running_at(before, old))
     assert any("d2-workers-1 (v1.35.0)" in r for r in skewed.refused)
     assert not skewed.changes
+
+
+def test_the_control_plane_shrinks_one_member_at_a_time_only_when_allowed() -> None:
+    ha = HA.format()
+    before = env(cps="10.0.0.1, 10.0.0.2, 10.0.0.3", ha=ha)
+    after = env(cps="10.0.0.1", ha=ha)
+    names = recorded(before)
+    planned = diff(before, after, names, running(before, names), allow_control_plane_shrink=True)
+    assert not planned.refused
+    assert [[c.node for c in b] for _, b in planned.batches()] == [["d2-cp-2"], ["d2-cp-1"]]
+    assert "by its member ID" in planned.changes[0].reason

@@ -63,6 +63,14 @@ def apply(
         bool,
         typer.Option("--force", help="Delete pods without eviction: ignores PodDisruptionBudgets."),
     ] = False,
+    allow_shrink: Annotated[
+        bool,
+        typer.Option(
+            "--allow-control-plane-shrink",
+            help="Let the control plane shrink (5 -> 3 -> 1): one member at a time, moved off "
+            "etcd leadership and removed by its member ID while quorum holds.",
+        ),
+    ] = False,
     infra_only: Annotated[
         bool,
         typer.Option(
@@ -76,7 +84,9 @@ def apply(
     timeout = parse_duration(drain_timeout)
     env = load_checked(app, file)
     store = app.store()
-    _, planned = api.plan_apply(env, store, infra_only=infra_only)
+    _, planned = api.plan_apply(
+        env, store, infra_only=infra_only, allow_control_plane_shrink=allow_shrink
+    )
     if output is Output.JSON:  # the plan as data; it runs only with --yes
         print_json(
             {
@@ -116,6 +126,7 @@ def apply(
             events=sink,
             infra_only=infra_only,
             snapshot_dir=snapshots,
+            allow_control_plane_shrink=allow_shrink,
         )
     app.err.print(f"[green]{env.name} matches {file}[/]")
 
@@ -129,6 +140,8 @@ def _machine_steps(change: NodeChange) -> str:
 def _steps(change: NodeChange) -> str:
     if change.kind is ChangeKind.UPGRADE:
         return "one node at a time, API probed throughout"
+    if change.kind is ChangeKind.REMOVE and change.role == "control-plane":
+        return "cordon, drain, etcd member removed by ID, delete the Node, kubeadm reset"
     if change.kind is ChangeKind.REMOVE:
         return "cordon, drain, delete the Node, kubeadm reset on the host"
     if change.role == "control-plane":

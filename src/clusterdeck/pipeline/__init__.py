@@ -9,7 +9,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported on first use (the transport, and so asyncssh, comes with them)
-    from clusterdeck.pipeline.day2 import join_nodes, observe_running, remove_nodes
+    from clusterdeck.pipeline.day2 import (
+        budgets_blocking,
+        join_nodes,
+        observe_running,
+        remove_nodes,
+    )
     from clusterdeck.pipeline.run import (
         BootstrapResult,
         bootstrap,
@@ -23,6 +28,7 @@ _HOME = {
     "bootstrap": "run",
     "fetch_kubeconfig": "run",
     "live_status": "run",
+    "budgets_blocking": "day2",
     "join_nodes": "day2",
     "observe_running": "day2",
     "remove_nodes": "day2",
@@ -39,6 +45,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BootstrapResult",
     "bootstrap",
+    "budgets_blocking",
     "fetch_kubeconfig",
     "join_nodes",
     "live_status",

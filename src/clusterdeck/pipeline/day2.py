@@ -110,6 +110,31 @@ def observe_running(env: Environment, store: StateStore) -> list[RunningNode]:
     return running
 
 
+def budgets_blocking(env: Environment, store: StateStore, nodes: list[str]) -> list[str]:
+    """The PodDisruptionBudgets that allow no disruption of a pod on ``nodes`` right now."""
+    cps = _control_planes(env, store)
+
+    async def go() -> list[str]:
+        async with Connections(host_keys=host_key_policy(env, store, env.name)) as conns:
+            cp = await _first_answer(conns, cps, lambda c: _answers(conns, c))
+            pdbs = await _kubectl_json(conns, cp, "get", "pdb", "-A")
+            pods = await _kubectl_json(conns, cp, "get", "pods", "-A")
+            here = {
+                "items": [p for p in pods["items"] if p.get("spec", {}).get("nodeName") in nodes]
+            }
+            return scale_down.blocking_budgets(pdbs, here)
+
+    return asyncio.run(go())
+
+
+async def _kubectl_json(conns: Connections, cp: Endpoint, *args: str) -> dict[str, Any]:
+    res = await conns.run(
+        cp, Command([*actions.KUBECTL, *args, "-o", "json"], root=True), timeout=60
+    )
+    data: dict[str, Any] = json.loads(res.stdout)
+    return data
+
+
 def join_nodes(
     env: Environment,
     store: StateStore,
@@ -223,27 +248,47 @@ def remove_nodes(
         return
     cps = _control_planes(env, store)
 
+    async def _remove_one(
+        conns: Connections, cp: Endpoint, cps: list[Endpoint], rec: ResourceRecord, name: str
+    ) -> None:
+        control_plane = rec.data.get("role") == Role.CONTROL_PLANE.value
+        lb = ("keepalived", "haproxy") if control_plane and _keepalived(env) else ()
+        node = scale_down.Leaving(name, record_endpoint(rec, env), services=lb)
+        if cp.name == name:  # the etcd and kubectl calls go through a control plane that stays
+            cp = await _first_answer(
+                conns, [c for c in cps if c.name != name], lambda c: _answers(conns, c)
+            )
+
+        async def leave_etcd() -> None:
+            await etcd.remove_member(conns, cp, name, rec.data.get("private_ip"), log)
+
+        with recorded_step(store, env.name, name, "remove"):
+            await scale_down.remove_node(
+                conns,
+                cp,
+                node,
+                drain_timeout=drain_timeout,
+                force=force,
+                log=log,
+                reset=rec.data.get("provider") == "ssh",
+                before_delete=leave_etcd if control_plane else None,
+            )
+            provider = registry.get(str(rec.data.get("provider")))
+            await asyncio.to_thread(provider.release, env.name, store, events, [rec])
+
     async def go() -> None:
         async with Connections(host_keys=host_key_policy(env, store, env.name)) as conns:
             cp = await _first_answer(conns, cps, lambda c: _answers(conns, c))
             for rec in leaving:
                 name = rec.key.removeprefix(NODE_PREFIX)
-                ssh = rec.data.get("provider") == "ssh"
-                node = scale_down.Leaving(name, record_endpoint(rec, env))
-                with recorded_step(store, env.name, name, "remove"):
-                    await scale_down.remove_node(
-                        conns,
-                        cp,
-                        node,
-                        drain_timeout=drain_timeout,
-                        force=force,
-                        log=log,
-                        reset=ssh,
-                    )
-                    provider = registry.get(str(rec.data.get("provider")))
-                    await asyncio.to_thread(provider.release, env.name, store, events, [rec])
+                await _remove_one(conns, cp, cps, rec, name)
 
     asyncio.run(go())
+
+
+def _keepalived(env: Environment) -> bool:
+    ha = env.spec.cluster.high_availability
+    return ha.enabled and ha.load_balancer.value == "keepalived"
 
 
 async def _answers(conns: Connections, cp: Endpoint) -> Endpoint:

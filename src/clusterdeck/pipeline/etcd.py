@@ -4,8 +4,8 @@ Why it exists: the control plane grows one member at a time, and each step is sa
 etcd has quorum. A control plane holds the client certificate kubeadm made for health checks;
 ``curl`` on that node speaks to etcd's JSON gateway (the v3 API over HTTPS), so no etcdctl has
 to be installed. Members are told apart by their exact ID and name, never by a part of an
-address. This module only reads (members, health, a snapshot before an upgrade); what a step
-does with the answer is the caller's decision.
+address. It reads (members, health, a snapshot before an upgrade) and makes one change, the
+removal of a member by its exact ID under a quorum check (:func:`remove_member`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from clusterdeck.errors import PermanentError
 from clusterdeck.transport import Command, Connections, Endpoint
@@ -164,3 +166,60 @@ async def snapshot(conns: Connections, cp: Endpoint) -> bytes:
     """A consistent snapshot of the whole keyspace (Secrets included: keep it private)."""
     stream = await _curl(conns, cp, f"{LOCAL_CLIENT}/v3/maintenance/snapshot", {}, max_time=300)
     return snapshot_bytes(stream)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or ""
+
+
+def leaving_member(members: list[Member], name: str, address: str | None) -> Member | None:
+    """The member of node ``name``: its exact name, and, when the node's address is known, a
+    peer URL on exactly that address (never a prefix or part of one). None when it has none."""
+    named = [m for m in members if m.name == name]
+    if not named:
+        return None
+    if len(named) > 1:
+        raise PermanentError(f"etcd has {len(named)} members named {name}: remove none")
+    member = named[0]
+    if address is not None and address not in {_host(u) for u in member.peer_urls}:
+        raise PermanentError(
+            f"etcd member {name} ({member.id:x}) has peer URLs {', '.join(member.peer_urls)}, "
+            f"none on {address}: not removing a member that may be another machine's"
+        )
+    return member
+
+
+async def leader_id(conns: Connections, cp: Endpoint) -> int:
+    status = await _call(conns, cp, f"{LOCAL_CLIENT}/v3/maintenance/status", {})
+    return int(status.get("leader", 0))
+
+
+async def remove_member(
+    conns: Connections, cp: Endpoint, name: str, address: str | None, log: Callable[[str], None]
+) -> None:
+    """Take node ``name``'s member out of etcd, asked through ``cp`` (a member that stays),
+    only while the members that stay keep quorum; leadership is moved off it first. The one
+    place where clusterdeck removes an etcd member (shrinking the control plane, and a
+    stateless node's rejoin)."""
+    state = await health(conns, cp)
+    member = leaving_member(list(state.members), name, address)
+    if member is None:
+        log(f"etcd has no member {name}: nothing to remove")
+        return
+    staying = [m for m in state.members if m.id != member.id and not m.learner]
+    healthy = [m for m in staying if (m.name or str(m.id)) in state.healthy]
+    need = len(staying) // 2 + 1
+    if not staying or len(healthy) < need:
+        raise PermanentError(
+            f"removing etcd member {name} would leave {len(healthy)} healthy of "
+            f"{len(staying)} members, and quorum needs {need}: refused ({state.describe()})"
+        )
+    if await leader_id(conns, cp) == member.id:
+        to = healthy[0]
+        log(f"etcd: moving leadership from {name} to {to.name}")
+        url = member.client_urls[0] if member.client_urls else LOCAL_CLIENT
+        await _call(
+            conns, cp, f"{url}/v3/maintenance/transfer-leadership", {"targetID": str(to.id)}
+        )
+    log(f"etcd: removing member {name} ({member.id:x}); {len(healthy)} healthy members stay")
+    await _call(conns, cp, f"{LOCAL_CLIENT}/v3/cluster/member/remove", {"ID": str(member.id)})

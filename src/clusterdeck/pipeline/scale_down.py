@@ -11,7 +11,7 @@ resets it and its kubelet is stopped and disabled. Nodes leave one at a time.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ Log = Callable[[str], None]
 class Leaving:
     name: str  # the Node's name
     endpoint: Endpoint  # its host, reset after the Node is deleted
+    services: tuple[str, ...] = ()  # stopped and disabled too (a control plane's VIP holders)
 
 
 class DrainBlocked(PermanentError):
@@ -87,9 +88,11 @@ async def remove_node(
     force: bool,
     log: Log,
     reset: bool = True,
+    before_delete: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Cordon, drain, delete the Node; with ``reset`` (an ssh host, which stays the user's)
-    also ``kubeadm reset`` it and stop its kubelet."""
+    """Cordon, drain, (``before_delete``: a control plane leaves etcd), delete the Node; with
+    ``reset`` (an ssh host, which stays the user's) also ``kubeadm reset`` it and stop its
+    kubelet."""
     listed = await _kubectl(conns, cp, "get", "node", node.name, "--ignore-not-found", "-o", "name")
     if not listed.stdout.strip():  # a stopped run deleted it already: reset the host
         log(f"{node.name}: no longer in the cluster")
@@ -97,6 +100,8 @@ async def remove_node(
             await _reset_host(conns, node, log)
         return
     await drain(conns, cp, node.name, drain_timeout=drain_timeout, force=force, log=log)
+    if before_delete is not None:
+        await before_delete()
     log(f"{node.name}: delete the Node")
     await _kubectl(conns, cp, "delete", "node", node.name, "--ignore-not-found")
     if reset:
@@ -167,6 +172,15 @@ async def _reset_host(conns: Connections, node: Leaving, log: Log) -> None:
         Command(["rm", "-rf", "/var/lib/clusterdeck/done"], name="forget phases", root=True),
         timeout=30,
     )
+    if node.services:
+        log(f"{node.name}: {', '.join(node.services)} stopped")
+        await conns.run(
+            node.endpoint,
+            Command(
+                ["systemctl", "disable", "--now", *node.services], name="stop services", root=True
+            ),
+            timeout=60,
+        )
 
 
 async def uncordon(conns: Connections, cp: Endpoint, name: str, log: Log) -> None:

@@ -38,6 +38,8 @@ def diff(
     after: Environment,
     names: NodeNames,
     running: list[RunningNode],
+    *,
+    allow_control_plane_shrink: bool = False,
 ) -> ApplyPlan:
     old = expand(before, dedicated=before.spec.cluster.control_plane.dedicated, names=names)
     new = desired_topology(before, after, names)
@@ -62,7 +64,18 @@ def diff(
     remove_changes: list[NodeChange] = []
     for rec in leaves:
         if rec.role == Role.CONTROL_PLANE.value:
-            refused.append(f"{rec.name}: removing a control plane is not supported yet")
+            if allow_control_plane_shrink:
+                why = (
+                    f"controlPlane shrinks to {cp_count}: leaves etcd first, by its member ID, "
+                    "while the members that stay keep quorum"
+                )
+                remove_changes.append(_leave(rec, why))
+            else:
+                refused.append(
+                    f"{rec.name}: the control plane would shrink to {cp_count}; pass "
+                    "--allow-control-plane-shrink to remove members one at a time, with "
+                    "etcd quorum checked"
+                )
         elif rec.pool not in new.pools():
             remove_changes.append(_leave(rec, "pool removed from the file"))
         elif rec.address is not None and not _pool_has(new, rec.pool, rec.address):
@@ -233,3 +246,16 @@ def _kept_node_refusals(old: Topology, new: Topology, have: dict[str, RunningNod
                 "nodes is not supported yet)"
             )
     return found
+
+
+def drained_in_turn(planned: ApplyPlan) -> list[str]:
+    """The nodes a rolling step drains: the old nodes of replacements, and the workers of an
+    upgrade. Such a run must not start while a budget allows no disruption (a plain removal
+    instead waits out its drain timeout and then names the budget)."""
+    replaced = {c.replaces for c in planned.changes if c.replaces}
+    upgraded = {
+        c.node
+        for c in planned.changes
+        if c.kind is ChangeKind.UPGRADE and c.role == Role.WORKER.value
+    }
+    return sorted(replaced | upgraded)

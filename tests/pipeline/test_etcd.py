@@ -1,0 +1,65 @@
+"""etcd's answers as clusterdeck reads them: members by exact identity, a checked snapshot."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+import pytest
+
+from clusterdeck.errors import PermanentError
+from clusterdeck.pipeline.etcd import Health, leaving_member, parse_members, snapshot_bytes
+
+LISTED = {
+    "members": [
+        {
+            "ID": "11342859195283224370",
+            "name": "lab-cp-0",
+            "peerURLs": ["https://10.0.0.2:2380"],
+            "clientURLs": ["https://10.0.0.2:2379"],
+        },
+        {
+            "ID": "4150254129744393283",
+            "name": "lab-cp-1",
+            "peerURLs": ["https://10.0.0.21:2380"],
+            "clientURLs": ["https://10.0.0.21:2379"],
+        },
+        {"ID": "77", "name": "", "peerURLs": ["https://10.0.0.3:2380"], "isLearner": True},
+    ]
+}
+
+
+def test_members_are_parsed_with_their_64_bit_ids() -> None:
+    members = parse_members(LISTED)
+    assert members[0].id == 11342859195283224370
+    assert members[2].learner and not members[0].learner
+
+
+def test_a_member_is_found_by_its_exact_name_and_address_never_a_prefix() -> None:
+    members = parse_members(LISTED)
+    assert leaving_member(members, "lab-cp-1", "10.0.0.21") == members[1]
+    assert leaving_member(members, "lab-cp", None) is None  # a prefix of a name is no match
+    with pytest.raises(PermanentError, match=r"none on 10\.0\.0\.2: not removing"):
+        leaving_member(members, "lab-cp-1", "10.0.0.2")  # 10.0.0.21 is not 10.0.0.2
+
+
+def test_quorum_counts_voters_only() -> None:
+    members = tuple(parse_members(LISTED))
+    state = Health(members, ("lab-cp-0", "lab-cp-1"), ("77",))
+    assert state.quorum == 2 and state.has_quorum
+    assert not Health(members, ("lab-cp-0",), ("lab-cp-1", "77")).has_quorum
+
+
+def test_a_snapshot_is_kept_only_when_its_sha256_matches() -> None:
+    db = b"bolt database bytes" * 100
+    whole = db + hashlib.sha256(db).digest()
+    lines = [
+        json.dumps({"result": {"blob": base64.b64encode(part).decode()}})
+        for part in (whole[:1000], whole[1000:])
+    ]
+    assert snapshot_bytes("\n".join(lines)) == whole
+    with pytest.raises(PermanentError, match="incomplete"):
+        snapshot_bytes(lines[0])
+    with pytest.raises(PermanentError, match="refused"):
+        snapshot_bytes(json.dumps({"error": {"message": "permission denied"}}))
