@@ -406,6 +406,19 @@ def apply(
         store.save_environment(env.name, env.spec.provider.value, effective_spec(env, dedicated))
 
 
+def record_file(env: Environment, store: StateStore) -> bool:
+    """When apply has nothing to do but the file differs from the one recorded (a changed key
+    path; an upgrade whose every node already runs the new version), record it; True if so."""
+    with store.lock(env.name, "apply"):
+        record = require_environment(store, env.name)
+        before = from_recorded(record.spec)
+        wanted = effective_spec(env, day2.dedicated_for(before, env))
+        if wanted == record.spec:
+            return False
+        store.save_environment(env.name, env.spec.provider.value, wanted)
+        return True
+
+
 def _join(
     before: Environment,
     env: Environment,

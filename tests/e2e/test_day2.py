@@ -370,8 +370,42 @@ def test_the_control_plane_shrinks_back_to_one_only_when_allowed(
     assert "etcd: removing member e2egrow-cp-2" in done.stderr
     assert "etcd: removing member e2egrow-cp-1" in done.stderr
     assert sorted(_nodes_ready(created.kubectl)) == ["e2egrow-cp-0"]
-    etcd_pods = real.pods_running(created.kubectl, "component=etcd", namespace="kube-system")
-    assert [p["spec"]["nodeName"] for p in etcd_pods] == ["e2egrow-cp-0"]
+    members = json.loads(
+        created.hosts[0]
+        .exec(
+            [
+                "curl",
+                "-sS",
+                "--cacert",
+                "/etc/kubernetes/pki/etcd/ca.crt",
+                "--cert",
+                "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+                "--key",
+                "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+                "-X",
+                "POST",
+                "-d",
+                "{}",
+                "https://127.0.0.1:2379/v3/cluster/member/list",
+            ]
+        )
+        .stdout
+    )["members"]
+    assert [m["name"] for m in members] == ["e2egrow-cp-0"]
+    # the mirror pods of the nodes that left go with the pod garbage collector
+    real.wait_for(
+        "one etcd pod",
+        lambda: (
+            [
+                p["spec"]["nodeName"]
+                for p in created.kubectl.json(
+                    "get", "pods", "-n", "kube-system", "-l", "component=etcd"
+                )["items"]
+            ]
+            == ["e2egrow-cp-0"]
+        ),
+        timeout=180,
+    )
     for host in created.hosts[1:]:
         for unit in ("kubelet", "keepalived"):
             state = host.exec(["systemctl", "is-active", unit], check=False).stdout.strip()

@@ -97,7 +97,10 @@ def apply(
         )
     api.refuse_unsupported(planned)
     if planned.empty:
-        app.err.print(f"No changes: {env.name!r} already matches {file}.")
+        if api.record_file(env, store):  # e.g. a new key path, or an upgrade that ended
+            app.err.print(f"No changes to make: {env.name!r} runs as {file} says; file recorded.")
+        else:
+            app.err.print(f"No changes: {env.name!r} already matches {file}.")
         return
     if output is Output.JSON and not yes:
         return
