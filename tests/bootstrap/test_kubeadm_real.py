@@ -160,3 +160,25 @@ def test_an_offline_render_names_the_bundles_images_and_passes(
         ["shellcheck", "--severity=style", *map(str, checked)], capture_output=True, text=True
     )
     assert shellcheck.returncode == 0, shellcheck.stdout[-3000:]
+
+
+def test_a_read_only_conntrack_limit_is_left_alone_by_kube_proxy(
+    kubeadm_binary: Path, tmp_path: Path
+) -> None:
+    """On a node whose conntrack limit is read-only the init config tells kube-proxy to leave
+    it (maxPerCore 0), and the real kubeadm accepts it; elsewhere no proxy document."""
+    env = load_file(_write(tmp_path, CASES["single"]))
+    topology, plan = api.plan(env)
+    fixed = ClusterFacts(machines={"solo-cp-0": MachineFacts(conntrack_max_writable=False)})
+    text = (
+        render_environment(env, topology, plan, fixed)
+        .files["solo-cp-0"]["files/kubeadm-init.yaml"]
+        .content
+    )
+    assert "kind: KubeProxyConfiguration" in text and "maxPerCore: 0" in text
+    path = tmp_path / "init.yaml"
+    path.write_text(text)
+    res = _validate(kubeadm_binary, path)
+    assert res.returncode == 0, res.stderr
+    plain = render_environment(env, topology, plan, ClusterFacts()).files["solo-cp-0"]
+    assert "KubeProxyConfiguration" not in plain["files/kubeadm-init.yaml"].content

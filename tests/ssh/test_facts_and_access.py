@@ -54,6 +54,12 @@ def test_facts_with_gpus_seen_by_lspci() -> None:
     assert found["gpus"][1]["pci_id"] == "1d0f:1111"
 
 
+def test_the_conntrack_limit_is_writable_fixed_or_unknown() -> None:
+    for line, expected in (("writable", True), ("fixed", False), ("absent", None)):
+        found = facts.parse(script_output(None) + f"conntrack_max={line}\n")
+        assert found["conntrack_max_writable"] is expected
+
+
 def test_missing_lspci_means_unknown_not_zero() -> None:
     found = facts.parse(script_output(None))
     assert found["gpus"] is None and found["nvidia_gpus"] is None

@@ -59,6 +59,7 @@ def test_full_hosts_boot_systemd_with_their_own_identity(
                 "failed": failed.stdout.strip(),
                 "init": found["init"],
                 "hostname": found["hostname"],
+                "conntrack": found["conntrack_max_writable"],
                 "state": state.stdout.strip(),
                 "active": unit.stdout.split()[0],
                 "machine_id": unit.stdout.split()[1],
@@ -89,6 +90,8 @@ def test_full_hosts_boot_systemd_with_their_own_identity(
     for host, result in zip(full_hosts, results, strict=True):
         assert result["init"] == "systemd"
         assert result["hostname"] == host.name
+        # a network namespace of its own: the conntrack limit is the host's, read-only here
+        assert result["conntrack"] is False
         assert result["state"] == "running", f"failed units: {result['failed']}"
         assert result["active"] == "active"
     assert results[0]["machine_id"] != results[1]["machine_id"]

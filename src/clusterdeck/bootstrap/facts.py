@@ -45,6 +45,7 @@ def from_records(
             interface=_text(data.get("interface")),
             cgroup=_cgroup((data.get("facts") or {}).get("cgroup")),
             can_lower_oom_score=(data.get("facts") or {}).get("can_lower_oom_score"),
+            conntrack_max_writable=(data.get("facts") or {}).get("conntrack_max_writable"),
             nvidia_gpus=(data.get("facts") or {}).get("nvidia_gpus"),
         )
     nlb_dns = internal = None

@@ -193,11 +193,17 @@ class KubeletConfiguration(K8sModel):
     fail_cgroup_v1: bool | None = Field(default=None, alias="failCgroupV1")
 
 
+class KubeProxyConntrack(K8sModel):
+    # 0: leave the kernel's limit as it is (and ignore min)
+    max_per_core: int | None = Field(default=None, alias="maxPerCore")
+
+
 class KubeProxyConfiguration(K8sModel):
     api_version: Literal["kubeproxy.config.k8s.io/v1alpha1"] = "kubeproxy.config.k8s.io/v1alpha1"
     kind: Literal["KubeProxyConfiguration"] = "KubeProxyConfiguration"
     mode: Literal["iptables", "ipvs", "nftables"] = "iptables"
     cluster_cidr: str = Field(alias="clusterCIDR")
+    conntrack: KubeProxyConntrack | None = None
 
 
 KINDS: dict[str, type[K8sModel]] = {

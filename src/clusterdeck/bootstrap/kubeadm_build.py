@@ -28,6 +28,8 @@ from clusterdeck.bootstrap.kubeadm import (
     JoinControlPlane,
     K8sModel,
     KubeletConfiguration,
+    KubeProxyConfiguration,
+    KubeProxyConntrack,
     LocalEtcd,
     Networking,
     NodeRegistration,
@@ -124,7 +126,14 @@ def init_documents(
         dns=DNS(image_tag=cfg.offline.coredns_tag) if cfg.offline else None,
     )
     kubelet = KubeletConfiguration(fail_cgroup_v1=False if cfg.kubernetes.allow_cgroup_v1 else None)
-    return [init, cluster, kubelet]
+    if not cfg.kubernetes.keep_conntrack_limit:
+        return [init, cluster, kubelet]
+    # a node whose conntrack limit is read-only (measured: v1.36's kube-proxy then fails to
+    # start, "open /proc/sys/net/netfilter/nf_conntrack_max: permission denied")
+    proxy = KubeProxyConfiguration(
+        cluster_cidr=cfg.kubernetes.pod_cidr, conntrack=KubeProxyConntrack(max_per_core=0)
+    )
+    return [init, cluster, kubelet, proxy]
 
 
 def join_document(cfg: NodeConfig, material: JoinMaterial | None = None) -> JoinConfiguration:

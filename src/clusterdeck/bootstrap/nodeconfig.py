@@ -51,6 +51,9 @@ class MachineFacts(Model):
     # False on container-like machines (no CAP_SYS_RESOURCE): runc must not lower OOM scores
     can_lower_oom_score: bool | None = None
     nvidia_gpus: int | None = None  # None: not probed (aws: known from the instance type)
+    # False where the conntrack limit is read-only (a container-like machine): kube-proxy
+    # must leave it as it is
+    conntrack_max_writable: bool | None = None
 
 
 class CniManifest(Model):
@@ -72,6 +75,7 @@ class KubernetesSettings(Model):
     service_cidr: str
     # some node runs cgroup v1 (from its facts): kubelets must be told to accept it
     allow_cgroup_v1: bool = False
+    keep_conntrack_limit: bool = False  # some node's conntrack limit is read-only
 
 
 class EndpointSettings(Model):

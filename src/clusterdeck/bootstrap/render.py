@@ -100,7 +100,12 @@ def node_config(
         first_control_plane=node.first_control_plane,
         machine=machine,
         kubernetes=kubernetes_settings(env, facts.bundle).model_copy(
-            update={"allow_cgroup_v1": any(m.cgroup == "v1" for m in facts.machines.values())}
+            update={
+                "allow_cgroup_v1": any(m.cgroup == "v1" for m in facts.machines.values()),
+                "keep_conntrack_limit": any(
+                    m.conntrack_max_writable is False for m in facts.machines.values()
+                ),
+            }
         ),
         endpoint=ep,
         containerd_version=spec.container_runtime.version,

@@ -41,6 +41,13 @@ if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo "cgroup=v2"; else echo "c
 while read -r key value; do
   if [ "$key" = "CapBnd:" ]; then echo "capbnd=$value"; fi
 done < /proc/self/status
+# kube-proxy raises the conntrack table's limit unless told not to; in a container-like machine
+# (a network namespace of its own) the limit is read-only and kube-proxy would fail on it
+f=/proc/sys/net/netfilter/nf_conntrack_max
+if [ ! -e "$f" ]; then echo "conntrack_max=absent"
+elif { [ "$(id -u)" = 0 ] && [ -w "$f" ]; } || sudo -n test -w "$f" 2>/dev/null; then
+  echo "conntrack_max=writable"
+else echo "conntrack_max=fixed"; fi
 if [ "$(id -u)" = 0 ]; then echo "sudo=root"
 elif sudo -n true 2>/dev/null; then echo "sudo=yes"
 else echo "sudo=no"; fi
@@ -113,6 +120,10 @@ def parse(output: str) -> dict[str, Any]:
         "cgroup": values.get("cgroup", "unknown"),
         "sudo": values.get("sudo", "unknown"),  # root | yes (passwordless) | no
         "can_lower_oom_score": _has_capability(values.get("capbnd"), CAP_SYS_RESOURCE),
+        # None: no conntrack table yet (kube-proxy loads the module and may set it)
+        "conntrack_max_writable": {"writable": True, "fixed": False}.get(
+            values.get("conntrack_max", "")
+        ),
     }
     if values.get("lspci") == "yes":
         facts["gpus"] = gpus
