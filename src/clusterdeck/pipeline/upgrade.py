@@ -34,7 +34,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from clusterdeck.bootstrap.render import Bundle, upgrade_scripts
-from clusterdeck.errors import PermanentError
+from clusterdeck.errors import PermanentError, TransientError
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Role, Topology
@@ -160,11 +160,16 @@ def upgrade(
                     await _step(
                         conns, tgt[name], bundle, Phase.KUBELET_UPGRADE, log, store, env.name
                     )
-                    await _ready_at(conns, api_cp, name, version, log)
+                    await _ready_at(conns, cps, name, version, log)
                 for name in workers:
                     with recorded_step(store, env.name, name, "drain"):
                         await scale_down.drain(
-                            conns, api_cp, name, drain_timeout=drain_timeout, force=force, log=log
+                            conns,
+                            await _answering(conns, cps),
+                            name,
+                            drain_timeout=drain_timeout,
+                            force=force,
+                            log=log,
                         )
                     await _step(
                         conns, tgt[name], bundle, Phase.KUBEADM_UPGRADE, log, store, env.name
@@ -172,10 +177,13 @@ def upgrade(
                     await _step(
                         conns, tgt[name], bundle, Phase.KUBELET_UPGRADE, log, store, env.name
                     )
-                    await _ready_at(conns, api_cp, name, version, log)
-                    await scale_down.uncordon(conns, api_cp, name, log)
+                    await _ready_at(conns, cps, name, version, log)
+                    await scale_down.uncordon(conns, await _answering(conns, cps), name, log)
             after = await etcd.require_healthy(
-                conns, api_cp, expected=len(cps), step="the end of the upgrade"
+                conns,
+                await _answering(conns, cps),
+                expected=len(cps),
+                step="the end of the upgrade",
             )
             log(f"etcd after the upgrade: {after.describe()}")
             log(
@@ -236,17 +244,43 @@ async def _step(
         )
 
 
-async def _ready_at(conns: Connections, cp: Endpoint, name: str, version: str, log: Log) -> None:
+async def _ready_at(
+    conns: Connections, cps: list[Endpoint], name: str, version: str, log: Log
+) -> None:
+    """Wait for ``name`` Ready at ``version``, asking whichever control plane answers (a
+    kubelet that restarts may restart its own node's API server too)."""
     deadline = time.monotonic() + NODE_READY_TIMEOUT
+    got = "?"
     while True:
-        data = await actions.nodes_json(conns, cp)
-        node = next((i for i in data.get("items", []) if i["metadata"]["name"] == name), None)
-        got = (node or {}).get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "")
-        if got == version and name in actions.ready_nodes(data):
-            log(f"{name}: Ready at {version}")
-            return
+        for cp in cps:
+            try:
+                data = await actions.nodes_json(conns, cp, timeout=20)
+            except (TransientError, PermanentError, ValueError):
+                continue
+            items = data.get("items", [])
+            node = next((i for i in items if i["metadata"]["name"] == name), None)
+            got = (node or {}).get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "")
+            if got == version and name in actions.ready_nodes(data):
+                log(f"{name}: Ready at {version}")
+                return
+            break
         if time.monotonic() > deadline:
             raise PermanentError(
                 f"{name}: not Ready at {version} after {NODE_READY_TIMEOUT:g}s (kubelet {got})"
             )
+        await asyncio.sleep(2)
+
+
+async def _answering(conns: Connections, cps: list[Endpoint]) -> Endpoint:
+    """A control plane whose API server answers now (tried in order, for up to a minute)."""
+    deadline = time.monotonic() + 60
+    while True:
+        for cp in cps:
+            try:
+                await actions.nodes_json(conns, cp, timeout=20)
+                return cp
+            except (TransientError, PermanentError, ValueError):
+                continue
+        if time.monotonic() > deadline:
+            raise PermanentError("no control plane's API server answers")
         await asyncio.sleep(2)
