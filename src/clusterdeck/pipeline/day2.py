@@ -116,7 +116,7 @@ def budgets_blocking(env: Environment, store: StateStore, nodes: list[str]) -> l
 
     async def go() -> list[str]:
         async with Connections(host_keys=host_key_policy(env, store, env.name)) as conns:
-            cp = await _first_answer(conns, cps, lambda c: _answers(conns, c))
+            cp = await answering_control_plane(conns, cps)
             pdbs = await _kubectl_json(conns, cp, "get", "pdb", "-A")
             pods = await _kubectl_json(conns, cp, "get", "pods", "-A")
             here = {
@@ -185,7 +185,7 @@ def wait_healthy(env: Environment, store: StateStore, expected: list[str], *, lo
 
     async def go() -> None:
         async with Connections(host_keys=host_key_policy(env, store, env.name)) as conns:
-            cp = await _first_answer(conns, cps, lambda c: _answers(conns, c))
+            cp = await answering_control_plane(conns, cps)
             await actions.wait_ready(conns, cp, expected, log, timeout=HEALTH_TIMEOUT)
             deadline = time.monotonic() + HEALTH_TIMEOUT
             while True:
@@ -255,9 +255,7 @@ def remove_nodes(
         lb = ("keepalived", "haproxy") if control_plane and _keepalived(env) else ()
         node = scale_down.Leaving(name, record_endpoint(rec, env), services=lb)
         if cp.name == name:  # the etcd and kubectl calls go through a control plane that stays
-            cp = await _first_answer(
-                conns, [c for c in cps if c.name != name], lambda c: _answers(conns, c)
-            )
+            cp = await answering_control_plane(conns, [c for c in cps if c.name != name])
 
         async def leave_etcd() -> None:
             await etcd.remove_member(conns, cp, name, rec.data.get("private_ip"), log)
@@ -278,7 +276,7 @@ def remove_nodes(
 
     async def go() -> None:
         async with Connections(host_keys=host_key_policy(env, store, env.name)) as conns:
-            cp = await _first_answer(conns, cps, lambda c: _answers(conns, c))
+            cp = await answering_control_plane(conns, cps)
             for rec in leaving:
                 name = rec.key.removeprefix(NODE_PREFIX)
                 await _remove_one(conns, cp, cps, rec, name)
@@ -291,6 +289,22 @@ def _keepalived(env: Environment) -> bool:
     return ha.enabled and ha.load_balancer.value == "keepalived"
 
 
-async def _answers(conns: Connections, cp: Endpoint) -> Endpoint:
+async def answering_control_plane(
+    conns: Connections, cps: list[Endpoint], *, wait: float = 0
+) -> Endpoint:
+    """The first of ``cps`` whose API server answers; with ``wait``, tried again for that long
+    (a control plane restarting its API server during an upgrade)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            found: Endpoint = await _first_answer(conns, cps, lambda c: _listed(conns, c))
+            return found
+        except PermanentError:
+            if time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(2)
+
+
+async def _listed(conns: Connections, cp: Endpoint) -> Endpoint:
     await actions.nodes_json(conns, cp, timeout=20)
     return cp

@@ -39,7 +39,7 @@ from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Role, Topology
 from clusterdeck.pipeline import actions, etcd, offline, scale_down
-from clusterdeck.pipeline.day2 import recorded_step
+from clusterdeck.pipeline.day2 import answering_control_plane, recorded_step
 from clusterdeck.pipeline.run import PHASE_DEADLINE, rendered
 from clusterdeck.pipeline.targets import Target
 from clusterdeck.providers.ssh.access import host_key_policy
@@ -165,7 +165,7 @@ def upgrade(
                     with recorded_step(store, env.name, name, "drain"):
                         await scale_down.drain(
                             conns,
-                            await _answering(conns, cps),
+                            await answering_control_plane(conns, cps, wait=60),
                             name,
                             drain_timeout=drain_timeout,
                             force=force,
@@ -178,10 +178,12 @@ def upgrade(
                         conns, tgt[name], bundle, Phase.KUBELET_UPGRADE, log, store, env.name
                     )
                     await _ready_at(conns, cps, name, version, log)
-                    await scale_down.uncordon(conns, await _answering(conns, cps), name, log)
+                    await scale_down.uncordon(
+                        conns, await answering_control_plane(conns, cps, wait=60), name, log
+                    )
             after = await etcd.require_healthy(
                 conns,
-                await _answering(conns, cps),
+                await answering_control_plane(conns, cps, wait=60),
                 expected=len(cps),
                 step="the end of the upgrade",
             )
@@ -268,19 +270,4 @@ async def _ready_at(
             raise PermanentError(
                 f"{name}: not Ready at {version} after {NODE_READY_TIMEOUT:g}s (kubelet {got})"
             )
-        await asyncio.sleep(2)
-
-
-async def _answering(conns: Connections, cps: list[Endpoint]) -> Endpoint:
-    """A control plane whose API server answers now (tried in order, for up to a minute)."""
-    deadline = time.monotonic() + 60
-    while True:
-        for cp in cps:
-            try:
-                await actions.nodes_json(conns, cp, timeout=20)
-                return cp
-            except (TransientError, PermanentError, ValueError):
-                continue
-        if time.monotonic() > deadline:
-            raise PermanentError("no control plane's API server answers")
         await asyncio.sleep(2)
