@@ -146,16 +146,30 @@ class LoadBalancerConfig(BaseModel):
         glob = Block(("global",))
         glob.add("maxconn", 4000).add("pidfile", self.haproxy_pidfile)
         defaults = Block(("defaults",))
-        # a dead server is marked down within 2 s, and a connection that cannot reach one is
-        # sent to another (redispatch) instead of failing: the API stays reachable
-        defaults.add("mode", "tcp").add("timeout", "connect", "2s").add("timeout", "check", "1s")
-        defaults.add("retries", 2).add("option", "redispatch")
+        # A connection that cannot reach its server in 1 s is sent to another one on every
+        # retry (redispatch 1), instead of failing: the API stays reachable while a dead
+        # server is still marked up.
+        defaults.add("mode", "tcp").add("timeout", "connect", "1s").add("timeout", "check", "1s")
+        defaults.add("retries", 2).add("option", "redispatch", 1)
         defaults.add("timeout", "client", "1h").add("timeout", "server", "1h")
         front = Block(("frontend", "kube_api"))
         front.add("bind", f":{self.api_port}").add("default_backend", "kube_api_servers")
         back = Block(("backend", "kube_api_servers"))
-        back.add("balance", "roundrobin").add("option", "tcp-check")
-        back.add("default-server", "inter", "1s", "fall", 2, "rise", 2)
+        back.add("balance", "roundrobin")
+        # A server counts as up only while its API server says it is ready (HTTPS /readyz,
+        # which anonymous callers may read): one that is starting, or shutting down in an
+        # upgrade, gets no new connections, where a TCP check would send them to it. The
+        # check proves readiness, not identity, so it does not verify the certificate (the
+        # cluster CA does not exist yet when HAProxy starts). After a failed check the next
+        # comes within 300 ms, and a connection that fails marks the server down at once.
+        back.add("option", "httpchk", "GET", "/readyz")
+        back.add("http-check", "expect", "status", 200)
+        back.add(
+            "default-server",
+            *("inter", "1s", "fastinter", "300ms", "downinter", "1s", "fall", 2, "rise", 2),
+            *("check-ssl", "verify", "none", "observe", "layer4"),
+            *("error-limit", 1, "on-error", "mark-down"),
+        )
         for backend in self.backends:
             back.add("server", backend.name, f"{backend.address}:6443", "check")
         return haproxy_text([glob, defaults, front, back])
