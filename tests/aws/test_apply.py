@@ -9,11 +9,13 @@ instances, each with its role, pool and type, and nothing leaked.
 from __future__ import annotations
 
 import json
+import signal
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from clusterdeck.providers.aws.checkpoints import APPLY_STEPS, CRASH_ENV
 from clusterdeck.state import SqliteStore
 from tests.aws.conftest import Aws
 from tests.aws.support import EXAMPLES, cli, instances, tagged
@@ -124,3 +126,63 @@ def test_apply_infra_only_refuses_a_kubernetes_environment_and_vice_versa(aws: A
     assert res.returncode == 2
     assert "created with --infra-only" in res.stderr and "apply --infra-only" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def _typed(tmp_path: Path, name: str, instance_type: str) -> Path:
+    path = _file(tmp_path, name, 2)
+    path.write_text(
+        path.read_text().replace("instanceType: g4dn.xlarge", f"instanceType: {instance_type}")
+    )
+    return path
+
+
+def _converged(aws: Aws, instance_type: str) -> None:
+    """Exactly the file's machines run, each recorded, and nothing else is tagged."""
+    cps = ("control-plane", "control-plane", "m5.xlarge")
+    assert _census() == Counter({cps: 3, ("worker", "workers", instance_type): 2})
+    store = SqliteStore(aws.state_path)
+    recorded = {r.provider_id for r in store.resources("gpu-ha") if r.key.startswith("node/")}
+    assert recorded == set(tagged("gpu-ha")["instance"])
+    assert store.environment("gpu-ha").status == "infra-ready"
+
+
+def test_a_new_instance_type_rolls_through_the_pool_and_survives_kill_9_at_each_step(
+    aws: Aws, tmp_path: Path
+) -> None:
+    done = cli(
+        "create", "-f", str(_typed(tmp_path, "a.yaml", "g4dn.xlarge")), "--infra-only", "--yes"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    fixed = {k: v for k, v in tagged("gpu-ha").items() if k not in ("instance", "volume")}
+
+    bigger = _typed(tmp_path, "b.yaml", "g4dn.2xlarge")
+    shown = cli("apply", "-f", str(bigger), "--infra-only", "-o", "json")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    actions = json.loads(shown.stdout)["actions"]
+    assert [(a["kind"], a["target"], a["replaces"]) for a in actions] == [
+        ("add", "gpu-ha-workers-2", "gpu-ha-workers-1"),
+        ("remove", "gpu-ha-workers-1", None),
+        ("add", "gpu-ha-workers-3", "gpu-ha-workers-0"),
+        ("remove", "gpu-ha-workers-0", None),
+    ]
+    assert "instance type g4dn.xlarge -> g4dn.2xlarge" in actions[0]["reason"]
+    assert _apply(bigger) == [(a["kind"], a["target"]) for a in actions]
+    _converged(aws, "g4dn.2xlarge")
+
+    # killed at each step of a replacement, then run again: it converges, nothing leaks
+    kinds = ["g4dn.xlarge", "g4dn.2xlarge"]
+    steps = ("instances-launched-unrecorded", "instances-launched", "instances-running")
+    for i, step in enumerate((*steps, *APPLY_STEPS)):
+        wanted = kinds[i % 2]
+        path = _typed(tmp_path, f"kill-{i}.yaml", wanted)
+        killed = cli(
+            "apply", "-f", str(path), "--infra-only", "--yes", env=aws.env(**{CRASH_ENV: step})
+        )
+        assert killed.returncode == -signal.SIGKILL, (step, killed.stderr[-2000:])
+        again = cli("apply", "-f", str(path), "--infra-only", "--yes")
+        assert again.returncode == 0, (step, again.stderr[-3000:])
+        quiet = cli("apply", "-f", str(path), "--infra-only", "--yes")
+        assert quiet.returncode == 0 and "No changes" in quiet.stderr, (step, quiet.stderr[-2000:])
+        _converged(aws, wanted)
+    now = tagged("gpu-ha")
+    assert {k: v for k, v in now.items() if k not in ("instance", "volume")} == fixed

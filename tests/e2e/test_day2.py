@@ -5,7 +5,7 @@ Real kubeadm, kubelet, etcd and Flannel. One cluster of a control plane and two 
   waits out its drain timeout, fails naming that budget, and leaves the node cordoned and in
   the cluster; with the budget gone, the same apply drains, deletes the Node, resets the host
   and stops its kubelet, and the store forgets it;
-- the host comes back and joins under the lowest free name; removing the first host of the
+- the host comes back and joins under the name after the highest recorded; removing the first host of the
   pool removes that host's node and renames nothing; a pool is added, then removed.
 Another cluster starts as one control plane behind a keepalived VIP and grows to three while a
 probe asks the API through the VIP: the endpoint stays, etcd has three members.
@@ -166,7 +166,7 @@ def test_scale_down_waits_for_a_blocking_budget_then_removes_the_node(
     assert leaving not in status.stdout
 
 
-def test_a_host_that_comes_back_joins_under_the_lowest_free_name(
+def test_a_host_that_comes_back_joins_under_the_next_name(
     three: tuple[Created, Path], lab: Lab
 ) -> None:
     created, smaller = three

@@ -7,7 +7,7 @@ import pytest
 from clusterdeck.model.day2 import ChangeKind, RunningNode
 from clusterdeck.planner import expand
 from clusterdeck.planner.day2 import diff, drained_in_turn, version_step_problem
-from clusterdeck.planner.expand import NodeNames, host_identity
+from clusterdeck.planner.expand import HostIdentity, NodeNames, host_identity
 from clusterdeck.spec.loader import load_text
 from clusterdeck.spec.models import Environment
 
@@ -49,7 +49,8 @@ def running(before: Environment, names: NodeNames | None = None) -> list[Running
 
 
 def recorded(before: Environment) -> NodeNames:
-    return {k: n.name for n in expand(before).nodes if (k := host_identity(n)) is not None}
+    hosts = {k: n.name for n in expand(before).nodes if (k := host_identity(n)) is not None}
+    return NodeNames(hosts=hosts)
 
 
 def plan_for(before: Environment, after: Environment) -> list[tuple[str, str]]:
@@ -72,16 +73,16 @@ def test_removing_the_first_host_removes_its_node_and_renames_nothing() -> None:
     assert [n.name for n in expand(after, names=names).workers()] == ["d2-workers-1"]
 
 
-def test_a_new_host_takes_the_lowest_free_index_and_joins() -> None:
+def test_a_new_host_takes_the_index_after_the_highest_recorded_and_joins() -> None:
     before = env(workers="10.0.0.12")
-    names = {("workers", "10.0.0.12", 22): "d2-workers-1", **_cp(before)}
+    names = NodeNames(hosts={("workers", "10.0.0.12", 22): "d2-workers-1", **_cp(before)})
     after = env(workers="10.0.0.12, 10.0.0.13")
     planned = diff(before, after, names, running(before, names))
-    assert [(c.kind.value, c.node) for c in planned.changes] == [("add", "d2-workers-0")]
+    assert [(c.kind.value, c.node) for c in planned.changes] == [("add", "d2-workers-2")]
     assert planned.changes[0].reason == "pool workers grows to 2"
 
 
-def _cp(before: Environment) -> NodeNames:
+def _cp(before: Environment) -> dict[HostIdentity, str]:
     return {("control-plane", "10.0.0.1", 22): "d2-cp-0"}
 
 

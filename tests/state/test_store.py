@@ -6,7 +6,10 @@ import os
 import signal
 import sqlite3
 import stat
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +90,33 @@ def test_lock_excludes_a_second_process_and_dies_with_its_holder(tmp_path) -> No
             except LockedError:
                 assert time.time() < deadline, "a killed holder must release the lock"
                 time.sleep(0.05)
+
+
+PROBE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:  # SQLite's shared-lock range of the database file
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 510, 0x40000002)
+    print("free")
+except OSError:
+    print("held")
+"""
+
+
+def _lock_seen_by_another_process(path: Path) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def test_a_second_store_in_one_process_keeps_the_first_ones_locks(tmp_path: Path) -> None:
+    """Opening and closing the database file beside SQLite drops every POSIX lock SQLite
+    holds on it in this process; another process's apply then thinks it is alone, and this
+    process reads a malformed database (seen when a test re-ran a killed apply)."""
+    path = tmp_path / "state.db"
+    first = SqliteStore(path)
+    first.environment("any")
+    assert _lock_seen_by_another_process(path) == "held"
+    SqliteStore(path).environment("any")
+    assert _lock_seen_by_another_process(path) == "held"

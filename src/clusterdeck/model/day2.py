@@ -42,8 +42,9 @@ class NodeChange:
     pool: str
     reason: str
     replaces: str | None = None  # an added node that takes the place of a removed one
+    wave: int | None = None  # additions of one rolling wave join together
 
-    def as_dict(self) -> dict[str, str | None]:
+    def as_dict(self) -> dict[str, str | int | None]:
         return {
             "kind": self.kind.value,
             "target": self.node,
@@ -51,6 +52,7 @@ class NodeChange:
             "pool": self.pool,
             "reason": self.reason,
             "replaces": self.replaces,
+            "wave": self.wave,
         }
 
 
@@ -70,7 +72,8 @@ class ApplyPlan:
         return [c for c in self.changes if c.kind is kind]
 
     def batches(self) -> list[tuple[ChangeKind, list[NodeChange]]]:
-        """How the changes run: consecutive worker additions join together in one bootstrap; a
+        """How the changes run: consecutive worker additions of one wave (or of none: a pool
+        that grows) join together in one bootstrap; a
         control plane joins alone (etcd grows one member at a time, checked before and after);
         removals drain one node after another; an upgrade is one run over its nodes (kubeadm
         on every control plane before any kubelet)."""
@@ -90,8 +93,5 @@ def _run_together(last: NodeChange, change: NodeChange) -> bool:
     if change.kind is ChangeKind.UPGRADE:
         return True
     return (
-        change.kind is ChangeKind.ADD
-        and WORKER == last.role == change.role
-        and last.replaces is None
-        and change.replaces is None
-    )
+        change.kind is ChangeKind.ADD and WORKER == last.role == change.role
+    ) and last.wave == change.wave

@@ -88,6 +88,9 @@ class InstanceGroupPlan(Item):
     security_group: str = ""
     instance_profile: str | None = None  # IAM instance profile (SSM) for nodes with no public IP
     reach: str = "ssh"  # how clusterdeck logs in: ssh (direct or through the bastion) | ssm
+    # what each instance is launched as (Node.machine), recorded with it: apply replaces an
+    # instance whose recorded machine is not what the file asks for
+    machine: dict[str, str | int | None] = {}
 
 
 class LoadBalancerPlan(Item):

@@ -51,7 +51,21 @@ class Node(Record):
     labels: dict[str, str]
     taints: list[str]
     host: HostRef | None = None
+    image: str | None = None  # aws: the AMI ID the file names, or its OS image
     first_control_plane: bool = False
+
+    def machine(self) -> dict[str, str | int | None]:
+        """The settings an aws instance is launched with and cannot change in place: a node
+        whose recorded machine differs from this is replaced, not modified."""
+        spot = self.spot
+        return {
+            "instance_type": self.instance_type,
+            "image": self.image,
+            "root_volume_gb": self.root_volume_gb,
+            "zone": self.zone,
+            "market": "spot" if spot is not None else "on-demand",
+            "spot_max_price": (spot.max_price or spot.max_price_percent) if spot else None,
+        }
 
     @property
     def gpu_instance(self) -> bool:

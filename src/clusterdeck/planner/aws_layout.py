@@ -262,6 +262,7 @@ def instance_groups(env: Environment, aws: AwsSpec, topology: Topology) -> list[
                 reach="ssm" if uses_ssm(aws) else "ssh",
                 subnet=f"subnet/{'private' if private else 'public'}/{zone}",
                 security_group=SG_CP if first.role is Role.CONTROL_PLANE else SG_WORKER,
+                machine=first.machine(),
             )
         )
     return groups

@@ -12,15 +12,27 @@ listed as refused, with the reason, and then nothing runs.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from clusterdeck.model.day2 import ApplyPlan, ChangeKind, NodeChange, RunningNode
 from clusterdeck.model.topology import Node, Role, Topology
-from clusterdeck.planner.expand import NodeNames, expand
-from clusterdeck.spec.models import Environment
+from clusterdeck.planner.expand import Machine, NodeNames, expand, follows_machine
+from clusterdeck.spec import rules
+from clusterdeck.spec.models import Environment, Provider
 
 # parts of the spec apply may see change: the machines (cluster) and how to log in to them
 CHANGEABLE = {"cluster", "auth", "offline"}
+# what of spec.aws may change: the image, by replacing the workers
+AWS_CHANGEABLE = {"os", "ami"}
+MACHINE_WORDS = {
+    "instance_type": "instance type",
+    "image": "image",
+    "root_volume_gb": "root volume (GiB)",
+    "zone": "zone",
+    "market": "market",
+    "spot_max_price": "spot price limit",
+}
 
 
 def dedicated_for(before: Environment, after: Environment) -> bool | None:
@@ -78,11 +90,22 @@ def diff(
                 )
         elif rec.pool not in new.pools():
             remove_changes.append(_leave(rec, "pool removed from the file"))
-        elif rec.address is not None and not _pool_has(new, rec.pool, rec.address):
+        elif (
+            rec.provider == Provider.SSH.value
+            and rec.address is not None
+            and not _pool_has(new, rec.pool, rec.address)
+        ):
             remove_changes.append(_leave(rec, f"host {rec.address} left pool {rec.pool}"))
         else:
-            remove_changes.append(_leave(rec, f"pool {rec.pool} shrinks"))
-    changes = _order(add_changes, remove_changes)
+            recorded = names.machines.get(rec.name)
+            changed = _machine_change(recorded.machine if recorded else None, new.pools()[rec.pool])
+            remove_changes.append(_leave(rec, changed or f"pool {rec.pool} shrinks"))
+    rollouts = {
+        name: (pool.rollout.max_surge, pool.rollout.max_unavailable)
+        for _, name, pool in rules.pools(after)
+    }
+    sizes = {pool: len(nodes) for pool, nodes in new.pools().items()}
+    changes = _order(add_changes, remove_changes, rollouts, sizes)
     old_v, new_v = before.spec.kubernetes.version, after.spec.kubernetes.version
     if old_v != new_v:
         problem = version_step_problem(old_v, new_v)
@@ -177,32 +200,95 @@ def _pool_has(topology: Topology, pool: str, address: str) -> bool:
     return any(n.host is not None and n.host.address == address for n in topology.pools()[pool])
 
 
-def _order(adds: list[NodeChange], removes: list[NodeChange]) -> list[NodeChange]:
-    """Unpaired additions first (they join together), then each replacement as a new node
-    joining and the old one leaving (a surge of one), then the other removals one by one."""
-    paired: list[NodeChange] = []
-    spare = list(removes)
+def _machine_change(recorded: Machine | None, pool: list[Node]) -> str | None:
+    """Why a recorded aws machine leaves a pool that stays: what the file changed of it (None
+    when a node of the pool still has its settings: the pool only shrinks)."""
+    if recorded is None or not pool or not follows_machine(pool[0]):
+        return None
+    if any(dict(recorded) == n.machine() for n in pool):
+        return None
+    zone = recorded.get("zone")
+    like = next((n for n in pool if n.zone == zone), pool[0]).machine()
+    parts = [
+        f"{MACHINE_WORDS[key]} {recorded.get(key)} -> {like[key]}"
+        for key in MACHINE_WORDS
+        if recorded.get(key) != like[key] and (key != "zone" or all(n.zone != zone for n in pool))
+    ]
+    return "replaced: " + ", ".join(parts) if parts else None
+
+
+def _order(
+    adds: list[NodeChange],
+    removes: list[NodeChange],
+    rollouts: dict[str, tuple[int, int]],
+    sizes: dict[str, int],
+) -> list[NodeChange]:
+    """Additions alone first (they join together), then each pool that both gains and loses
+    nodes as a rolling replacement within its maxSurge and maxUnavailable, then the other
+    removals one by one."""
     alone: list[NodeChange] = []
+    rolled: list[NodeChange] = []
+    spare = list(removes)
+    pools: dict[str, list[NodeChange]] = {}
     for add in adds:
-        old = next((r for r in spare if r.pool == add.pool and add.role == Role.WORKER.value), None)
-        if old is None:
+        if add.role == Role.WORKER.value:
+            pools.setdefault(add.pool, []).append(add)
+        else:
             alone.append(add)
+    wave = 0
+    for pool, joining in pools.items():
+        leaving = [r for r in spare if r.pool == pool and r.role == Role.WORKER.value]
+        if not leaving:
+            alone.extend(joining)
             continue
-        spare.remove(old)
-        paired.append(
-            NodeChange(
-                ChangeKind.ADD,
-                add.node,
-                add.role,
-                add.pool,
-                f"replaces {old.node} ({old.reason})",
-                replaces=old.node,
+        spare = [r for r in spare if r not in leaving]
+        surge, unavailable = rollouts.get(pool, (1, 0))
+        steps, wave = _rolling(joining, leaving, sizes.get(pool, 0), surge, unavailable, wave)
+        rolled.extend(steps)
+    return [*alone, *rolled, *spare]
+
+
+def _rolling(
+    joining: list[NodeChange],
+    leaving: list[NodeChange],
+    size: int,
+    surge: int,
+    unavailable: int,
+    wave: int,
+) -> tuple[list[NodeChange], int]:
+    """A pool's replacement in waves: as many new nodes join as keep the pool within
+    ``size + surge``, then as many old ones leave as keep it at ``size - unavailable`` or more.
+    Each new node names the old one it takes the place of; the numbers count nodes Ready."""
+    steps: list[NodeChange] = []
+    up = size - len(joining) + len(leaving)  # nodes there now: the kept and the old ones
+    joining, leaving = list(joining), list(leaving)
+    while joining or leaving:
+        count = max(0, min(len(joining), size + surge - up))
+        if not leaving:
+            count = len(joining)
+        wave += 1
+        for add, old in zip(joining[:count], [*leaving, *[None] * count], strict=False):
+            steps.append(
+                replace(
+                    add,
+                    reason=f"replaces {old.node} ({old.reason})" if old else add.reason,
+                    replaces=old.node if old else None,
+                    wave=wave,
+                )
             )
-        )
-        paired.append(
-            NodeChange(ChangeKind.REMOVE, old.node, old.role, old.pool, f"replaced by {add.node}")
-        )
-    return [*alone, *paired, *spare]
+        up += count
+        joining = joining[count:]
+        going = max(0, min(len(leaving), up - (size - unavailable)))
+        if not joining:
+            going = len(leaving)
+        if count == 0 and going == 0:  # bounds that cannot move (validation forbids 0 and 0)
+            going = 1
+        for old in leaving[:going]:
+            after = next((s.node for s in steps if s.replaces == old.node), None)
+            steps.append(replace(old, reason=f"replaced by {after}") if after else old)
+        up -= going
+        leaving = leaving[going:]
+    return steps, wave
 
 
 def _spec_refusals(before: Environment, after: Environment) -> Iterator[str]:
@@ -224,7 +310,17 @@ def _spec_refusals(before: Environment, after: Environment) -> Iterator[str]:
     for key in sorted(set(dumped_was) | set(dumped_now)):
         if key in CHANGEABLE or key == "kubernetes" or key == "provider":
             continue
-        if dumped_was.get(key) != dumped_now.get(key):
+        was_part, now_part = dumped_was.get(key), dumped_now.get(key)
+        if key == "aws" and isinstance(was_part, dict) and isinstance(now_part, dict):
+            was_part = {k: v for k, v in was_part.items() if k not in AWS_CHANGEABLE}
+            now_part = {k: v for k, v in now_part.items() if k not in AWS_CHANGEABLE}
+            if was_part != now_part:
+                yield (
+                    "spec.aws: only os and ami may change in a running environment (the "
+                    "workers are then replaced)"
+                )
+            continue
+        if was_part != now_part:
             yield f"spec.{key}: changing it in a running environment is not supported yet"
 
 
@@ -235,11 +331,18 @@ def _kept_node_refusals(old: Topology, new: Topology, have: dict[str, RunningNod
         was: Node | None = old_by_name.get(node.name)
         if was is None or node.name not in have:
             continue
-        if was.instance_type != node.instance_type:
-            found.append(
-                f"{node.name}: instance type {was.instance_type} -> {node.instance_type} "
-                "(replacing aws nodes is not supported yet)"
+        if was.machine() != node.machine():
+            changed = ", ".join(
+                f"{MACHINE_WORDS[k]} {v} -> {node.machine()[k]}"
+                for k, v in was.machine().items()
+                if v != node.machine()[k]
             )
+            why = (
+                "replacing control planes is not supported yet"
+                if node.role is Role.CONTROL_PLANE
+                else "its record predates machine settings; recreate the pool under a new name"
+            )
+            found.append(f"{node.name}: {changed} ({why})")
         if was.labels != node.labels or was.taints != node.taints:
             found.append(
                 f"{node.name}: its labels or taints change (changing them on running "

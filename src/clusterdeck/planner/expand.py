@@ -3,15 +3,21 @@
 Deterministic: the same file always gives the same names in the same order, which is what
 makes re-runs and day-2 diffs possible. Zones are assigned round-robin within each pool.
 
-Names go by place in a pool (``<env>-<pool>-<i>``), except for hosts of ssh pools that a
-running environment already has: they keep the name recorded for them (``names``, keyed by
-pool and address), so removing the first host of a pool removes that host's node and renames
-no other. A new host takes the lowest index its pool has free.
+Names go by place in a pool (``<env>-<pool>-<i>``), except in a running environment
+(``names``, from the store's records):
+- a host of an ssh pool keeps the name recorded for it (keyed by pool and address), so removing
+  the first host of a pool removes that host's node and renames no other;
+- an instance of an aws worker pool keeps its name while its recorded machine (instance type,
+  image, root volume, zone, spot) is what the file asks for; a slot no such instance fills is a
+  new machine. So a changed instance type makes every old node leave and new ones join:
+  a rolling replacement, planned from the records alone, and resumed the same way.
+A new node takes the index after the highest its pool has recorded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from clusterdeck.model.topology import HostRef, Node, Role, SpotRequest, Topology
 from clusterdeck.spec import rules
@@ -33,7 +39,27 @@ CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule"
 CONTROL_PLANE_POOL = "control-plane"
 
 HostIdentity = tuple[str, str, int]  # (pool, address, ssh port): a host's node, across edits
-NodeNames = Mapping[HostIdentity, str]
+Machine = Mapping[str, str | int | None]  # what :meth:`Node.machine` gives
+
+
+@dataclass(frozen=True)
+class RecordedMachine:
+    """An aws worker node the store records: its pool and the machine it was launched as
+    (None for a record older than machine settings: it keeps its name by place)."""
+
+    pool: str
+    machine: Machine | None
+
+
+@dataclass(frozen=True)
+class NodeNames:
+    """The names a running environment's nodes have (see the module docstring)."""
+
+    hosts: Mapping[HostIdentity, str] = field(default_factory=dict)
+    machines: Mapping[str, RecordedMachine] = field(default_factory=dict)
+
+    def taken(self) -> set[str]:
+        return {*self.hosts.values(), *self.machines}
 
 
 def expand(
@@ -73,6 +99,7 @@ def expand(
                 if cp_provider is Provider.AWS
                 else None,
                 root_volume_gb=cp.root_volume_size_gb if cp_provider is Provider.AWS else None,
+                image=_image(env, cp_provider),
                 labels=cp_labels,
                 taints=cp_taints,
                 host=_host(env, cp.hosts[i]) if i < len(cp.hosts) else None,
@@ -81,7 +108,7 @@ def expand(
         )
     for _, name, pool in rules.pools(env):
         nodes.extend(_pool_nodes(env, name, pool))
-    if names:
+    if names is not None and (names.hosts or names.machines):
         nodes = _keep_recorded_names(env.name, nodes, names)
     return Topology(
         environment=env.name,
@@ -112,6 +139,7 @@ def _pool_nodes(env: Environment, name: str, pool: WorkerPool) -> list[Node]:
             if provider is Provider.AWS
             else None,
             root_volume_gb=pool.root_volume_size_gb if provider is Provider.AWS else None,
+            image=_image(env, provider),
             spot=spot,
             labels=labels,
             taints=list(pool.taints),
@@ -119,6 +147,13 @@ def _pool_nodes(env: Environment, name: str, pool: WorkerPool) -> list[Node]:
         )
         for i in range(rules.pool_count(pool))
     ]
+
+
+def _image(env: Environment, provider: Provider) -> str | None:
+    aws = env.spec.aws
+    if provider is not Provider.AWS or aws is None:
+        return None
+    return aws.ami or aws.os.value
 
 
 def _base_labels(role: Role, pool: str) -> dict[str, str]:
@@ -145,29 +180,26 @@ def host_identity(node: Node) -> HostIdentity | None:
 
 
 def _keep_recorded_names(environment: str, nodes: list[Node], names: NodeNames) -> list[Node]:
-    """Recorded hosts keep their names; new ones take their pool's lowest index that no
-    recorded node has. The
-    first control plane stays one that exists (init never runs again on a new host)."""
+    """Recorded hosts and matching recorded machines keep their names; other nodes take the
+    index after their pool's highest recorded one. The first control plane stays one that
+    exists (init never runs again on a new machine)."""
     kept: dict[int, str] = {}
     for i, node in enumerate(nodes):
         key = host_identity(node)
-        if key is not None and key in names:
-            kept[i] = names[key]
-    taken = set(names.values())  # a recorded node not in the file any more may still run
+        if key is not None and key in names.hosts:
+            kept[i] = names.hosts[key]
+    kept.update(_matching_machines(nodes, names.machines))
+    taken = names.taken()  # a recorded node not in the file any more may still run
     renamed: list[Node] = []
     for i, node in enumerate(nodes):
         name = kept.get(i)
-        if name is None and host_identity(node) is not None:
+        if name is None and _follows_records(node, names):
             stem = (
                 f"{environment}-cp"
                 if node.role is Role.CONTROL_PLANE
                 else f"{environment}-{node.pool}"
             )
-            name = next(
-                f"{stem}-{k}"
-                for k in range(len(nodes) + len(taken) + 1)
-                if f"{stem}-{k}" not in taken
-            )
+            name = f"{stem}-{_next_index(stem, taken)}"
             taken.add(name)
         renamed.append(node if name is None else node.model_copy(update={"name": name}))
     control_planes = [i for i, n in enumerate(renamed) if n.role is Role.CONTROL_PLANE]
@@ -180,3 +212,63 @@ def _keep_recorded_names(environment: str, nodes: list[Node], names: NodeNames) 
         else n
         for i, n in enumerate(renamed)
     ]
+
+
+def follows_machine(node: Node) -> bool:
+    """An aws worker: its name follows its recorded machine (control planes keep their place:
+    replacing one would be an etcd member change, which apply does not make for aws yet)."""
+    return node.provider == Provider.AWS.value and node.role is Role.WORKER
+
+
+def _follows_records(node: Node, names: NodeNames) -> bool:
+    if host_identity(node) is not None:
+        return True
+    if not follows_machine(node):
+        return False
+    recorded = names.machines.get(node.name)
+    # a record without machine settings (older) keeps the node at its place
+    return not (recorded is not None and recorded.machine is None)
+
+
+def _matching_machines(
+    nodes: list[Node], machines: Mapping[str, RecordedMachine]
+) -> dict[int, str]:
+    """Slot -> recorded name, for aws worker slots a recorded machine of the same settings
+    fills; the lowest recorded indexes first, so a shrinking pool loses its newest nodes."""
+    free = sorted(
+        (name for name, rec in machines.items() if rec.machine is not None),
+        key=_index_of,
+    )
+    kept: dict[int, str] = {}
+    for i, node in enumerate(nodes):
+        if not follows_machine(node):
+            continue
+        legacy = machines.get(node.name)
+        if legacy is not None and legacy.machine is None:
+            continue
+        wanted = node.machine()
+        match = next(
+            (
+                n
+                for n in free
+                if machines[n].pool == node.pool and dict(machines[n].machine or {}) == wanted
+            ),
+            None,
+        )
+        if match is not None:
+            free.remove(match)
+            kept[i] = match
+    return kept
+
+
+def _next_index(stem: str, taken: set[str]) -> int:
+    """One past the highest index ``stem`` has among the recorded names. Not the lowest free
+    one: a rolling replacement frees an index after each wave, and the waves planned after it
+    must still find the names the plan showed."""
+    indexes = [_index_of(n)[1] for n in taken if _index_of(n)[0] == stem]
+    return max(indexes, default=-1) + 1
+
+
+def _index_of(name: str) -> tuple[str, int]:
+    stem, _, index = name.rpartition("-")
+    return (stem, int(index) if index.isdigit() else 0)

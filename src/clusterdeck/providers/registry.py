@@ -11,7 +11,7 @@ import importlib
 from clusterdeck.errors import UsageError
 from clusterdeck.providers.base import InfraProvider
 
-KNOWN = ("aws", "ssh")
+KNOWN = ("aws", "ssh")  # also the order they run in: aws machines, then ssh hosts
 
 
 def get(name: str) -> InfraProvider:

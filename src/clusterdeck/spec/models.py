@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from clusterdeck.spec.k8s_names import (
@@ -230,6 +230,27 @@ class Spot(Strict):
         return value
 
 
+class Rollout(Strict):
+    """How ``apply`` replaces a pool's nodes (a changed instance type, image, volume or spot
+    setting; on ssh, a host swapped for another): new nodes join and turn Ready before old ones
+    are drained, within these bounds."""
+
+    max_surge: int = Field(
+        default=1, ge=0, le=100, description="Nodes above the pool's count while replacing."
+    )
+    max_unavailable: int = Field(
+        default=0, ge=0, le=100, description="Nodes below the pool's count while replacing."
+    )
+
+    @model_validator(mode="after")
+    def _moves(self) -> Rollout:
+        if self.max_surge == 0 and self.max_unavailable == 0:
+            raise ValueError(
+                "maxSurge and maxUnavailable cannot both be 0: a replacement could never start"
+            )
+        return self
+
+
 class _MachineGroup(Strict):
     """Fields shared by the control plane and worker pools."""
 
@@ -270,6 +291,11 @@ class WorkerPool(_MachineGroup):
         description="Nodes in the pool; for ssh, defaults to the number of hosts.",
     )
     spot: Spot | None = Field(default=None, description="Run the pool on spot instances (aws).")
+    rollout: Rollout = Field(
+        default_factory=Rollout,
+        description="Replacement bounds for apply: by default one new node at a time, "
+        "none taken away first.",
+    )
 
 
 class NodePool(WorkerPool):

@@ -55,20 +55,30 @@ MIGRATIONS: list[str] = [
 ]
 
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def _check_store_path(path: Path) -> None:
-    """A store path must be a database file or free: refuse a directory or another file
-    (before touching it: its mode is not changed)."""
+    """A store path must be a file or free: refuse a directory (whether a file is SQLite is
+    asked of SQLite itself, see :func:`_refuse_other_files`)."""
     if path.is_dir():
         raise UsageError(f"--state {path} is a directory; give a file path, e.g. {path}/state.db")
-    if path.is_file() and path.stat().st_size > 0:
-        with path.open("rb") as fh:
-            if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
-                raise UsageError(f"--state {path} is not a clusterdeck state store (not SQLite)")
     if path.parent.exists() and not path.parent.is_dir():
         raise UsageError(f"--state {path}: {path.parent} is not a directory")
+
+
+def _refuse_other_files(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse a file that is not SQLite, before its mode is changed or anything is written.
+
+    Asked through the connection, never by opening the file a second time: closing another
+    descriptor of a database file drops the POSIX locks SQLite holds on it in this process
+    (SQLite's "how to corrupt your database", section 2.2), and another store object of this
+    process may have it open; a killed apply's re-run in the same process then read a
+    malformed database."""
+    try:
+        db.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError:
+        db.close()
+        raise UsageError(f"--state {path} is not a clusterdeck state store (not SQLite)") from None
 
 
 class SqliteStore:
@@ -80,11 +90,12 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self.path.chmod(0o600)
         self._mutex = threading.RLock()
         self._db = sqlite3.connect(
             self.path, timeout=30, check_same_thread=False, isolation_level=None
         )
+        _refuse_other_files(self._db, self.path)
+        self.path.chmod(0o600)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout = 30000")
         self._db.execute("PRAGMA journal_mode = WAL")

@@ -33,6 +33,8 @@ STEPS = (
     "load-balancer",
     "listener",
 )
+# reached only by apply: terminations asked for, the records not yet forgotten
+APPLY_STEPS = ("instances-terminating",)
 
 
 def reached(step: str) -> None:

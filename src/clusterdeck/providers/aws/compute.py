@@ -137,14 +137,24 @@ def _adopt(
         rec = records.get(record_key(group, name))
         if rec is not None and rec.provider_id in live:
             mapped[name] = live.pop(rec.provider_id)
-    free = sorted(live.values(), key=lambda i: i.order)
+    # only an instance no record claims, launched as this group's type, is one a crash left
+    # unrecorded: the old instances of a rolling replacement carry the same group tag
+    claimed = {r.provider_id for r in records.values()}
+    free = sorted(
+        (
+            i
+            for i in live.values()
+            if i.id not in claimed and i.instance_type == group.instance_type
+        ),
+        key=lambda i: i.order,
+    )
     missing = [n for n in group.nodes if n not in mapped]
     adopted = list(zip(missing, free, strict=False))
     for name, inst in adopted:
         mapped[name] = inst
         _record(run, group, env, name, inst)
         run.emit(EventKind.INFO, INSTANCES, name, "adopted", f"{inst.id} (tagged, not recorded)")
-    for extra in free[len(adopted) :]:
+    for extra in free[len(adopted) :]:  # reported only: delete removes them
         run.emit(
             EventKind.INFO,
             INSTANCES,
@@ -286,6 +296,8 @@ def _data(
         "ssh_user": env.spec.auth.username,
         "state": inst.state,
     }
+    if group.machine:
+        data["machine"] = dict(group.machine)
     if bastion and group.role != "bastion":
         data["bastion"] = bastion
     if group.reach == "ssm":

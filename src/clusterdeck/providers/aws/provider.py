@@ -88,7 +88,10 @@ class AwsProvider:
         targets = plan.load_balancer.targets if plan.load_balancer else []
         cp_ids = [launched.instances[n].id for n in targets if n in launched.instances]
         lbs = loadbalancer.ensure(run, plan, run.ids["vpc"], cp_ids)
-        ctx.store.set_status(ctx.environment, "creating", **_outputs(run, plan, env, launched, lbs))
+        # the outputs, under whatever status create or apply has set
+        record = ctx.store.environment(ctx.environment)
+        status = record.status if record is not None else "creating"
+        ctx.store.set_status(ctx.environment, status, **_outputs(run, plan, env, launched, lbs))
         run.emit(EventKind.INFO, "aws", "aws", f"{CALLS.total() - calls_before} API calls")
         mine = {n.name for n in ctx.nodes}
         return InfraResult(

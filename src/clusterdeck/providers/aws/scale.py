@@ -14,7 +14,7 @@ import time
 from clusterdeck.errors import PermanentError
 from clusterdeck.events import EventKind, EventSink
 from clusterdeck.model.records import ResourceRecord
-from clusterdeck.providers.aws import tags
+from clusterdeck.providers.aws import checkpoints, tags
 from clusterdeck.providers.aws.errors import collect
 from clusterdeck.providers.aws.observe import LIVE_INSTANCE_STATES, discover
 from clusterdeck.providers.aws.run import INSTANCES, AwsRun
@@ -45,6 +45,7 @@ def terminate_nodes(
             INSTANCES,
             InstanceIds=ids,
         )
+        checkpoints.reached("instances-terminating")
         _wait_gone(run, ids)
         run.done(INSTANCES, started, f"{len(ids)} terminated")
     for rec in records:

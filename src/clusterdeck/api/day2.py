@@ -1,0 +1,253 @@
+"""``apply``: observe a running environment, plan the day-2 changes, and carry out exactly them.
+
+Why it exists: it is the facade's day-2 half. :func:`plan_apply` reads only (the store, and
+unless --infra-only the cluster's Nodes) and returns the plan; :func:`apply` takes the lock,
+plans again, runs the plan batch by batch only if it is the one shown, and records the new
+file. A run stopped at any point (even by kill -9) is resumed by running apply again: the
+next observation finds what is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from clusterdeck import pipeline
+from clusterdeck.api.recorded import (
+    APPLYING,
+    INFRA_ONLY_STATUS,
+    READY_STATUS,
+    effective_spec,
+    observed_from_store,
+    recorded_names,
+    settled_status,
+)
+from clusterdeck.errors import PermanentError, UsageError
+from clusterdeck.events import EventSink, discard
+from clusterdeck.model.day2 import ApplyPlan, ChangeKind, RunningNode
+from clusterdeck.model.records import NODE_PREFIX
+from clusterdeck.model.topology import Role
+from clusterdeck.planner import build_plan, day2
+from clusterdeck.providers import registry
+from clusterdeck.providers.base import ApplyContext
+from clusterdeck.spec.loader import from_recorded
+from clusterdeck.spec.models import Environment
+from clusterdeck.state.store import StateStore, require_environment
+
+
+def plan_apply(
+    env: Environment,
+    store: StateStore,
+    *,
+    infra_only: bool = False,
+    allow_control_plane_shrink: bool = False,
+) -> tuple[Environment, ApplyPlan]:
+    """Observe the running environment and diff it against the file: (the recorded spec, the
+    plan). What runs is the store's node records and, unless ``infra_only``, the cluster's
+    Nodes. Reads only; changes nothing."""
+    record = require_environment(store, env.name)
+    wanted_status = INFRA_ONLY_STATUS if infra_only else READY_STATUS
+    status = settled_status(record.status)
+    if status != wanted_status:
+        if status == INFRA_ONLY_STATUS:
+            why = "it was created with --infra-only: change its machines with apply --infra-only"
+        elif infra_only and status == READY_STATUS:
+            why = "it runs Kubernetes: apply without --infra-only, so new machines join it"
+        else:
+            why = "run create first (a create that failed resumes when run again)"
+        raise UsageError(f"environment {env.name!r} is {record.status}: {why}")
+    before = from_recorded(record.spec)
+    if infra_only:
+        running = [
+            RunningNode(
+                name=r.key[len(NODE_PREFIX) :],
+                role=str(r.data.get("role", "")),
+                pool=str(r.data.get("pool", "")),
+                provider=str(r.data.get("provider", "")),
+                address=r.data.get("ssh_host"),
+                present=True,
+            )
+            for r in store.resources(env.name)
+            if r.key.startswith(NODE_PREFIX)
+        ]
+    else:
+        running = pipeline.observe_running(before, store)
+    names = recorded_names(store, env.name)
+    planned = day2.diff(
+        before, env, names, running, allow_control_plane_shrink=allow_control_plane_shrink
+    )
+    drained = day2.drained_in_turn(planned)
+    if drained and not infra_only and not planned.refused:
+        blocking = pipeline.budgets_blocking(before, store, drained)
+        if blocking:
+            why = "; ".join(blocking)
+            planned = replace(
+                planned,
+                refused=(
+                    *planned.refused,
+                    f"PodDisruptionBudget {why} allows no disruption now: a rolling "
+                    "replacement or upgrade would stop at that node; relax it first",
+                ),
+            )
+    return before, planned
+
+
+def refuse_unsupported(planned: ApplyPlan) -> None:
+    if planned.refused:
+        raise UsageError("apply cannot make these changes yet: " + "; ".join(planned.refused))
+
+
+def apply(
+    env: Environment,
+    store: StateStore,
+    planned: ApplyPlan,
+    *,
+    drain_timeout: float,
+    force: bool,
+    log: Callable[[str], None],
+    events: EventSink = discard,
+    infra_only: bool = False,
+    snapshot_dir: Path | None = None,
+    allow_control_plane_shrink: bool = False,
+) -> None:
+    """Carry out exactly ``planned`` (from :func:`plan_apply`), batch by batch, then record the
+    new file. A stopped run is resumed by running apply again: it observes what is left. An
+    upgrade saves an etcd snapshot under ``snapshot_dir`` first."""
+    refuse_unsupported(planned)
+    with store.lock(env.name, "apply"):
+        before, again = plan_apply(
+            env,
+            store,
+            infra_only=infra_only,
+            allow_control_plane_shrink=allow_control_plane_shrink,
+        )
+        if again != planned:
+            raise UsageError(f"{env.name!r} changed since the plan was shown: run apply again")
+        status = INFRA_ONLY_STATUS if infra_only else READY_STATUS
+        store.set_status(env.name, APPLYING[status])  # left as it is if the run is killed
+        try:
+            for kind, batch in planned.batches():
+                names = [c.node for c in batch]
+                if kind is ChangeKind.ADD:
+                    _join(before, env, store, names, events=events, log=log, infra_only=infra_only)
+                elif kind is ChangeKind.UPGRADE:
+                    if snapshot_dir is None:
+                        raise UsageError("an upgrade needs a directory for its etcd snapshot")
+                    _upgrade(
+                        before,
+                        env,
+                        store,
+                        names,
+                        snapshot_dir=snapshot_dir,
+                        drain_timeout=drain_timeout,
+                        force=force,
+                        log=log,
+                    )
+                else:
+                    pipeline.remove_nodes(
+                        env,
+                        store,
+                        names,
+                        drain_timeout=drain_timeout,
+                        force=force,
+                        log=log,
+                        events=events,
+                        cluster=not infra_only,
+                    )
+                    if not infra_only and any(c.role == Role.CONTROL_PLANE.value for c in batch):
+                        # the control planes that stay: load balancer backends and peers
+                        # without the one that left, then the cluster healthy again
+                        _join(before, env, store, [], events=events, log=log, infra_only=False)
+        finally:  # a provider marks its own work in progress; the environment stays usable
+            store.set_status(env.name, status)
+        dedicated = day2.dedicated_for(before, env)
+        store.save_environment(env.name, env.spec.provider.value, effective_spec(env, dedicated))
+
+
+def record_file(env: Environment, store: StateStore) -> bool:
+    """When apply has nothing to do but the file differs from the one recorded (a changed key
+    path; an upgrade whose every node already runs the new version), record it; True if so."""
+    with store.lock(env.name, "apply"):
+        record = require_environment(store, env.name)
+        before = from_recorded(record.spec)
+        wanted = effective_spec(env, day2.dedicated_for(before, env))
+        if wanted == record.spec:
+            return False
+        store.save_environment(env.name, env.spec.provider.value, wanted)
+        return True
+
+
+def _join(
+    before: Environment,
+    env: Environment,
+    store: StateStore,
+    names: list[str],
+    *,
+    events: EventSink,
+    log: Callable[[str], None],
+    infra_only: bool,
+) -> None:
+    """Have the providers make or register the new machines, then bring them into the cluster;
+    the topology of this step is what the file wants of what is recorded by now. (The aws
+    provider reconciles its whole side: every missing instance of the file is launched, one
+    RunInstances per pool and zone, and new control planes go behind the load balancer.)"""
+    wanted = day2.desired_topology(before, env, recorded_names(store, env.name))
+    joining = [wanted.node(n) for n in names]
+    # the providers see what exists and what joins now, nothing more: a rolling wave
+    # launches its own new machines, not those of the waves after it
+    there = set(observed_from_store(store, env.name).nodes) | set(names)
+    now = wanted.model_copy(update={"nodes": [n for n in wanted.nodes if n.name in there]})
+    ctx_plan = build_plan(env, now, observed_from_store(store, env.name))
+    for provider_name in sorted({n.provider for n in joining}, key=registry.KNOWN.index):
+        mine = [n for n in joining if n.provider == provider_name]
+        provider = registry.get(provider_name)
+        infra = provider.apply(ApplyContext(env.name, ctx_plan, now, mine, store, events, env))
+        if infra.failed:
+            raise PermanentError(
+                "could not make or reach: "
+                + "; ".join(f"{n}: {why}" for n, why in infra.failed.items())
+            )
+    if infra_only:
+        return
+    recorded = set(observed_from_store(store, env.name).nodes)
+    step = wanted.model_copy(update={"nodes": [n for n in wanted.nodes if n.name in recorded]})
+    the_plan = build_plan(env, step, observed_from_store(store, env.name))
+    result = pipeline.join_nodes(env, store, step, the_plan, names, events=events, log=log)
+    if result.failed:
+        raise PermanentError(
+            "joining failed, nothing else was changed (run apply again to resume): "
+            + "; ".join(f"{n}: {why}" for n, why in result.failed.items())
+        )
+
+
+def _upgrade(
+    before: Environment,
+    env: Environment,
+    store: StateStore,
+    names: list[str],
+    *,
+    snapshot_dir: Path,
+    drain_timeout: float,
+    force: bool,
+    log: Callable[[str], None],
+) -> None:
+    record = require_environment(store, env.name)
+    server = str(record.outputs.get("endpoint") or "")
+    if not server:
+        raise PermanentError(f"{env.name}: no API endpoint recorded; run create again first")
+    topology = day2.desired_topology(before, env, recorded_names(store, env.name))
+    the_plan = build_plan(env, topology, observed_from_store(store, env.name))
+    pipeline.upgrade(
+        env,
+        store,
+        topology,
+        the_plan,
+        names,
+        server=server,
+        snapshot_dir=snapshot_dir,
+        from_version=before.spec.kubernetes.version,
+        drain_timeout=drain_timeout,
+        force=force,
+        log=log,
+    )

@@ -1,0 +1,187 @@
+"""Rolling replacement in the day-2 plan: aws workers follow their recorded machines, and a
+pool's replacement keeps within its maxSurge and maxUnavailable."""
+
+from __future__ import annotations
+
+import pytest
+
+from clusterdeck.errors import SpecError
+from clusterdeck.model.day2 import ChangeKind, RunningNode
+from clusterdeck.planner import expand
+from clusterdeck.planner.day2 import diff, drained_in_turn
+from clusterdeck.planner.expand import NodeNames, RecordedMachine
+from clusterdeck.spec.loader import load_text
+from clusterdeck.spec.models import Environment
+
+AWS = """\
+apiVersion: clusterdeck.dev/v1alpha1
+kind: Environment
+metadata: {{name: r}}
+spec:
+  provider: aws
+  auth: {{keyName: k, privateKey: /k}}
+  aws: {{region: us-west-2, availabilityZones: [us-west-2a, us-west-2b]{aws}}}
+  cluster:
+    controlPlane: {{count: 1, instanceType: {cp_type}}}
+    workers:
+      count: {count}
+      instanceType: {worker_type}
+{rollout}
+"""
+
+
+def aws_env(
+    *,
+    count: int = 3,
+    worker_type: str = "m5.large",
+    cp_type: str = "m5.xlarge",
+    rollout: str = "",
+    aws: str = "",
+) -> Environment:
+    return load_text(
+        AWS.format(count=count, worker_type=worker_type, cp_type=cp_type, rollout=rollout, aws=aws)
+    )
+
+
+def records_of(env: Environment, names: NodeNames | None = None) -> NodeNames:
+    """What the store holds after ``env`` was built: each aws worker with its machine."""
+    nodes = expand(env, names=names).nodes
+    return NodeNames(
+        machines={
+            n.name: RecordedMachine(n.pool, n.machine()) for n in nodes if n.role.value == "worker"
+        }
+    )
+
+
+def running(env: Environment, names: NodeNames | None = None) -> list[RunningNode]:
+    return [
+        RunningNode(n.name, n.role.value, n.pool, n.provider, None, True)
+        for n in expand(env, names=names).nodes
+    ]
+
+
+def steps(before: Environment, after: Environment) -> list[tuple[str, str, str | None]]:
+    names = records_of(before)
+    planned = diff(before, after, names, running(before))
+    assert not planned.refused, planned.refused
+    return [(c.kind.value, c.node, c.replaces) for c in planned.changes]
+
+
+def test_an_unchanged_aws_pool_keeps_its_names_and_is_a_no_op() -> None:
+    before = aws_env()
+    names = records_of(before)
+    assert [n.name for n in expand(before, names=names).workers()] == [
+        "r-workers-0",
+        "r-workers-1",
+        "r-workers-2",
+    ]
+    assert diff(before, aws_env(), names, running(before)).empty
+
+
+def test_a_new_instance_type_replaces_each_node_new_first_one_at_a_time() -> None:
+    before, after = aws_env(), aws_env(worker_type="m5.xlarge")
+    assert steps(before, after) == [
+        ("add", "r-workers-3", "r-workers-2"),
+        ("remove", "r-workers-2", None),
+        ("add", "r-workers-4", "r-workers-1"),
+        ("remove", "r-workers-1", None),
+        ("add", "r-workers-5", "r-workers-0"),
+        ("remove", "r-workers-0", None),
+    ]
+    planned = diff(before, after, records_of(before), running(before))
+    assert "instance type m5.large -> m5.xlarge" in planned.changes[0].reason
+    kinds = [k for k, _ in planned.batches()]
+    assert kinds == [ChangeKind.ADD, ChangeKind.REMOVE] * 3
+    assert drained_in_turn(planned) == ["r-workers-0", "r-workers-1", "r-workers-2"]
+
+
+def test_a_replacement_stopped_halfway_plans_only_what_is_left() -> None:
+    """The store after the first wave: the new node recorded, the old one gone; the rest of
+    the plan keeps the names shown at the start."""
+    before, after = aws_env(), aws_env(worker_type="m5.xlarge")
+    names = records_of(before)
+    machines = dict(names.machines)
+    del machines["r-workers-2"]
+    new = next(n for n in expand(after, names=names).workers() if n.name == "r-workers-3")
+    machines["r-workers-3"] = RecordedMachine("workers", new.machine())
+    halfway = NodeNames(machines=machines)
+    run = [r for r in running(before) if r.name != "r-workers-2"]
+    run.append(RunningNode("r-workers-3", "worker", "workers", "aws", None, True))
+    planned = diff(before, after, halfway, run)
+    left = [(c.kind.value, c.node, c.replaces) for c in planned.changes]
+    assert left == steps(before, after)[2:]  # the names the whole plan showed
+    assert left[0] == ("add", "r-workers-4", "r-workers-1")
+
+
+def test_a_shrinking_pool_loses_its_newest_node_and_replaces_nothing() -> None:
+    assert steps(aws_env(), aws_env(count=2)) == [("remove", "r-workers-2", None)]
+
+
+def test_a_new_root_volume_or_spot_setting_replaces_too() -> None:
+    volume = aws_env(rollout="      rootVolumeSizeGB: 128")
+    assert len(steps(aws_env(), volume)) == 6
+    spot = aws_env(rollout="      spot: {maxPricePercent: 50}")
+    assert len(steps(aws_env(), spot)) == 6
+
+
+def test_a_new_image_is_refused_while_it_would_replace_a_control_plane() -> None:
+    before = aws_env()
+    after = aws_env(aws=", ami: ami-0123456789abcdef0")
+    planned = diff(before, after, records_of(before), running(before))
+    assert planned.refused == (
+        "r-cp-0: image ubuntu-22.04 -> ami-0123456789abcdef0 (replacing control planes is "
+        "not supported yet)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("rollout", "expected"),
+    [
+        (
+            "      rollout: {maxSurge: 2}",
+            ["add 3,4", "remove 2", "remove 1", "add 5", "remove 0"],
+        ),
+        (
+            "      rollout: {maxSurge: 0, maxUnavailable: 1}",
+            ["remove 2", "add 3", "remove 1", "add 4", "remove 0", "add 5"],
+        ),
+        (
+            "      rollout: {maxSurge: 3}",
+            ["add 3,4,5", "remove 2", "remove 1", "remove 0"],
+        ),
+    ],
+)
+def test_max_surge_and_max_unavailable_bound_each_wave(rollout: str, expected: list[str]) -> None:
+    before = aws_env(rollout=rollout)
+    after = aws_env(worker_type="m5.xlarge", rollout=rollout)
+    planned = diff(before, after, records_of(before), running(before))
+    shown = [
+        f"{kind.value} {','.join(c.node.rsplit('-', 1)[1] for c in batch)}"
+        for kind, batch in planned.batches()
+    ]
+    assert shown == expected
+
+
+def test_rollout_bounds_that_cannot_move_are_refused() -> None:
+    with pytest.raises(SpecError, match="maxSurge and maxUnavailable cannot both be 0"):
+        aws_env(rollout="      rollout: {maxSurge: 0, maxUnavailable: 0}")
+
+
+def test_control_planes_on_aws_are_not_replaced() -> None:
+    before = aws_env()
+    planned = diff(before, aws_env(cp_type="m5.2xlarge"), records_of(before), running(before))
+    assert any(
+        "r-cp-0: instance type m5.xlarge -> m5.2xlarge" in r and "control planes" in r
+        for r in planned.refused
+    ), planned.refused
+
+
+def test_other_aws_settings_stay_refused() -> None:
+    before = aws_env()
+    after = load_text(
+        AWS.format(
+            count=3, worker_type="m5.large", cp_type="m5.xlarge", rollout="", aws=""
+        ).replace("us-west-2", "us-east-1")
+    )
+    planned = diff(before, after, records_of(before), running(before))
+    assert any(r.startswith("spec.aws: only os and ami") for r in planned.refused)
