@@ -5,8 +5,8 @@ Real kubeadm, kubelet, etcd and Flannel. One cluster of a control plane and two 
   waits out its drain timeout, fails naming that budget, and leaves the node cordoned and in
   the cluster; with the budget gone, the same apply drains, deletes the Node, resets the host
   and stops its kubelet, and the store forgets it;
-- the host comes back and joins under the name after the highest recorded; removing the first host of the
-  pool removes that host's node and renames nothing; a pool is added, then removed.
+- the host comes back and joins under the name after the highest recorded; removing the first
+  host of the pool removes that host's node and renames nothing; a pool is added, then removed.
 Another cluster starts as one control plane behind a keepalived VIP and grows to three while a
 probe asks the API through the VIP: the endpoint stays, etcd has three members.
 """
