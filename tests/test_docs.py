@@ -74,8 +74,9 @@ def test_documented_command_parses(doc: str, args: list[str]) -> None:
     import click
     from typer.main import get_command
 
-    from clusterdeck.cli.main import app
+    from clusterdeck.cli.main import app, register_commands
 
+    register_commands()
     command: click.Command = get_command(app)
     while isinstance(command, click.Group):
         assert args, f"{doc}: incomplete command"

@@ -186,3 +186,27 @@ def test_a_new_instance_type_rolls_through_the_pool_and_survives_kill_9_at_each_
         _converged(aws, wanted)
     now = tagged("gpu-ha")
     assert {k: v for k, v in now.items() if k not in ("instance", "volume")} == fixed
+
+    # a smaller pool loses the node --remove names, not the newest
+    store = SqliteStore(aws.state_path)
+    workers = sorted(
+        r.key.removeprefix("node/")
+        for r in store.resources("gpu-ha")
+        if r.key.startswith("node/") and r.data.get("role") == "worker"
+    )
+    one = _file(tmp_path, "one.yaml", 1)
+    one.write_text(one.read_text().replace("g4dn.xlarge", kinds[(i) % 2]))
+    for bad, says in (("gpu-ha-nope", "has no such node"), ("gpu-ha-cp-0", "control plane")):
+        refused = cli("apply", "-f", str(one), "--infra-only", "--remove", bad, "--yes")
+        assert refused.returncode == 2 and says in refused.stderr and bad in refused.stderr
+        assert "Traceback" not in refused.stderr
+    shown = cli("apply", "-f", str(one), "--infra-only", "--remove", workers[-1], "-o", "json")
+    assert [(a["kind"], a["target"]) for a in json.loads(shown.stdout)["actions"]] == [
+        ("remove", workers[-1])
+    ]
+    done = cli("apply", "-f", str(one), "--infra-only", "--remove", workers[-1], "--yes")
+    assert done.returncode == 0, done.stderr[-2000:]
+    left = {r.key for r in SqliteStore(aws.state_path).resources("gpu-ha")}
+    assert f"node/{workers[0]}" in left and f"node/{workers[-1]}" not in left
+    now = tagged("gpu-ha")
+    assert {k: v for k, v in now.items() if k not in ("instance", "volume")} == fixed

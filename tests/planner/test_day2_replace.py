@@ -185,3 +185,28 @@ def test_other_aws_settings_stay_refused() -> None:
     )
     planned = diff(before, after, records_of(before), running(before))
     assert any(r.startswith("spec.aws: only os and ami") for r in planned.refused)
+
+
+def test_a_node_named_by_remove_leaves_instead_of_the_newest() -> None:
+    before, after = aws_env(), aws_env(count=2)
+    names = records_of(before)
+    planned = diff(
+        before,
+        after,
+        NodeNames(machines=names.machines, leaving=frozenset({"r-workers-0"})),
+        running(before),
+    )
+    assert [(c.kind.value, c.node, c.reason) for c in planned.changes] == [
+        ("remove", "r-workers-0", "named by --remove")
+    ]
+    # with the count unchanged, a new node takes its place first
+    same = diff(
+        before,
+        before,
+        NodeNames(machines=names.machines, leaving=frozenset({"r-workers-1"})),
+        running(before),
+    )
+    assert [(c.kind.value, c.node, c.replaces) for c in same.changes] == [
+        ("add", "r-workers-3", "r-workers-1"),
+        ("remove", "r-workers-1", None),
+    ]

@@ -29,6 +29,7 @@ from clusterdeck.model.day2 import ApplyPlan, ChangeKind, RunningNode
 from clusterdeck.model.records import NODE_PREFIX
 from clusterdeck.model.topology import Role
 from clusterdeck.planner import build_plan, day2
+from clusterdeck.planner.expand import NodeNames
 from clusterdeck.providers import registry
 from clusterdeck.providers.base import ApplyContext
 from clusterdeck.spec.loader import from_recorded
@@ -42,10 +43,12 @@ def plan_apply(
     *,
     infra_only: bool = False,
     allow_control_plane_shrink: bool = False,
+    remove: tuple[str, ...] = (),
 ) -> tuple[Environment, ApplyPlan]:
     """Observe the running environment and diff it against the file: (the recorded spec, the
     plan). What runs is the store's node records and, unless ``infra_only``, the cluster's
-    Nodes. Reads only; changes nothing."""
+    Nodes; ``remove`` names aws workers to take out instead of the newest. Reads only;
+    changes nothing."""
     record = require_environment(store, env.name)
     wanted_status = INFRA_ONLY_STATUS if infra_only else READY_STATUS
     status = settled_status(record.status)
@@ -73,7 +76,7 @@ def plan_apply(
         ]
     else:
         running = pipeline.observe_running(before, store)
-    names = recorded_names(store, env.name)
+    names = names_leaving(store, env, remove)
     planned = day2.diff(
         before, env, names, running, allow_control_plane_shrink=allow_control_plane_shrink
     )
@@ -93,6 +96,34 @@ def plan_apply(
     return before, planned
 
 
+def names_leaving(store: StateStore, env: Environment, remove: tuple[str, ...]) -> NodeNames:
+    """The recorded names, with the nodes ``--remove`` names marked as leaving. Only an aws
+    worker can be named: an ssh node leaves when its host leaves the file, and a control
+    plane when ``controlPlane`` shrinks."""
+    names = recorded_names(store, env.name)
+    records = {
+        r.key[len(NODE_PREFIX) :]: r
+        for r in store.resources(env.name)
+        if r.key.startswith(NODE_PREFIX)
+    }
+    for name in remove:
+        rec = records.get(name)
+        if rec is None:
+            known = ", ".join(sorted(records)) or "none"
+            raise UsageError(f"--remove {name}: {env.name!r} has no such node (it has: {known})")
+        if rec.data.get("role") != Role.WORKER.value:
+            raise UsageError(
+                f"--remove {name}: a control plane leaves when controlPlane shrinks "
+                "(with --allow-control-plane-shrink)"
+            )
+        if name not in names.machines:
+            raise UsageError(
+                f"--remove {name}: an ssh node leaves when its host is taken out of its "
+                "pool's hosts in the file"
+            )
+    return replace(names, leaving=frozenset(remove))
+
+
 def refuse_unsupported(planned: ApplyPlan) -> None:
     if planned.refused:
         raise UsageError("apply cannot make these changes yet: " + "; ".join(planned.refused))
@@ -110,6 +141,7 @@ def apply(
     infra_only: bool = False,
     snapshot_dir: Path | None = None,
     allow_control_plane_shrink: bool = False,
+    remove: tuple[str, ...] = (),
 ) -> None:
     """Carry out exactly ``planned`` (from :func:`plan_apply`), batch by batch, then record the
     new file. A stopped run is resumed by running apply again: it observes what is left. An
@@ -121,6 +153,7 @@ def apply(
             store,
             infra_only=infra_only,
             allow_control_plane_shrink=allow_control_plane_shrink,
+            remove=remove,
         )
         if again != planned:
             raise UsageError(f"{env.name!r} changed since the plan was shown: run apply again")
@@ -130,7 +163,16 @@ def apply(
             for kind, batch in planned.batches():
                 names = [c.node for c in batch]
                 if kind is ChangeKind.ADD:
-                    _join(before, env, store, names, events=events, log=log, infra_only=infra_only)
+                    _join(
+                        before,
+                        env,
+                        store,
+                        names,
+                        events=events,
+                        log=log,
+                        infra_only=infra_only,
+                        remove=remove,
+                    )
                 elif kind is ChangeKind.UPGRADE:
                     if snapshot_dir is None:
                         raise UsageError("an upgrade needs a directory for its etcd snapshot")
@@ -187,12 +229,13 @@ def _join(
     events: EventSink,
     log: Callable[[str], None],
     infra_only: bool,
+    remove: tuple[str, ...] = (),
 ) -> None:
     """Have the providers make or register the new machines, then bring them into the cluster;
     the topology of this step is what the file wants of what is recorded by now. (The aws
     provider reconciles its whole side: every missing instance of the file is launched, one
     RunInstances per pool and zone, and new control planes go behind the load balancer.)"""
-    wanted = day2.desired_topology(before, env, recorded_names(store, env.name))
+    wanted = day2.desired_topology(before, env, names_leaving(store, env, remove))
     joining = [wanted.node(n) for n in names]
     # the providers see what exists and what joins now, nothing more: a rolling wave
     # launches its own new machines, not those of the waves after it

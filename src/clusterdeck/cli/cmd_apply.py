@@ -40,9 +40,12 @@ def register(app: typer.Typer) -> None:
         "reason, asks, then runs exactly those. New hosts join (bigger pools, new pools, a "
         "control plane grown 1 -> 3 -> 5 one member at a time with etcd checked); removed "
         "hosts are cordoned, drained through the eviction API (PodDisruptionBudgets honoured), "
-        "deleted from the cluster and reset. A host swapped for another is replaced: the new "
-        "one joins first. A stopped apply resumes when run again.",
-        epilog="Example:  clusterdeck apply -f cluster.yaml --drain-timeout 90s --yes",
+        "deleted from the cluster and reset. A host swapped for another, or an aws pool with a "
+        "new instance type, is replaced node by node within the pool's rollout bounds: the "
+        "new one joins first. A stopped apply resumes when run again.",
+        epilog="Examples:  clusterdeck apply -f cluster.yaml -o json   (the plan, nothing runs)"
+        "\n\n  clusterdeck apply -f cluster.yaml --drain-timeout 90s --yes"
+        "\n\n  clusterdeck apply -f cluster.yaml --remove prod-workers-0   (a pool one smaller)",
     )(apply)
 
 
@@ -71,6 +74,16 @@ def apply(
             "etcd leadership and removed by its member ID while quorum holds.",
         ),
     ] = False,
+    remove: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--remove",
+            metavar="NODE",
+            help="Take out this aws worker instead of the newest one when its pool shrinks "
+            "(repeatable; see `clusterdeck status ENV`). With the pool's count unchanged, a "
+            "new node takes its place first.",
+        ),
+    ] = None,
     infra_only: Annotated[
         bool,
         typer.Option(
@@ -84,8 +97,13 @@ def apply(
     timeout = parse_duration(drain_timeout)
     env = load_checked(app, file)
     store = app.store()
+    leaving = tuple(dict.fromkeys(remove or ()))
     _, planned = api.plan_apply(
-        env, store, infra_only=infra_only, allow_control_plane_shrink=allow_shrink
+        env,
+        store,
+        infra_only=infra_only,
+        allow_control_plane_shrink=allow_shrink,
+        remove=leaving,
     )
     if output is Output.JSON:  # the plan as data; it runs only with --yes
         print_json(
@@ -130,6 +148,7 @@ def apply(
             infra_only=infra_only,
             snapshot_dir=snapshots,
             allow_control_plane_shrink=allow_shrink,
+            remove=leaving,
         )
     app.err.print(f"[green]{env.name} matches {file}[/]")
 

@@ -9,19 +9,22 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 import clusterdeck
-from clusterdeck import api
 from clusterdeck.cli import render
 from clusterdeck.cli.context import AppState, Output, ask, print_json, state
 from clusterdeck.errors import SpecError
-from clusterdeck.model.records import NODE_PREFIX
-from clusterdeck.spec import rules
+from clusterdeck.spec import check_file, rules
 from clusterdeck.spec.models import Environment
-from clusterdeck.state import SqliteStore, default_state_path
+
+if TYPE_CHECKING:
+    from clusterdeck.state import SqliteStore
+
+# Only what validate and version need is imported at start; the API, the store and the
+# records are imported by the commands that use them (start-up time, bench/startup.py).
 
 FileOpt = Annotated[
     Path,
@@ -62,7 +65,7 @@ def register(app: typer.Typer) -> None:
 
 def validate(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT) -> None:
     app = state(ctx)
-    report = api.validate(file)
+    report = check_file(file)
     if output is Output.JSON:
         print_json(report.as_dict())
     elif report.valid and report.environment is not None:
@@ -83,7 +86,7 @@ def validate(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT)
 
 
 def load_checked(app: AppState, file: Path) -> Environment:
-    report = api.validate(file)
+    report = check_file(file)
     if not report.valid or report.environment is None:
         raise SpecError(report.errors, source=str(file))
     render.issues(app.err, report.warnings, label="warning", style="yellow")
@@ -108,14 +111,18 @@ def ask_dedicated(app: AppState, env: Environment) -> bool | None:
 
 
 def existing_store(app: AppState) -> SqliteStore | None:
+    from clusterdeck.state import SqliteStore, default_state_path
+
     path = app.state_path or default_state_path()
     return SqliteStore(path) if path.exists() else None
 
 
 def plan(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT) -> None:
+    from clusterdeck import api
+
     app = state(ctx)
     if output is Output.JSON:  # a bad file gets validate's JSON form, not a text line
-        report = api.validate(file)
+        report = check_file(file)
         if not report.valid:
             print_json(report.as_dict())
             raise typer.Exit(2)
@@ -129,6 +136,8 @@ def plan(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT) -> 
 
 
 def list_environments(ctx: typer.Context, output: OutputOpt = Output.TEXT) -> None:
+    from clusterdeck.model.records import NODE_PREFIX
+
     app = state(ctx)
     store = existing_store(app)
     records = store.environments() if store else []
@@ -178,6 +187,9 @@ def status(
         ),
     ] = False,
 ) -> None:
+    from clusterdeck import api
+    from clusterdeck.model.records import NODE_PREFIX
+
     app = state(ctx)
     if live:
         from clusterdeck.cli import cmd_cluster

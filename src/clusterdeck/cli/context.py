@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -22,7 +22,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from clusterdeck.errors import ConsentRequired
 from clusterdeck.events import Event, EventKind, EventSink
-from clusterdeck.state import SqliteStore, default_state_path
+
+if TYPE_CHECKING:  # the store (and its records' models) load only when a command opens it
+    from clusterdeck.state import SqliteStore
 
 TRUTHY = {"1", "true", "yes", "on"}
 
@@ -52,6 +54,8 @@ class AppState:
 
     def store(self) -> SqliteStore:
         if self._store is None:
+            from clusterdeck.state import SqliteStore, default_state_path
+
             self._store = SqliteStore(self.state_path or default_state_path())
         return self._store
 

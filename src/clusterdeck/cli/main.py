@@ -8,7 +8,6 @@ Command modules are the ``cmd_*.py`` files beside this one, each with ``register
 from __future__ import annotations
 
 import importlib
-import pkgutil
 import sys
 import traceback
 from pathlib import Path
@@ -63,15 +62,44 @@ def main(
     )
 
 
-def _register_commands() -> None:
-    package = Path(__file__).parent
-    for info in sorted(pkgutil.iter_modules([str(package)]), key=lambda m: m.name):
-        if info.name.startswith("cmd_"):
-            module = importlib.import_module(f"clusterdeck.cli.{info.name}")
-            module.register(app)
+# The module that registers each command: a run imports only its command's module (start-up
+# time: the API, the providers and the store load only for the commands that use them).
+# ``--help``, no command or an unknown one registers them all. tests/cli checks the table
+# against what the modules register.
+COMMAND_MODULES = {
+    "apply": "cmd_apply",
+    "cleanup": "cmd_aws",
+    "bundle": "cmd_bundle",
+    "events": "cmd_cluster",
+    "get": "cmd_cluster",
+    "validate": "cmd_core",
+    "plan": "cmd_core",
+    "list": "cmd_core",
+    "status": "cmd_core",
+    "schema": "cmd_core",
+    "version": "cmd_core",
+    "create": "cmd_create",
+    "delete": "cmd_create",
+    "host-key": "cmd_hostkeys",
+    "exec": "cmd_remote",
+    "ssh": "cmd_remote",
+    "render": "cmd_render",
+}
+_registered: set[str] = set()
 
 
-_register_commands()
+def register_commands(argv: list[str] | None = None) -> None:
+    """Register the command ``argv`` runs (every command when it names none we know)."""
+    first = next((w for w in argv or [] if not w.startswith("-")), None)
+    modules = (
+        [COMMAND_MODULES[first]]
+        if first in COMMAND_MODULES and argv is not None
+        else sorted(set(COMMAND_MODULES.values()))
+    )
+    for name in modules:
+        if name not in _registered:
+            _registered.add(name)
+            importlib.import_module(f"clusterdeck.cli.{name}").register(app)
 
 
 # Global options are accepted after the subcommand too (`create -f x.yaml --non-interactive`),
@@ -128,11 +156,23 @@ def usage_error_line(exc: BaseException) -> str | None:
     return f"{message} (see `{path} --help`)"
 
 
+def _command_words(argv: list[str]) -> list[str]:
+    """``argv`` without the global options in front (``--state PATH`` takes a value)."""
+    words = list(argv)
+    while words and words[0].startswith("-"):
+        flag = words.pop(0)
+        if flag in _GLOBAL_VALUED and words:
+            words.pop(0)
+    return words
+
+
 def run() -> None:
     """Console-script entry point: run the app and map errors to one line and an exit code."""
     err = Console(stderr=True, soft_wrap=True)
     try:
-        code = app(args=hoist_global_options(sys.argv[1:]), standalone_mode=False)
+        argv = hoist_global_options(sys.argv[1:])
+        register_commands(_command_words(argv))
+        code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except SpecError as exc:

@@ -15,7 +15,7 @@ NODE_PREFIX = "node/"
 
 
 class Row(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
 
 class EnvironmentRecord(Row):

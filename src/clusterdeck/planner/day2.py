@@ -96,6 +96,8 @@ def diff(
             and not _pool_has(new, rec.pool, rec.address)
         ):
             remove_changes.append(_leave(rec, f"host {rec.address} left pool {rec.pool}"))
+        elif rec.name in names.leaving:
+            remove_changes.append(_leave(rec, "named by --remove"))
         else:
             recorded = names.machines.get(rec.name)
             changed = _machine_change(recorded.machine if recorded else None, new.pools()[rec.pool])

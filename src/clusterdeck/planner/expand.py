@@ -57,6 +57,7 @@ class NodeNames:
 
     hosts: Mapping[HostIdentity, str] = field(default_factory=dict)
     machines: Mapping[str, RecordedMachine] = field(default_factory=dict)
+    leaving: frozenset[str] = frozenset()  # aws workers named by ``apply --remove``: not kept
 
     def taken(self) -> set[str]:
         return {*self.hosts.values(), *self.machines}
@@ -188,7 +189,7 @@ def _keep_recorded_names(environment: str, nodes: list[Node], names: NodeNames) 
         key = host_identity(node)
         if key is not None and key in names.hosts:
             kept[i] = names.hosts[key]
-    kept.update(_matching_machines(nodes, names.machines))
+    kept.update(_matching_machines(nodes, names.machines, names.leaving))
     taken = names.taken()  # a recorded node not in the file any more may still run
     renamed: list[Node] = []
     for i, node in enumerate(nodes):
@@ -231,12 +232,12 @@ def _follows_records(node: Node, names: NodeNames) -> bool:
 
 
 def _matching_machines(
-    nodes: list[Node], machines: Mapping[str, RecordedMachine]
+    nodes: list[Node], machines: Mapping[str, RecordedMachine], leaving: frozenset[str]
 ) -> dict[int, str]:
     """Slot -> recorded name, for aws worker slots a recorded machine of the same settings
     fills; the lowest recorded indexes first, so a shrinking pool loses its newest nodes."""
     free = sorted(
-        (name for name, rec in machines.items() if rec.machine is not None),
+        (name for name, rec in machines.items() if rec.machine is not None and name not in leaving),
         key=_index_of,
     )
     kept: dict[int, str] = {}

@@ -41,6 +41,9 @@ class Strict(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         frozen=True,
+        # validators are built on first use, not at import: `clusterdeck version` and
+        # commands that never read a file do not pay for them (bench/startup.py)
+        defer_build=True,
     )
 
 

@@ -55,8 +55,6 @@ MIGRATIONS: list[str] = [
 ]
 
 
-
-
 def _check_store_path(path: Path) -> None:
     """A store path must be a file or free: refuse a directory (whether a file is SQLite is
     asked of SQLite itself, see :func:`_refuse_other_files`)."""
