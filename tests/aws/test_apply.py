@@ -181,6 +181,7 @@ def test_a_new_instance_type_rolls_through_the_pool_and_survives_kill_9_at_each_
         assert killed.returncode == -signal.SIGKILL, (step, killed.stderr[-2000:])
         again = cli("apply", "-f", str(path), "--infra-only", "--yes")
         assert again.returncode == 0, (step, again.stderr[-3000:])
+        assert "did not finish" in again.stderr, again.stderr[-2000:]  # the store's journal
         quiet = cli("apply", "-f", str(path), "--infra-only", "--yes")
         assert quiet.returncode == 0 and "No changes" in quiet.stderr, (step, quiet.stderr[-2000:])
         _converged(aws, wanted)

@@ -9,8 +9,9 @@ next observation finds what is left.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clusterdeck import pipeline
@@ -25,7 +26,7 @@ from clusterdeck.api.recorded import (
 )
 from clusterdeck.errors import PermanentError, UsageError
 from clusterdeck.events import EventSink, discard
-from clusterdeck.model.day2 import ApplyPlan, ChangeKind, RunningNode
+from clusterdeck.model.day2 import ApplyPlan, ChangeKind, NodeChange, RunningNode
 from clusterdeck.model.records import NODE_PREFIX
 from clusterdeck.model.topology import Role
 from clusterdeck.planner import build_plan, day2
@@ -34,6 +35,7 @@ from clusterdeck.providers import registry
 from clusterdeck.providers.base import ApplyContext
 from clusterdeck.spec.loader import from_recorded
 from clusterdeck.spec.models import Environment
+from clusterdeck.state import journal
 from clusterdeck.state.store import StateStore, require_environment
 
 
@@ -80,6 +82,7 @@ def plan_apply(
     planned = day2.diff(
         before, env, names, running, allow_control_plane_shrink=allow_control_plane_shrink
     )
+    planned = replace(planned, resumes=_stopped_apply_note(store, env.name))
     drained = day2.drained_in_turn(planned)
     if drained and not infra_only and not planned.refused:
         blocking = pipeline.budgets_blocking(before, store, drained)
@@ -94,6 +97,17 @@ def plan_apply(
                 ),
             )
     return before, planned
+
+
+def _stopped_apply_note(store: StateStore, environment: str) -> str | None:
+    """What the last apply was doing when it stopped, if it never ended (killed)."""
+    stopped = journal.stopped_apply(store, environment)
+    if stopped is None:
+        return None
+    plan_event, steps = stopped
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(plan_event.started_at))
+    doing = "; ".join(f"{s.step} {s.subject}" for s in steps) or "between steps"
+    return f"the apply begun {when} did not finish (it stopped during: {doing})"
 
 
 def names_leaving(store: StateStore, env: Environment, remove: tuple[str, ...]) -> NodeNames:
@@ -159,52 +173,75 @@ def apply(
             raise UsageError(f"{env.name!r} changed since the plan was shown: run apply again")
         status = INFRA_ONLY_STATUS if infra_only else READY_STATUS
         store.set_status(env.name, APPLYING[status])  # left as it is if the run is killed
+        summary = "; ".join(f"{c.kind.value} {c.node}" for c in planned.changes)
+        run = _Run(before, env, store, events, log, infra_only, remove)
         try:
-            for kind, batch in planned.batches():
-                names = [c.node for c in batch]
-                if kind is ChangeKind.ADD:
-                    _join(
-                        before,
-                        env,
-                        store,
-                        names,
-                        events=events,
-                        log=log,
-                        infra_only=infra_only,
-                        remove=remove,
-                    )
-                elif kind is ChangeKind.UPGRADE:
-                    if snapshot_dir is None:
-                        raise UsageError("an upgrade needs a directory for its etcd snapshot")
-                    _upgrade(
-                        before,
-                        env,
-                        store,
-                        names,
-                        snapshot_dir=snapshot_dir,
-                        drain_timeout=drain_timeout,
-                        force=force,
-                        log=log,
-                    )
-                else:
-                    pipeline.remove_nodes(
-                        env,
-                        store,
-                        names,
-                        drain_timeout=drain_timeout,
-                        force=force,
-                        log=log,
-                        events=events,
-                        cluster=not infra_only,
-                    )
-                    if not infra_only and any(c.role == Role.CONTROL_PLANE.value for c in batch):
-                        # the control planes that stay: load balancer backends and peers
-                        # without the one that left, then the cluster healthy again
-                        _join(before, env, store, [], events=events, log=log, infra_only=False)
+            with journal.recorded_step(store, env.name, journal.APPLY_SUBJECT, "plan", summary):
+                for kind, batch in planned.batches():
+                    names = [c.node for c in batch]
+                    with journal.recorded_step(store, env.name, ", ".join(names), kind.value):
+                        if kind is ChangeKind.ADD:
+                            run.join(names)
+                        elif kind is ChangeKind.UPGRADE:
+                            if snapshot_dir is None:
+                                raise UsageError("an upgrade needs a directory for its snapshot")
+                            _upgrade(
+                                before,
+                                env,
+                                store,
+                                names,
+                                snapshot_dir=snapshot_dir,
+                                drain_timeout=drain_timeout,
+                                force=force,
+                                log=log,
+                            )
+                        else:
+                            run.remove(batch, drain_timeout=drain_timeout, force=force)
         finally:  # a provider marks its own work in progress; the environment stays usable
             store.set_status(env.name, status)
         dedicated = day2.dedicated_for(before, env)
         store.save_environment(env.name, env.spec.provider.value, effective_spec(env, dedicated))
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every batch of one apply shares."""
+
+    before: Environment
+    env: Environment
+    store: StateStore
+    events: EventSink
+    log: Callable[[str], None]
+    infra_only: bool
+    leaving: tuple[str, ...]
+
+    def join(self, names: list[str], *, infra_only: bool | None = None) -> None:
+        _join(
+            self.before,
+            self.env,
+            self.store,
+            names,
+            events=self.events,
+            log=self.log,
+            infra_only=self.infra_only if infra_only is None else infra_only,
+            remove=self.leaving,
+        )
+
+    def remove(self, batch: list[NodeChange], *, drain_timeout: float, force: bool) -> None:
+        pipeline.remove_nodes(
+            self.env,
+            self.store,
+            [c.node for c in batch],
+            drain_timeout=drain_timeout,
+            force=force,
+            log=self.log,
+            events=self.events,
+            cluster=not self.infra_only,
+        )
+        if not self.infra_only and any(c.role == Role.CONTROL_PLANE.value for c in batch):
+            # the control planes that stay: load balancer backends and peers without the one
+            # that left, then the cluster healthy again
+            self.join([], infra_only=False)
 
 
 def record_file(env: Environment, store: StateStore) -> bool:

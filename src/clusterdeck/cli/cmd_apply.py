@@ -111,8 +111,11 @@ def apply(
                 "environment": planned.environment,
                 "actions": [c.as_dict() for c in planned.changes],
                 "refused": list(planned.refused),
+                "resumes": planned.resumes,
             }
         )
+    if planned.resumes:
+        app.err.print(f"Resuming: {planned.resumes}; the plan below is what is left.")
     api.refuse_unsupported(planned)
     if planned.empty:
         if api.record_file(env, store):  # e.g. a new key path, or an upgrade that ended

@@ -63,6 +63,7 @@ class ApplyPlan:
     environment: str
     changes: tuple[NodeChange, ...]
     refused: tuple[str, ...]
+    resumes: str | None = None  # what an earlier, killed apply was doing when it stopped
 
     @property
     def empty(self) -> bool:

@@ -17,12 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from clusterdeck.errors import PermanentError, TransientError
-from clusterdeck.events import EventKind, EventSink
+from clusterdeck.events import EventSink
 from clusterdeck.model.day2 import RunningNode
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
@@ -32,23 +31,12 @@ from clusterdeck.pipeline.run import BootstrapResult, bootstrap
 from clusterdeck.providers import registry
 from clusterdeck.providers.ssh.access import host_key_policy, record_endpoint
 from clusterdeck.spec.models import Environment
+from clusterdeck.state.journal import recorded_step
 from clusterdeck.state.store import StateStore
 from clusterdeck.transport import Command, Connections, Endpoint
 
 Log = Callable[[str], None]
 HEALTH_TIMEOUT = 600.0
-
-
-@contextmanager
-def recorded_step(store: StateStore, environment: str, subject: str, step: str) -> Iterator[None]:
-    """A day-2 step in the store's events (``clusterdeck events``), with its outcome."""
-    event = store.start_event(environment, subject, step)
-    try:
-        yield
-    except BaseException as exc:
-        store.end_event(event, EventKind.FAILED.value, str(exc)[:500])
-        raise
-    store.end_event(event, EventKind.FINISHED.value)
 
 
 def _node_records(store: StateStore, environment: str) -> list[ResourceRecord]:

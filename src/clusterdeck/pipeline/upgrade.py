@@ -39,11 +39,12 @@ from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Role, Topology
 from clusterdeck.pipeline import actions, etcd, offline, scale_down
-from clusterdeck.pipeline.day2 import answering_control_plane, recorded_step
+from clusterdeck.pipeline.day2 import answering_control_plane
 from clusterdeck.pipeline.run import PHASE_DEADLINE, rendered
 from clusterdeck.pipeline.targets import Target
 from clusterdeck.providers.ssh.access import host_key_policy
 from clusterdeck.spec.models import Environment
+from clusterdeck.state.journal import recorded_step
 from clusterdeck.state.store import StateStore
 from clusterdeck.transport import Connections, Endpoint
 
