@@ -5,7 +5,8 @@ minor version. Then the file swaps the 3 worker hosts for 3 others: ``apply`` re
 one at a time (the new node joins and the cluster is healthy again, then the old one is
 drained and reset). The figure to compare is the time the nodes themselves needed, from
 ``clusterdeck events``: each new node's phases (upload, offline files, OS, containerd,
-packages, join, labels) and each old node's removal (cordon, drain, delete, reset). What
+packages, join, labels), its turning Ready after the join (the cluster's Ready check waits for
+its kubelet and CNI) and each old node's removal (cordon, drain, delete, reset). What
 clusterdeck adds is the rest (registering hosts, the control planes' phases finding their work
 done, health checks between steps); the target is under 15 %. Then the file moves to the next
 minor version and ``apply`` upgrades every node; clusterdeck's probe of the API through the
@@ -114,7 +115,10 @@ def report(
     new_nodes = {f"benchroll-workers-{i}" for i in (3, 4, 5)}
     joins = sum(e["duration"] for e in done if e["subject"] in new_nodes)
     removals = sum(e["duration"] for e in done if e["step"] == "remove")
-    nodes = joins + removals
+    # the kubelet and the CNI of a joined node starting until the Node is Ready: the node's
+    # own time, waited for by the cluster's Ready check
+    ready = sum(e["duration"] for e in done if e["subject"] == "cluster" and e["step"] == "ready")
+    nodes = joins + removals + ready
     overhead = (rolled - nodes) / nodes if nodes else float("nan")
     verdict = "meets" if overhead < TARGET_OVERHEAD else "misses"
     print("== rolling replacement of a pool of 3 workers (surge 1, one at a time)")
@@ -122,6 +126,7 @@ def report(
     print(f"{'apply, total':<44} {rolled:>8.1f}")
     print(f"{'  the new nodes phases (3 joins)':<44} {joins:>8.1f}")
     print(f"{'  the old nodes removals (3 drains, resets)':<44} {removals:>8.1f}")
+    print(f"{'  the new nodes turning Ready (kubelet, CNI)':<44} {ready:>8.1f}")
     print(f"{'  what the nodes needed, together':<44} {nodes:>8.1f}")
     print(
         f"clusterdeck adds {rolled - nodes:.1f} s = {overhead:.0%} "

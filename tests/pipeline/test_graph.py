@@ -80,3 +80,20 @@ def test_kubeconfig_for_user_points_at_the_public_endpoint(tmp_path) -> None:
     assert [c["name"] for c in merged["contexts"]] == ["other", "lab"]
     assert merged["current-context"] == "lab"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_workers_only_day2_run_leaves_the_control_planes_steps_out(ha_specs) -> None:
+    cps = {"lab-cp-0", "lab-cp-1", "lab-cp-2"}
+    pruned = {s.id: s for s in graph.without_nodes(list(ha_specs.values()), cps)}
+    node_steps = {s.node for s in pruned.values() if s.kind in graph.NODE_KINDS}
+    assert not node_steps & cps
+    assert (
+        pruned[graph.JOIN_MATERIAL].needs == ()
+        and pruned[graph.JOIN_MATERIAL].runs_on == "lab-cp-0"
+    )
+    join = pruned["lab-workers-2/kubeadm-join-worker"]
+    assert graph.JOIN_MATERIAL in join.needs
+    every_need = {n for s in pruned.values() for n in s.needs}
+    assert every_need <= set(pruned)  # no edge to a step that is gone
+    labels = pruned["lab-workers-2/labels-and-taints"]
+    assert labels.runs_on == "lab-cp-0"  # still run with the first control plane's credentials

@@ -11,6 +11,10 @@ first control plane initialises). The cross-node edges are only the real ones:
 - labels and taints follow each node's own join, run with the admin credentials of the first
   control plane;
 - the cluster is checked Ready after every node is labelled and the CNI is applied.
+
+A day-2 run that only adds workers leaves out the control planes' own steps
+(:func:`without_nodes`): their work is done and nothing of theirs changes, so the new workers
+wait only for the join material, which the first control plane still makes.
 """
 
 from __future__ import annotations
@@ -115,3 +119,26 @@ def build(configs: dict[str, NodeConfig]) -> list[StepSpec]:
         StepSpec(READY, "ready", "cluster", "", runs_on=first, needs=tuple([*label_steps, *cni]))
     )
     return specs
+
+
+NODE_KINDS = ("upload", "offline", "phase")
+
+
+def without_nodes(specs: list[StepSpec], settled: set[str]) -> list[StepSpec]:
+    """``specs`` without the upload, offline and phase steps of ``settled`` nodes (whose work
+    is done), and without the edges to them. Cluster-wide steps stay: join material, the admin
+    kubeconfig, the Ready check, and other nodes' phases that run on a settled node."""
+    gone = {s.id for s in specs if s.kind in NODE_KINDS and s.node in settled}
+    return [
+        StepSpec(
+            s.id,
+            s.kind,
+            s.subject,
+            s.node,
+            s.phase,
+            s.runs_on,
+            tuple(n for n in s.needs if n not in gone),
+        )
+        for s in specs
+        if s.id not in gone
+    ]

@@ -118,7 +118,8 @@ def _steps(
                     conns, endpoint, offline_bundle, settings, ctx.write
                 )
             if spec.kind == "join-material":
-                given = ctx.need(graph.step_id(spec.node, Phase.KUBEADM_INIT.value))
+                init = graph.step_id(spec.node, Phase.KUBEADM_INIT.value)
+                given = ctx.need(init) if init in spec.needs else None  # None: init ran before
                 if isinstance(given, JoinMaterial):  # init just ran with our token
                     ca = await actions.read_file(conns, endpoint, actions.CA_CERT)
                     ctx.write("join material: the token init was given, the CA hash from its CA")
@@ -219,7 +220,8 @@ def bootstrap(
     With ``spec.offline`` the bundle is opened and checked here unless the caller did.
     ``only`` (day-2) limits the phases to those nodes and the control planes, whose phases
     find their work done except where the cluster grew (load balancer backends, a new
-    member's join); the Ready wait still covers every node."""
+    member's join). When ``only`` names workers alone, the control planes' own steps are left
+    out (nothing of theirs changes); the Ready wait still covers every node."""
     if offline_bundle is None and env.spec.offline is not None:
         offline_bundle = open_checked(
             env.spec.offline.bundle, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
@@ -236,6 +238,9 @@ def bootstrap(
         }
         bundle = replace(bundle, configs=keep)
     specs = graph.build(bundle.configs)
+    if only and all(bundle.configs[n].role is Role.WORKER for n in only if n in bundle.configs):
+        cps = {n for n, cfg in bundle.configs.items() if cfg.role is Role.CONTROL_PLANE}
+        specs = graph.without_nodes(specs, cps)
 
     async def go() -> RunReport:
         async with Connections(host_keys=host_key_policy(env, store, env.name), events=events) as c:
