@@ -13,6 +13,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import boto3
 import pytest
 
 from clusterdeck.providers.aws.checkpoints import APPLY_STEPS, CRASH_ENV
@@ -211,3 +212,33 @@ def test_a_new_instance_type_rolls_through_the_pool_and_survives_kill_9_at_each_
     assert f"node/{workers[0]}" in left and f"node/{workers[-1]}" not in left
     now = tagged("gpu-ha")
     assert {k: v for k, v in now.items() if k not in ("instance", "volume")} == fixed
+
+
+def test_a_machine_terminated_behind_clusterdecks_back_is_seen_by_tag_and_replaced(
+    aws: Aws, tmp_path: Path
+) -> None:
+    path = _typed(tmp_path, "a.yaml", "g4dn.xlarge")
+    done = cli("create", "-f", str(path), "--infra-only", "--yes")
+    assert done.returncode == 0, done.stderr[-2000:]
+    store = SqliteStore(aws.state_path)
+    records = {r.key: r for r in store.resources("gpu-ha") if r.key.startswith("node/")}
+    lost = records["node/gpu-ha-workers-1"].provider_id
+    ec2 = boto3.client("ec2", region_name="us-west-2")
+    ec2.terminate_instances(InstanceIds=[lost])  # e.g. a spot instance reclaimed
+
+    shown = cli("apply", "-f", str(path), "--infra-only", "-o", "json")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    actions = json.loads(shown.stdout)["actions"]
+    assert [(a["kind"], a["target"]) for a in actions] == [("add", "gpu-ha-workers-1")]
+    assert "machine is gone" in actions[0]["reason"]
+    assert _apply(path) == [("add", "gpu-ha-workers-1")]
+    _converged(aws, "g4dn.xlarge")
+    again = {r.key: r for r in SqliteStore(aws.state_path).resources("gpu-ha")}
+    assert again["node/gpu-ha-workers-1"].provider_id != lost
+
+    cp = again["node/gpu-ha-cp-2"].provider_id
+    ec2.terminate_instances(InstanceIds=[cp])
+    refused = cli("apply", "-f", str(path), "--infra-only", "--yes")
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "gpu-ha-cp-2: its machine is gone" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -78,6 +78,7 @@ def plan_apply(
         ]
     else:
         running = pipeline.observe_running(before, store)
+    running = _with_machines_gone(env.name, store, running)
     names = names_leaving(store, env, remove)
     planned = day2.diff(
         before, env, names, running, allow_control_plane_shrink=allow_control_plane_shrink
@@ -97,6 +98,23 @@ def plan_apply(
                 ),
             )
     return before, planned
+
+
+def _with_machines_gone(
+    environment: str, store: StateStore, running: list[RunningNode]
+) -> list[RunningNode]:
+    """Each provider asked which recorded machines are gone (by tag, one call per provider):
+    such a node is not there, whatever the API server still lists, and joins again on a new
+    machine."""
+    records = [r for r in store.resources(environment) if r.key.startswith(NODE_PREFIX)]
+    gone: set[str] = set()
+    for name in sorted({str(r.data.get("provider", "")) for r in records} & set(registry.KNOWN)):
+        mine = [r for r in records if r.data.get("provider") == name]
+        gone |= {
+            k[len(NODE_PREFIX) :]
+            for k in registry.get(name).machines_gone(environment, store, mine)
+        }
+    return [replace(r, present=False, machine_gone=True) if r.name in gone else r for r in running]
 
 
 def _stopped_apply_note(store: StateStore, environment: str) -> str | None:

@@ -32,6 +32,7 @@ class RunningNode:
     present: bool  # the API server lists its Node (--infra-only: its machine is recorded)
     ready: bool = False
     kubelet_version: str = ""
+    machine_gone: bool = False  # the provider has no machine for its record any more
 
 
 @dataclass(frozen=True)

@@ -61,11 +61,19 @@ def diff(
     adds = [n for n in new.nodes if not (n.name in have and have[n.name].present)]
     leaves = sorted((r for r in running if r.name not in wanted), key=_newest_first)
     refused += _kept_node_refusals(old, new, have)
+    refused += [
+        f"{r.name}: its machine is gone; a control plane's etcd member must be removed before "
+        "a new machine takes its place (not supported yet)"
+        for r in running
+        if r.machine_gone and r.role == Role.CONTROL_PLANE.value
+    ]
     cp_count = len(new.control_planes())
     add_changes: list[NodeChange] = []
     for node in adds:
         if node.role is Role.CONTROL_PLANE:
             why = f"controlPlane grows to {cp_count}: joins as a control plane and etcd member"
+        elif node.name in have and have[node.name].machine_gone:
+            why = "its machine is gone (terminated outside clusterdeck): a new one joins"
         elif node.name in have:
             why = f"recorded in pool {node.pool} but not in the cluster: joins"
         elif node.pool not in old.pools():

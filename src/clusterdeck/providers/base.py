@@ -73,6 +73,14 @@ class InfraProvider(Protocol):
         """Delete everything this provider made for the environment; return what is left."""
         ...
 
+    def machines_gone(
+        self, environment: str, store: StateStore, records: list[ResourceRecord]
+    ) -> list[str]:
+        """The record keys among ``records`` whose machines no longer exist (aws: no live
+        instance with the recorded ID carries the environment's tags, e.g. a reclaimed spot
+        instance). An ssh host is the user's: whether it answers is the cluster's to say."""
+        ...
+
     def release(
         self,
         environment: str,

@@ -108,6 +108,15 @@ class AwsProvider:
         region = _recorded_region(store, environment, resources)
         return cleanup(environment, region, store, events, resources)
 
+    def machines_gone(
+        self, environment: str, store: StateStore, records: list[ResourceRecord]
+    ) -> list[str]:
+        region = _recorded_region(store, environment, records)
+        if region is None or not records:
+            return []
+        live = {i.id for i in discover(connect(region), environment).live_instances()}
+        return [r.key for r in records if r.provider_id not in live]
+
     def release(
         self,
         environment: str,

@@ -58,6 +58,11 @@ class SshProvider:
             return InfraResult()
         return asyncio.run(register(ctx, self.options or options_from_env()))
 
+    def machines_gone(
+        self, environment: str, store: StateStore, records: list[ResourceRecord]
+    ) -> list[str]:
+        return []
+
     def release(
         self,
         environment: str,
