@@ -242,3 +242,28 @@ def test_a_machine_terminated_behind_clusterdecks_back_is_seen_by_tag_and_replac
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert "gpu-ha-cp-2: its machine is gone" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_the_control_plane_grows_3_to_5_behind_both_load_balancers(
+    aws: Aws, tmp_path: Path
+) -> None:
+    small = _file(tmp_path, "three.yaml", 2)
+    done = cli("create", "-f", str(small), "--infra-only", "--yes")
+    assert done.returncode == 0, done.stderr[-2000:]
+    five = tmp_path / "five.yaml"
+    five.write_text(
+        small.read_text().replace("controlPlane:\n      count: 3", "controlPlane:\n      count: 5")
+    )
+    assert _apply(five) == [("add", "gpu-ha-cp-3"), ("add", "gpu-ha-cp-4")]
+    cps = ("control-plane", "control-plane", "m5.xlarge")
+    assert _census() == Counter({cps: 5, ("worker", "workers", "g4dn.xlarge"): 2})
+    store = SqliteStore(aws.state_path)
+    cp_ids = sorted(
+        r.provider_id for r in store.resources("gpu-ha") if r.key.startswith("node/gpu-ha-cp-")
+    )
+    elb = boto3.client("elbv2", region_name="us-west-2")
+    groups = [g for g in elb.describe_target_groups()["TargetGroups"] if g["Port"] == 6443]
+    assert len(groups) == 2  # the public NLB's and the nodes' internal one
+    for group in groups:
+        health = elb.describe_target_health(TargetGroupArn=group["TargetGroupArn"])
+        assert sorted(t["Target"]["Id"] for t in health["TargetHealthDescriptions"]) == cp_ids
