@@ -132,6 +132,22 @@ def report(
         f"clusterdeck adds {rolled - nodes:.1f} s = {overhead:.0%} "
         f"(target < {TARGET_OVERHEAD:.0%}: {verdict} it)"
     )
+    print("\n   the apply's batches (its journal), and the node phases inside each:")
+    batches = [e for e in done if e["step"] in ("apply add", "apply remove")]
+    for batch in batches:
+        inside = [
+            e
+            for e in done
+            if e is not batch
+            and e["started_at"] >= batch["started_at"]
+            and e["started_at"] < batch["started_at"] + batch["duration"]
+        ]
+        phases = sum(e["duration"] for e in inside if e["subject"] in new_nodes)
+        kind = batch["step"].removeprefix("apply ")
+        print(
+            f"   {kind:<6} {batch['subject']:<24} {batch['duration']:>6.1f} s "
+            f"(new node phases {phases:.1f} s)"
+        )
     gap = re.search(r"longest unanswered (\d+\.\d) s \((\d+) probes\)", text)
     print(f"\n== upgrade {OLD} -> {NEW} of 3 control planes + 3 workers: {upgraded:.1f} s")
     if gap:

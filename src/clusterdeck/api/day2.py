@@ -197,7 +197,9 @@ def apply(
             with journal.recorded_step(store, env.name, journal.APPLY_SUBJECT, "plan", summary):
                 for kind, batch in planned.batches():
                     names = [c.node for c in batch]
-                    with journal.recorded_step(store, env.name, ", ".join(names), kind.value):
+                    with journal.recorded_step(
+                        store, env.name, ", ".join(names), f"apply {kind.value}"
+                    ):
                         if kind is ChangeKind.ADD:
                             run.join(names)
                         elif kind is ChangeKind.UPGRADE:
