@@ -14,13 +14,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import clusterdeck
-from clusterdeck.cli import render
 from clusterdeck.cli.context import AppState, Output, ask, print_json, state
 from clusterdeck.errors import SpecError
-from clusterdeck.spec import check_file, rules
-from clusterdeck.spec.models import Environment
 
 if TYPE_CHECKING:
+    from clusterdeck.spec.models import Environment
     from clusterdeck.state import SqliteStore
 
 # Only what validate and version need is imported at start; the API, the store and the
@@ -64,6 +62,9 @@ def register(app: typer.Typer) -> None:
 
 
 def validate(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT) -> None:
+    from clusterdeck.cli import render
+    from clusterdeck.spec import check_file, rules
+
     app = state(ctx)
     report = check_file(file)
     if output is Output.JSON:
@@ -86,6 +87,9 @@ def validate(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT)
 
 
 def load_checked(app: AppState, file: Path) -> Environment:
+    from clusterdeck.cli import render
+    from clusterdeck.spec import check_file
+
     report = check_file(file)
     if not report.valid or report.environment is None:
         raise SpecError(report.errors, source=str(file))
@@ -95,6 +99,8 @@ def load_checked(app: AppState, file: Path) -> Environment:
 
 def ask_dedicated(app: AppState, env: Environment) -> bool | None:
     """Ask whether control planes are dedicated for clusters of 5+ nodes that do not say."""
+    from clusterdeck.spec import rules
+
     total = rules.control_plane_count(env) + rules.worker_count(env)
     if (
         env.spec.cluster.control_plane.dedicated is not None
@@ -119,6 +125,8 @@ def existing_store(app: AppState) -> SqliteStore | None:
 
 def plan(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT) -> None:
     from clusterdeck import api
+    from clusterdeck.cli import render
+    from clusterdeck.spec import check_file
 
     app = state(ctx)
     if output is Output.JSON:  # a bad file gets validate's JSON form, not a text line
@@ -136,6 +144,7 @@ def plan(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT) -> 
 
 
 def list_environments(ctx: typer.Context, output: OutputOpt = Output.TEXT) -> None:
+    from clusterdeck.cli import render
     from clusterdeck.model.records import NODE_PREFIX
 
     app = state(ctx)
@@ -188,6 +197,7 @@ def status(
     ] = False,
 ) -> None:
     from clusterdeck import api
+    from clusterdeck.cli import render
     from clusterdeck.model.records import NODE_PREFIX
 
     app = state(ctx)
@@ -250,6 +260,8 @@ def status(
 
 
 def schema(ctx: typer.Context) -> None:
+    from clusterdeck.spec.models import Environment
+
     data = Environment.model_json_schema(by_alias=True)
     data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     data["title"] = "clusterdeck Environment"
