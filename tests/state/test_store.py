@@ -120,3 +120,19 @@ def test_a_second_store_in_one_process_keeps_the_first_ones_locks(tmp_path: Path
     assert _lock_seen_by_another_process(path) == "held"
     SqliteStore(path).environment("any")
     assert _lock_seen_by_another_process(path) == "held"
+
+
+def test_a_killed_applys_journal_is_reported_until_a_later_run_closes_it(tmp_path: Path) -> None:
+    from clusterdeck.state import journal
+
+    store = SqliteStore(tmp_path / "state.db")
+    store.save_environment("e", "aws", {})
+    with journal.recorded_step(store, "e", journal.APPLY_SUBJECT, "plan", "add e-w-1"):
+        pass
+    assert journal.stopped_apply(store, "e") is None  # ended: nothing to report
+    store.start_event("e", journal.APPLY_SUBJECT, "plan", "add e-w-2")  # then killed
+    step = store.start_event("e", "e-w-2", "apply add")
+    stopped = journal.stopped_apply(store, "e")
+    assert stopped is not None and [s.id for s in stopped[1]] == [step]
+    journal.close_stopped(store, "e", "a later apply found nothing left")
+    assert journal.stopped_apply(store, "e") is None

@@ -268,6 +268,7 @@ def record_file(env: Environment, store: StateStore) -> bool:
     """When apply has nothing to do but the file differs from the one recorded (a changed key
     path; an upgrade whose every node already runs the new version), record it; True if so."""
     with store.lock(env.name, "apply"):
+        journal.close_stopped(store, env.name, "stopped; a later apply found nothing left to do")
         record = require_environment(store, env.name)
         before = from_recorded(record.spec)
         wanted = effective_spec(env, day2.dedicated_for(before, env))

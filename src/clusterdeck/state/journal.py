@@ -44,3 +44,13 @@ def stopped_apply(
         return None
     open_steps = [e for e in events if e.id > last.id and e.kind == STARTED]
     return last, open_steps
+
+
+def close_stopped(store: StateStore, environment: str, message: str) -> None:
+    """End a killed apply's journal (and its open steps) once a later run has found nothing
+    left to do, so it is reported once, not on every run after."""
+    stopped = stopped_apply(store, environment)
+    if stopped is not None:
+        last, steps = stopped
+        for event in [*steps, last]:
+            store.end_event(event.id, EventKind.FAILED.value, message)
