@@ -267,3 +267,75 @@ def test_the_control_plane_grows_3_to_5_behind_both_load_balancers(
     for group in groups:
         health = elb.describe_target_health(TargetGroupArn=group["TargetGroupArn"])
         assert sorted(t["Target"]["Id"] for t in health["TargetHealthDescriptions"]) == cp_ids
+
+
+def _targets() -> list[set[str]]:
+    """The instances behind each of the two NLB target groups on the API port."""
+    elb = boto3.client("elbv2", region_name="us-west-2")
+    groups = [g for g in elb.describe_target_groups()["TargetGroups"] if g["Port"] == 6443]
+    assert len(groups) == 2
+    return [
+        {
+            t["Target"]["Id"]
+            for t in elb.describe_target_health(TargetGroupArn=g["TargetGroupArn"])[
+                "TargetHealthDescriptions"
+            ]
+        }
+        for g in groups
+    ]
+
+
+def test_a_new_control_plane_type_replaces_one_member_at_a_time_behind_both_load_balancers(
+    aws: Aws, tmp_path: Path
+) -> None:
+    small = _file(tmp_path, "three.yaml", 2)
+    done = cli("create", "-f", str(small), "--infra-only", "--yes")
+    assert done.returncode == 0, done.stderr[-2000:]
+    old = {
+        r.key.removeprefix("node/"): r.provider_id
+        for r in SqliteStore(aws.state_path).resources("gpu-ha")
+        if r.key.startswith("node/gpu-ha-cp-")
+    }
+    bigger = tmp_path / "bigger.yaml"
+    bigger.write_text(
+        small.read_text().replace("instanceType: m5.xlarge", "instanceType: m5.2xlarge")
+    )
+    shown = cli("apply", "-f", str(bigger), "--infra-only", "-o", "json")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    actions = json.loads(shown.stdout)["actions"]
+    assert [(a["kind"], a["target"], a["replaces"]) for a in actions] == [
+        ("add", "gpu-ha-cp-3", "gpu-ha-cp-2"),
+        ("remove", "gpu-ha-cp-2", None),
+        ("add", "gpu-ha-cp-4", "gpu-ha-cp-1"),
+        ("remove", "gpu-ha-cp-1", None),
+        ("add", "gpu-ha-cp-5", "gpu-ha-cp-0"),
+        ("remove", "gpu-ha-cp-0", None),
+    ]
+    assert "instance type m5.xlarge -> m5.2xlarge" in actions[0]["reason"]
+
+    # killed as the first old member goes: the new one and the others that stay are targets
+    killed = cli(
+        "apply",
+        "-f",
+        str(bigger),
+        "--infra-only",
+        "--yes",
+        env=aws.env(**{CRASH_ENV: "instances-terminating"}),
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    records = {r.key: r for r in SqliteStore(aws.state_path).resources("gpu-ha")}
+    new = records["node/gpu-ha-cp-3"].provider_id
+    for targets in _targets():
+        assert {new, old["gpu-ha-cp-1"], old["gpu-ha-cp-0"]} <= targets
+
+    assert _apply(bigger) == [(a["kind"], a["target"]) for a in actions[1:]]
+    types = ("control-plane", "control-plane", "m5.2xlarge")
+    assert _census() == Counter({types: 3, ("worker", "workers", "g4dn.xlarge"): 2})
+    now = {
+        r.key.removeprefix("node/"): r.provider_id
+        for r in SqliteStore(aws.state_path).resources("gpu-ha")
+        if r.key.startswith("node/gpu-ha-cp-")
+    }
+    assert sorted(now) == ["gpu-ha-cp-3", "gpu-ha-cp-4", "gpu-ha-cp-5"]
+    assert _targets() == [set(now.values())] * 2  # the old members deregistered
+    assert not set(old.values()) & set(tagged("gpu-ha")["instance"])

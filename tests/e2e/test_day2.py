@@ -287,7 +287,7 @@ def growing(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
     bundle = real.build_bundle()
     home = tmp_path_factory.mktemp("grow")
     vip = str(lab.network.broadcast_address - 2)
-    hosts = real.boot(lab, 3)
+    hosts = real.boot(lab, 4)  # the fourth takes a control plane's place
     try:
 
         def spec(cps: list[LabHost]) -> str:
@@ -302,7 +302,8 @@ def growing(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
 
         created = _create(home, "e2egrow", spec(hosts[:1]), hosts[:1], bundle)
         created.hosts = hosts
-        (home / "three.yaml").write_text(spec(hosts))
+        (home / "three.yaml").write_text(spec(hosts[:3]))
+        (home / "swapped.yaml").write_text(spec([hosts[0], hosts[3], hosts[2]]))
         yield created, vip
     finally:
         full.stop_machines_in([h.netns for h in hosts])
@@ -340,8 +341,76 @@ def test_the_control_plane_grows_from_one_to_three_behind_the_same_endpoint(
         assert not node["spec"].get("taints"), node["metadata"]["name"]
     status = json.loads(cli(created.state, "status", "e2egrow", "-o", "json").stdout)
     assert status["outputs"]["endpoint"] == server
-    etcd_pods = real.pods_running(created.kubectl, "component=etcd", namespace="kube-system")
-    assert len(etcd_pods) == 3
+    # the newest member's mirror pod turns Ready a few seconds after its Node
+    real.wait_for(
+        "3 etcd pods Ready",
+        lambda: (
+            len(real.pods_running(created.kubectl, "component=etcd", namespace="kube-system")) == 3
+        ),
+        timeout=120,
+    )
+    assert probe.longest < 5.0
+
+
+def _etcd_members(host: LabHost) -> list[dict[str, object]]:
+    """etcd's member list, asked on ``host`` with the health-check client certificate."""
+    out = host.exec(
+        [
+            "curl",
+            "-sS",
+            "--cacert",
+            "/etc/kubernetes/pki/etcd/ca.crt",
+            "--cert",
+            "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+            "--key",
+            "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+            "-X",
+            "POST",
+            "-d",
+            "{}",
+            "https://127.0.0.1:2379/v3/cluster/member/list",
+        ]
+    ).stdout
+    members: list[dict[str, object]] = json.loads(out)["members"]
+    return members
+
+
+def test_a_control_plane_host_swapped_for_another_is_replaced_member_by_member(
+    growing: tuple[Created, str], lab: Lab
+) -> None:
+    created, _ = growing
+    swapped = created.spec.with_name("swapped.yaml")
+    before = {str(m["name"]): m["ID"] for m in _etcd_members(created.hosts[0])}
+    assert sorted(before) == ["e2egrow-cp-0", "e2egrow-cp-1", "e2egrow-cp-2"]
+    plan = cli(created.state, "apply", "-f", str(swapped), "-o", "json")
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    actions = json.loads(plan.stdout)["actions"]
+    assert [(a["kind"], a["target"], a["replaces"]) for a in actions] == [
+        ("add", "e2egrow-cp-3", "e2egrow-cp-1"),
+        ("remove", "e2egrow-cp-1", None),
+    ]
+    with Probe(created.kubectl) as probe:
+        done = cli(created.state, "apply", "-f", str(swapped), "--yes", timeout=1500)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    print(f"control plane host swapped: the API went unanswered for {probe.longest:.1f} s at most")
+    assert "etcd after it: 4/4 etcd members healthy" in done.stderr
+    assert f"etcd: removing member e2egrow-cp-1 ({int(str(before['e2egrow-cp-1'])):x})" in (
+        done.stderr
+    )
+    after = {str(m["name"]): m["ID"] for m in _etcd_members(created.hosts[0])}
+    assert sorted(after) == ["e2egrow-cp-0", "e2egrow-cp-2", "e2egrow-cp-3"]
+    assert after["e2egrow-cp-0"] == before["e2egrow-cp-0"]  # the others stay the same members
+    assert sorted(_nodes_ready(created.kubectl)) == ["e2egrow-cp-0", "e2egrow-cp-2", "e2egrow-cp-3"]
+    for unit in ("kubelet", "keepalived"):
+        state = created.hosts[1].exec(["systemctl", "is-active", unit], check=False).stdout
+        assert state.strip() != "active", unit
+    # the load balancers that stay send nothing to the host that left
+    for host in (created.hosts[0], created.hosts[2], created.hosts[3]):
+        config = host.exec(["cat", "/etc/haproxy/haproxy.cfg"]).stdout
+        servers = {
+            line.split()[2] for line in config.splitlines() if line.split()[:1] == ["server"]
+        }
+        assert servers == {f"{h.address}:6443" for h in created.hosts if h is not created.hosts[1]}
     assert probe.longest < 5.0
 
 
@@ -353,7 +422,7 @@ def test_the_control_plane_shrinks_back_to_one_only_when_allowed(
     refused = cli(created.state, "apply", "-f", str(one), "--yes")
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert "--allow-control-plane-shrink" in refused.stderr
-    assert len(real.pods_running(created.kubectl, "component=etcd", namespace="kube-system")) == 3
+    assert len(_etcd_members(created.hosts[0])) == 3  # nothing removed
 
     with Probe(created.kubectl) as probe:
         done = cli(
@@ -367,30 +436,10 @@ def test_the_control_plane_shrinks_back_to_one_only_when_allowed(
         )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     print(f"control plane 3 -> 1: the API went unanswered for {probe.longest:.1f} s at most")
+    assert "etcd: removing member e2egrow-cp-3" in done.stderr
     assert "etcd: removing member e2egrow-cp-2" in done.stderr
-    assert "etcd: removing member e2egrow-cp-1" in done.stderr
     assert sorted(_nodes_ready(created.kubectl)) == ["e2egrow-cp-0"]
-    members = json.loads(
-        created.hosts[0]
-        .exec(
-            [
-                "curl",
-                "-sS",
-                "--cacert",
-                "/etc/kubernetes/pki/etcd/ca.crt",
-                "--cert",
-                "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-                "--key",
-                "/etc/kubernetes/pki/etcd/healthcheck-client.key",
-                "-X",
-                "POST",
-                "-d",
-                "{}",
-                "https://127.0.0.1:2379/v3/cluster/member/list",
-            ]
-        )
-        .stdout
-    )["members"]
+    members = _etcd_members(created.hosts[0])
     assert [m["name"] for m in members] == ["e2egrow-cp-0"]
     # the mirror pods of the nodes that left go with the pod garbage collector
     real.wait_for(

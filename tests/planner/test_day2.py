@@ -144,14 +144,14 @@ def test_control_planes_grow_one_per_batch_and_workers_join_together() -> None:
         (env(cps="10.0.0.1, 10.0.0.2, 10.0.0.3", ha=HA.format()), "highAvailability"),
         (
             env(cps="10.0.0.5"),
-            "d2-cp-0: the control plane would shrink to 1; pass --allow-control-plane-shrink",
+            "d2-cp-0: it serves the API endpoint (the file has no highAvailability",
         ),
         (
             env(extra="      labels: {x: y}\n"),
             "d2-workers-0: its labels or taints change",
         ),
     ],
-    ids=["the endpoint", "control-plane shrink", "labels"],
+    ids=["the endpoint", "the endpoint host", "labels"],
 )
 def test_what_apply_refuses_is_named(after: Environment, refusal: str) -> None:
     before = env()
@@ -224,3 +224,38 @@ def test_the_control_plane_shrinks_one_member_at_a_time_only_when_allowed() -> N
     assert not planned.refused
     assert [[c.node for c in b] for _, b in planned.batches()] == [["d2-cp-2"], ["d2-cp-1"]]
     assert "by its member ID" in planned.changes[0].reason
+
+
+THREE = "10.0.0.1, 10.0.0.2, 10.0.0.3"
+
+
+def test_a_control_plane_host_swapped_is_replaced_one_member_at_a_time() -> None:
+    before = env(cps=THREE, ha=HA.format())
+    after = env(cps="10.0.0.1, 10.0.0.9, 10.0.0.3", ha=HA.format())
+    names = recorded(before)
+    planned = diff(before, after, names, running(before, names))
+    assert not planned.refused, planned.refused
+    assert [(c.kind.value, c.node, c.replaces) for c in planned.changes] == [
+        ("add", "d2-cp-3", "d2-cp-1"),
+        ("remove", "d2-cp-1", None),
+    ]
+    assert "host 10.0.0.2 left controlPlane.hosts" in planned.changes[0].reason
+    assert [len(batch) for _, batch in planned.batches()] == [1, 1]
+
+
+def test_a_smaller_control_plane_still_needs_the_flag_and_the_endpoint_host_stays() -> None:
+    before = env(cps=THREE, ha=HA.format())
+    names = recorded(before)
+    after = env(cps="10.0.0.1", ha=HA.format())
+    refused = diff(before, after, names, running(before, names)).refused
+    assert any("would shrink to 1; pass --allow-control-plane-shrink" in r for r in refused)
+    allowed = diff(before, after, names, running(before, names), allow_control_plane_shrink=True)
+    assert [(c.kind.value, c.node) for c in allowed.changes] == [
+        ("remove", "d2-cp-2"),
+        ("remove", "d2-cp-1"),
+    ]
+    # without highAvailability the first control plane's address is the endpoint
+    plain = env(cps=THREE)
+    plain_names = recorded(plain)
+    swapped = diff(plain, env(cps="10.0.0.9, 10.0.0.2, 10.0.0.3"), plain_names, running(plain))
+    assert any(r.startswith("d2-cp-0: it serves the API endpoint") for r in swapped.refused)

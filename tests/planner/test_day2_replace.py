@@ -8,7 +8,7 @@ import pytest
 from clusterdeck.errors import SpecError
 from clusterdeck.model.day2 import ChangeKind, RunningNode
 from clusterdeck.planner import expand
-from clusterdeck.planner.day2 import diff, drained_in_turn
+from clusterdeck.planner.day2 import diff, drained_in_turn, join_step
 from clusterdeck.planner.expand import NodeNames, RecordedMachine
 from clusterdeck.spec.loader import load_text
 from clusterdeck.spec.models import Environment
@@ -22,8 +22,8 @@ spec:
   auth: {{keyName: k, privateKey: /k}}
   aws: {{region: us-west-2, availabilityZones: [us-west-2a, us-west-2b]{aws}}}
   cluster:
-    controlPlane: {{count: 1, instanceType: {cp_type}}}
-    workers:
+    controlPlane: {{count: {cps}, instanceType: {cp_type}}}
+{ha}    workers:
       count: {count}
       instanceType: {worker_type}
 {rollout}
@@ -37,20 +37,26 @@ def aws_env(
     cp_type: str = "m5.xlarge",
     rollout: str = "",
     aws: str = "",
+    cps: int = 1,
 ) -> Environment:
+    ha = "    highAvailability: {enabled: true, loadBalancer: nlb}\n" if cps > 1 else ""
     return load_text(
-        AWS.format(count=count, worker_type=worker_type, cp_type=cp_type, rollout=rollout, aws=aws)
+        AWS.format(
+            count=count,
+            worker_type=worker_type,
+            cp_type=cp_type,
+            rollout=rollout,
+            aws=aws,
+            cps=cps,
+            ha=ha,
+        )
     )
 
 
 def records_of(env: Environment, names: NodeNames | None = None) -> NodeNames:
-    """What the store holds after ``env`` was built: each aws worker with its machine."""
+    """What the store holds after ``env`` was built: each aws node with its machine."""
     nodes = expand(env, names=names).nodes
-    return NodeNames(
-        machines={
-            n.name: RecordedMachine(n.pool, n.machine()) for n in nodes if n.role.value == "worker"
-        }
-    )
+    return NodeNames(machines={n.name: RecordedMachine(n.pool, n.machine()) for n in nodes})
 
 
 def running(env: Environment, names: NodeNames | None = None) -> list[RunningNode]:
@@ -124,14 +130,43 @@ def test_a_new_root_volume_or_spot_setting_replaces_too() -> None:
     assert len(steps(aws_env(), spot)) == 6
 
 
-def test_a_new_image_is_refused_while_it_would_replace_a_control_plane() -> None:
+def test_without_high_availability_the_control_plane_that_is_the_endpoint_stays() -> None:
     before = aws_env()
     after = aws_env(aws=", ami: ami-0123456789abcdef0")
     planned = diff(before, after, records_of(before), running(before))
     assert planned.refused == (
-        "r-cp-0: image ubuntu-22.04 -> ami-0123456789abcdef0 (replacing control planes is "
-        "not supported yet)",
+        "r-cp-0: it serves the API endpoint (the file has no highAvailability, so every node "
+        "and kubeconfig reaches the API at its address); it cannot leave the cluster",
     )
+
+
+def test_a_new_image_replaces_control_planes_one_member_at_a_time_then_the_workers() -> None:
+    before = aws_env(cps=3, count=2)
+    after = aws_env(cps=3, count=2, aws=", ami: ami-0123456789abcdef0")
+    planned = diff(before, after, records_of(before), running(before))
+    assert not planned.refused, planned.refused
+    shown = [
+        f"{kind.value} {','.join(c.node.removeprefix('r-') for c in batch)}"
+        for kind, batch in planned.batches()
+    ]
+    assert shown == [
+        "add cp-3",
+        "remove cp-2",
+        "add cp-4",
+        "remove cp-1",
+        "add cp-5",
+        "remove cp-0",
+        "add workers-2",
+        "remove workers-1",
+        "add workers-3",
+        "remove workers-0",
+    ]
+    assert planned.changes[0].reason == (
+        "replaces r-cp-2 (image ubuntu-22.04 -> ami-0123456789abcdef0; leaves etcd by its "
+        "member ID once its replacement has joined)"
+    )
+    # the old members are drained in turn, so a budget allowing nothing refuses the run
+    assert {"r-cp-0", "r-cp-1", "r-cp-2"} <= set(drained_in_turn(planned))
 
 
 @pytest.mark.parametrize(
@@ -167,20 +202,28 @@ def test_rollout_bounds_that_cannot_move_are_refused() -> None:
         aws_env(rollout="      rollout: {maxSurge: 0, maxUnavailable: 0}")
 
 
-def test_control_planes_on_aws_are_not_replaced() -> None:
-    before = aws_env()
-    planned = diff(before, aws_env(cp_type="m5.2xlarge"), records_of(before), running(before))
-    assert any(
-        "r-cp-0: instance type m5.xlarge -> m5.2xlarge" in r and "control planes" in r
-        for r in planned.refused
-    ), planned.refused
+def test_a_control_plane_resumed_halfway_keeps_a_running_first_control_plane() -> None:
+    """After one wave the new member runs, the old ones are still there; the next join's
+    first control plane (where its join material is made) is one that ran before."""
+    before = aws_env(cps=3, count=0)
+    after = aws_env(cps=3, count=0, cp_type="m5.2xlarge")
+    names = records_of(before)
+    step = join_step(before, after, names, {*names.machines, "r-cp-3"})
+    assert [(n.name, n.first_control_plane) for n in step.control_planes()] == [
+        ("r-cp-3", False),
+        ("r-cp-0", True),
+        ("r-cp-1", False),
+        ("r-cp-2", False),
+    ]
+    provider_view = join_step(before, after, names, {*names.machines, "r-cp-3"}, with_leaving=False)
+    assert [n.name for n in provider_view.control_planes()] == ["r-cp-3"]
 
 
 def test_other_aws_settings_stay_refused() -> None:
     before = aws_env()
     after = load_text(
         AWS.format(
-            count=3, worker_type="m5.large", cp_type="m5.xlarge", rollout="", aws=""
+            count=3, worker_type="m5.large", cp_type="m5.xlarge", rollout="", aws="", cps=1, ha=""
         ).replace("us-west-2", "us-east-1")
     )
     planned = diff(before, after, records_of(before), running(before))

@@ -293,12 +293,14 @@ def _join(
     the topology of this step is what the file wants of what is recorded by now. (The aws
     provider reconciles its whole side: every missing instance of the file is launched, one
     RunInstances per pool and zone, and new control planes go behind the load balancer.)"""
-    wanted = day2.desired_topology(before, env, names_leaving(store, env, remove))
-    joining = [wanted.node(n) for n in names]
+    recorded_now = names_leaving(store, env, remove)
     # the providers see what exists and what joins now, nothing more: a rolling wave
     # launches its own new machines, not those of the waves after it
     there = set(observed_from_store(store, env.name).nodes) | set(names)
-    now = wanted.model_copy(update={"nodes": [n for n in wanted.nodes if n.name in there]})
+    # (without the machines that leave: a provider lays out what the file wants; the aws one
+    # keeps the control planes it still runs behind the load balancer until they leave)
+    now = day2.join_step(before, env, recorded_now, there, with_leaving=False)
+    joining = [now.node(n) for n in names]
     ctx_plan = build_plan(env, now, observed_from_store(store, env.name))
     for provider_name in sorted({n.provider for n in joining}, key=registry.KNOWN.index):
         mine = [n for n in joining if n.provider == provider_name]
@@ -311,8 +313,9 @@ def _join(
             )
     if infra_only:
         return
-    recorded = set(observed_from_store(store, env.name).nodes)
-    step = wanted.model_copy(update={"nodes": [n for n in wanted.nodes if n.name in recorded]})
+    step = day2.join_step(
+        before, env, recorded_now, set(observed_from_store(store, env.name).nodes)
+    )
     the_plan = build_plan(env, step, observed_from_store(store, env.name))
     result = pipeline.join_nodes(env, store, step, the_plan, names, events=events, log=log)
     if result.failed:

@@ -11,7 +11,6 @@ from typing import Any
 
 from clusterdeck.model.observed import Observed, ObservedNode
 from clusterdeck.model.records import NODE_PREFIX, EnvironmentRecord
-from clusterdeck.model.topology import Role
 from clusterdeck.planner.expand import HostIdentity, NodeNames, RecordedMachine
 from clusterdeck.spec.models import Environment, Provider
 from clusterdeck.state.store import StateStore
@@ -41,7 +40,7 @@ def kubernetes_installed(record: EnvironmentRecord) -> bool | None:
 
 def recorded_names(store: StateStore, environment: str) -> NodeNames:
     """The names recorded nodes have: an ssh host's follows the host through edits, an aws
-    worker's follows its machine."""
+    node's follows its machine."""
     hosts: dict[HostIdentity, str] = {}
     machines: dict[str, RecordedMachine] = {}
     for res in store.resources(environment):
@@ -52,7 +51,7 @@ def recorded_names(store: StateStore, environment: str) -> NodeNames:
         if provider == Provider.SSH.value and data.get("ssh_host"):
             key = (str(data.get("pool")), str(data["ssh_host"]), int(data.get("ssh_port") or 22))
             hosts[key] = name
-        elif provider == Provider.AWS.value and data.get("role") == Role.WORKER.value:
+        elif provider == Provider.AWS.value:
             machine = data.get("machine")
             machines[name] = RecordedMachine(
                 str(data.get("pool")), dict(machine) if isinstance(machine, dict) else None

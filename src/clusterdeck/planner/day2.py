@@ -17,13 +17,19 @@ from typing import Any
 
 from clusterdeck.model.day2 import ApplyPlan, ChangeKind, NodeChange, RunningNode
 from clusterdeck.model.topology import Node, Role, Topology
-from clusterdeck.planner.expand import Machine, NodeNames, expand, follows_machine
+from clusterdeck.planner.expand import (
+    CONTROL_PLANE_POOL,
+    Machine,
+    NodeNames,
+    expand,
+    follows_machine,
+)
 from clusterdeck.spec import rules
 from clusterdeck.spec.models import Environment, Provider
 
 # parts of the spec apply may see change: the machines (cluster) and how to log in to them
 CHANGEABLE = {"cluster", "auth", "offline"}
-# what of spec.aws may change: the image, by replacing the workers
+# what of spec.aws may change: the image, by replacing the nodes
 AWS_CHANGEABLE = {"os", "ami"}
 MACHINE_WORDS = {
     "instance_type": "instance type",
@@ -65,9 +71,13 @@ def diff(
         f"{r.name}: its machine is gone; a control plane's etcd member must be removed before "
         "a new machine takes its place (not supported yet)"
         for r in running
-        if r.machine_gone and r.role == Role.CONTROL_PLANE.value
+        if r.machine_gone and r.role == Role.CONTROL_PLANE.value and r.name in wanted
     ]
     cp_count = len(new.control_planes())
+    # the file keeps the control plane's size (or grows it): a control plane that leaves is
+    # replaced. Compared with the recorded file, not with what runs: halfway through a
+    # replacement one member more runs than either file has.
+    cp_kept_size = cp_count >= rules.control_plane_count(before)
     add_changes: list[NodeChange] = []
     for node in adds:
         if node.role is Role.CONTROL_PLANE:
@@ -82,9 +92,19 @@ def diff(
             why = f"pool {node.pool} grows to {len(new.pools()[node.pool])}"
         add_changes.append(NodeChange(ChangeKind.ADD, node.name, node.role.value, node.pool, why))
     remove_changes: list[NodeChange] = []
+    serving = _serves_the_endpoint(before, running)
     for rec in leaves:
-        if rec.role == Role.CONTROL_PLANE.value:
-            if allow_control_plane_shrink:
+        if rec.name == serving:
+            refused.append(
+                f"{rec.name}: it serves the API endpoint (the file has no highAvailability, "
+                "so every node and kubeconfig reaches the API at its address); it cannot "
+                "leave the cluster"
+            )
+        elif rec.role == Role.CONTROL_PLANE.value:
+            if cp_kept_size:
+                why = _control_plane_replaced(rec, names, new)
+                remove_changes.append(_leave(rec, why))
+            elif allow_control_plane_shrink:
                 why = (
                     f"controlPlane shrinks to {cp_count}: leaves etcd first, by its member ID, "
                     "while the members that stay keep quorum"
@@ -131,6 +151,39 @@ def diff(
         else:
             changes = _upgrades(new, running, old_v, new_v)
     return ApplyPlan(after.name, tuple(changes), tuple(dict.fromkeys(refused)))
+
+
+def join_step(
+    before: Environment,
+    after: Environment,
+    names: NodeNames,
+    there: set[str],
+    *,
+    with_leaving: bool = True,
+) -> Topology:
+    """The topology a join step works on: the nodes of ``there`` (recorded, or joining now)
+    that the file wants, and (``with_leaving``) those it no longer wants that still run: old
+    members of a replacement stay load balancer backends and etcd peers until they leave. Its
+    first control plane, where join material is made, is one that runs, never a node that
+    joins."""
+    wanted = desired_topology(before, after, names)
+    kept = {n.name for n in wanted.nodes}
+    nodes = [n for n in wanted.nodes if n.name in there]
+    if with_leaving:
+        old = expand(before, dedicated=before.spec.cluster.control_plane.dedicated, names=names)
+        nodes += [n for n in old.nodes if n.name in there and n.name not in kept]
+    first = next((n for n in nodes if n.first_control_plane), None)
+    if first is None or first.name not in names.taken():
+        # the ones that stay first
+        running = [n for n in nodes if n.role is Role.CONTROL_PLANE and n.name in names.taken()]
+        if running:
+            nodes = [
+                n.model_copy(update={"first_control_plane": n.name == running[0].name})
+                if n.role is Role.CONTROL_PLANE
+                else n
+                for n in nodes
+            ]
+    return wanted.model_copy(update={"nodes": nodes})
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -198,12 +251,40 @@ def _upgrades(new: Topology, running: list[RunningNode], old: str, target: str) 
 
 def _newest_first(rec: RunningNode) -> tuple[str, int]:
     """Within a pool, the highest index (the node made last) leaves first."""
-    _, _, index = rec.name.rpartition("-")
-    return (rec.pool, -int(index) if index.isdigit() else 0)
+    return (rec.pool, -_index_of(rec.name))
 
 
 def _leave(rec: RunningNode, why: str) -> NodeChange:
     return NodeChange(ChangeKind.REMOVE, rec.name, rec.role, rec.pool, why)
+
+
+def _serves_the_endpoint(before: Environment, running: list[RunningNode]) -> str | None:
+    """Without highAvailability the endpoint is the address of the control plane kubeadm init
+    ran on (the one of lowest index: later ones join, and none of them moves it)."""
+    if before.spec.cluster.high_availability.enabled:
+        return None
+    control_planes = [r for r in running if r.role == Role.CONTROL_PLANE.value]
+    return min(control_planes, key=lambda r: _index_of(r.name)).name if control_planes else None
+
+
+def _index_of(name: str) -> int:
+    _, _, index = name.rpartition("-")
+    return int(index) if index.isdigit() else 0
+
+
+def _control_plane_replaced(rec: RunningNode, names: NodeNames, new: Topology) -> str:
+    """Why a control plane leaves a control plane that keeps its size: its host or machine
+    left the file, and a new member takes its place (it leaves etcd by its member ID after
+    the new one has joined)."""
+    if rec.provider == Provider.SSH.value and rec.address is not None:
+        changed = f"host {rec.address} left controlPlane.hosts"
+    else:
+        recorded = names.machines.get(rec.name)
+        pool = new.pools().get(CONTROL_PLANE_POOL, [])
+        changed = (
+            _machine_change(recorded.machine if recorded else None, pool) or ""
+        ).removeprefix("replaced: ") or "its machine is no longer in the file"
+    return f"{changed}; leaves etcd by its member ID once its replacement has joined"
 
 
 def _pool_has(topology: Topology, pool: str, address: str) -> bool:
@@ -234,20 +315,18 @@ def _order(
     sizes: dict[str, int],
 ) -> list[NodeChange]:
     """Additions alone first (they join together), then each pool that both gains and loses
-    nodes as a rolling replacement within its maxSurge and maxUnavailable, then the other
-    removals one by one."""
+    nodes as a rolling replacement within its maxSurge and maxUnavailable (the control
+    plane's: one new member joins, then one old member leaves), then the other removals one
+    by one."""
     alone: list[NodeChange] = []
     rolled: list[NodeChange] = []
     spare = list(removes)
     pools: dict[str, list[NodeChange]] = {}
-    for add in adds:
-        if add.role == Role.WORKER.value:
-            pools.setdefault(add.pool, []).append(add)
-        else:
-            alone.append(add)
+    for add in adds:  # the control plane is a pool of its own (its name is reserved)
+        pools.setdefault(add.pool, []).append(add)
     wave = 0
     for pool, joining in pools.items():
-        leaving = [r for r in spare if r.pool == pool and r.role == Role.WORKER.value]
+        leaving = [r for r in spare if r.pool == pool and r.role == joining[0].role]
         if not leaving:
             alone.extend(joining)
             continue
@@ -327,7 +406,7 @@ def _spec_refusals(before: Environment, after: Environment) -> Iterator[str]:
             if was_part != now_part:
                 yield (
                     "spec.aws: only os and ami may change in a running environment (the "
-                    "workers are then replaced)"
+                    "nodes are then replaced)"
                 )
             continue
         if was_part != now_part:
@@ -347,12 +426,10 @@ def _kept_node_refusals(old: Topology, new: Topology, have: dict[str, RunningNod
                 for k, v in was.machine().items()
                 if v != node.machine()[k]
             )
-            why = (
-                "replacing control planes is not supported yet"
-                if node.role is Role.CONTROL_PLANE
-                else "its record predates machine settings; recreate the pool under a new name"
+            found.append(
+                f"{node.name}: {changed} (its record predates machine settings, so apply "
+                "cannot tell its machine from the file's; recreate the environment)"
             )
-            found.append(f"{node.name}: {changed} ({why})")
         if was.labels != node.labels or was.taints != node.taints:
             found.append(
                 f"{node.name}: its labels or taints change (changing them on running "

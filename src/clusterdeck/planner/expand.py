@@ -7,10 +7,11 @@ Names go by place in a pool (``<env>-<pool>-<i>``), except in a running environm
 (``names``, from the store's records):
 - a host of an ssh pool keeps the name recorded for it (keyed by pool and address), so removing
   the first host of a pool removes that host's node and renames no other;
-- an instance of an aws worker pool keeps its name while its recorded machine (instance type,
-  image, root volume, zone, spot) is what the file asks for; a slot no such instance fills is a
-  new machine. So a changed instance type makes every old node leave and new ones join:
-  a rolling replacement, planned from the records alone, and resumed the same way.
+- an aws instance (a worker's or a control plane's) keeps its name while its recorded machine
+  (instance type, image, root volume, zone, spot) is what the file asks for; a slot no such
+  instance fills is a new machine. So a changed instance type makes every old node leave and
+  new ones join: a rolling replacement, planned from the records alone, and resumed the same
+  way.
 A new node takes the index after the highest its pool has recorded.
 """
 
@@ -44,7 +45,7 @@ Machine = Mapping[str, str | int | None]  # what :meth:`Node.machine` gives
 
 @dataclass(frozen=True)
 class RecordedMachine:
-    """An aws worker node the store records: its pool and the machine it was launched as
+    """An aws node the store records: its pool and the machine it was launched as
     (None for a record older than machine settings: it keeps its name by place)."""
 
     pool: str
@@ -216,9 +217,9 @@ def _keep_recorded_names(environment: str, nodes: list[Node], names: NodeNames) 
 
 
 def follows_machine(node: Node) -> bool:
-    """An aws worker: its name follows its recorded machine (control planes keep their place:
-    replacing one would be an etcd member change, which apply does not make for aws yet)."""
-    return node.provider == Provider.AWS.value and node.role is Role.WORKER
+    """An aws node: its name follows its recorded machine (a control plane's too: a new
+    machine is a new etcd member, which joins before the old one leaves)."""
+    return node.provider == Provider.AWS.value
 
 
 def _follows_records(node: Node, names: NodeNames) -> bool:
@@ -234,7 +235,7 @@ def _follows_records(node: Node, names: NodeNames) -> bool:
 def _matching_machines(
     nodes: list[Node], machines: Mapping[str, RecordedMachine], leaving: frozenset[str]
 ) -> dict[int, str]:
-    """Slot -> recorded name, for aws worker slots a recorded machine of the same settings
+    """Slot -> recorded name, for aws slots a recorded machine of the same settings
     fills; the lowest recorded indexes first, so a shrinking pool loses its newest nodes."""
     free = sorted(
         (name for name, rec in machines.items() if rec.machine is not None and name not in leaving),

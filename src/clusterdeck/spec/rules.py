@@ -31,7 +31,10 @@ Finding = tuple[Loc, str]
 
 CLUSTER: Loc = ("spec", "cluster")
 CP: Loc = (*CLUSTER, "controlPlane")
-RESERVED_POOL_NAMES = {"cp": "node names <env>-cp-N belong to the control plane"}
+RESERVED_POOL_NAMES = {
+    "cp": "node names <env>-cp-N belong to the control plane",
+    "control-plane": "the control plane's nodes carry it as their clusterdeck.dev/pool label",
+}
 MAX_NODE_NAME = 63
 
 

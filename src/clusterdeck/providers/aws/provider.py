@@ -18,6 +18,7 @@ from clusterdeck.events import Event, EventKind, EventSink
 from clusterdeck.model.observed import Observed, ObservedNode
 from clusterdeck.model.plan import Plan, SourceKind
 from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
+from clusterdeck.model.topology import Role
 from clusterdeck.providers.aws import (
     caller_ip,
     compute,
@@ -87,6 +88,7 @@ class AwsProvider:
         launched = compute.ensure(run, plan, env, prepared)
         targets = plan.load_balancer.targets if plan.load_balancer else []
         cp_ids = [launched.instances[n].id for n in targets if n in launched.instances]
+        cp_ids += _leaving_control_planes(ctx.store, ctx.environment, inventory, set(cp_ids))
         lbs = loadbalancer.ensure(run, plan, run.ids["vpc"], cp_ids)
         # the outputs, under whatever status create or apply has set
         record = ctx.store.environment(ctx.environment)
@@ -220,3 +222,21 @@ def _outputs(
             host = inst.public_ip or inst.private_ip
             outputs["endpoint"] = f"https://{host}:{plan.endpoint.port}"
     return outputs
+
+
+def _leaving_control_planes(
+    store: StateStore, environment: str, inventory: Inventory, registered: set[str]
+) -> list[str]:
+    """Recorded control planes the file no longer has but that still run (the old members of
+    a replacement): they stay targets until apply removes them, so the API keeps answering
+    while their replacements join. A removed one's record goes with its instance."""
+    live = {i.id for i in inventory.live_instances()}
+    return sorted(
+        str(r.provider_id)
+        for r in store.resources(environment)
+        if r.key.startswith(NODE_PREFIX)
+        and r.data.get("role") == Role.CONTROL_PLANE.value
+        and r.data.get("provider") == "aws"
+        and r.provider_id in live
+        and r.provider_id not in registered
+    )
