@@ -255,6 +255,13 @@ CASES = [
         "an aws block with a region is needed",
     ),
     (
+        "a pool named as the control plane's pool",
+        BASE + "    nodePools:\n      - {name: control-plane, count: 1}\n",
+        "spec.cluster.nodePools[0].name",
+        None,
+        "pool name 'control-plane' is reserved",
+    ),
+    (
         "pod range too small for the nodes",
         BASE + "  kubernetes: {podCidr: 10.244.0.0/23}\n",
         "spec.kubernetes.podCidr",

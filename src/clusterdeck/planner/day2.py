@@ -23,6 +23,7 @@ from clusterdeck.planner.expand import (
     NodeNames,
     expand,
     follows_machine,
+    index_of,
 )
 from clusterdeck.spec import rules
 from clusterdeck.spec.models import Environment, Provider
@@ -51,6 +52,11 @@ def desired_topology(before: Environment, after: Environment, names: NodeNames) 
     return expand(after, dedicated=dedicated_for(before, after), names=names)
 
 
+def recorded_topology(before: Environment, names: NodeNames) -> Topology:
+    """What the recorded file expands to under the recorded names: the nodes that run."""
+    return expand(before, dedicated=before.spec.cluster.control_plane.dedicated, names=names)
+
+
 def diff(
     before: Environment,
     after: Environment,
@@ -59,7 +65,7 @@ def diff(
     *,
     allow_control_plane_shrink: bool = False,
 ) -> ApplyPlan:
-    old = expand(before, dedicated=before.spec.cluster.control_plane.dedicated, names=names)
+    old = recorded_topology(before, names)
     new = desired_topology(before, after, names)
     refused = list(_spec_refusals(before, after))
     wanted = {n.name: n for n in new.nodes}
@@ -170,12 +176,13 @@ def join_step(
     kept = {n.name for n in wanted.nodes}
     nodes = [n for n in wanted.nodes if n.name in there]
     if with_leaving:
-        old = expand(before, dedicated=before.spec.cluster.control_plane.dedicated, names=names)
+        old = recorded_topology(before, names)
         nodes += [n for n in old.nodes if n.name in there and n.name not in kept]
+    ran = names.taken()
     first = next((n for n in nodes if n.first_control_plane), None)
-    if first is None or first.name not in names.taken():
+    if first is None or first.name not in ran:
         # the ones that stay first
-        running = [n for n in nodes if n.role is Role.CONTROL_PLANE and n.name in names.taken()]
+        running = [n for n in nodes if n.role is Role.CONTROL_PLANE and n.name in ran]
         if running:
             nodes = [
                 n.model_copy(update={"first_control_plane": n.name == running[0].name})
@@ -251,7 +258,7 @@ def _upgrades(new: Topology, running: list[RunningNode], old: str, target: str) 
 
 def _newest_first(rec: RunningNode) -> tuple[str, int]:
     """Within a pool, the highest index (the node made last) leaves first."""
-    return (rec.pool, -_index_of(rec.name))
+    return (rec.pool, -index_of(rec.name)[1])
 
 
 def _leave(rec: RunningNode, why: str) -> NodeChange:
@@ -264,12 +271,7 @@ def _serves_the_endpoint(before: Environment, running: list[RunningNode]) -> str
     if before.spec.cluster.high_availability.enabled:
         return None
     control_planes = [r for r in running if r.role == Role.CONTROL_PLANE.value]
-    return min(control_planes, key=lambda r: _index_of(r.name)).name if control_planes else None
-
-
-def _index_of(name: str) -> int:
-    _, _, index = name.rpartition("-")
-    return int(index) if index.isdigit() else 0
+    return min(control_planes, key=lambda r: index_of(r.name)[1]).name if control_planes else None
 
 
 def _control_plane_replaced(rec: RunningNode, names: NodeNames, new: Topology) -> str:

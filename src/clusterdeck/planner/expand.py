@@ -239,7 +239,7 @@ def _matching_machines(
     fills; the lowest recorded indexes first, so a shrinking pool loses its newest nodes."""
     free = sorted(
         (name for name, rec in machines.items() if rec.machine is not None and name not in leaving),
-        key=_index_of,
+        key=index_of,
     )
     kept: dict[int, str] = {}
     for i, node in enumerate(nodes):
@@ -267,10 +267,11 @@ def _next_index(stem: str, taken: set[str]) -> int:
     """One past the highest index ``stem`` has among the recorded names. Not the lowest free
     one: a rolling replacement frees an index after each wave, and the waves planned after it
     must still find the names the plan showed."""
-    indexes = [_index_of(n)[1] for n in taken if _index_of(n)[0] == stem]
+    indexes = [index_of(n)[1] for n in taken if index_of(n)[0] == stem]
     return max(indexes, default=-1) + 1
 
 
-def _index_of(name: str) -> tuple[str, int]:
+def index_of(name: str) -> tuple[str, int]:
+    """(stem, index) of a node name ``<stem>-<i>`` (index 0 when it has none)."""
     stem, _, index = name.rpartition("-")
     return (stem, int(index) if index.isdigit() else 0)

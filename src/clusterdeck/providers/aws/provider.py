@@ -34,7 +34,7 @@ from clusterdeck.providers.aws.observe import Inventory, discover
 from clusterdeck.providers.aws.run import PREFLIGHT, AwsRun
 from clusterdeck.providers.aws.session import CALLS, AwsSession, connect
 from clusterdeck.providers.base import ApplyContext, Capabilities, InfraResult
-from clusterdeck.spec.models import Environment
+from clusterdeck.spec.models import Environment, Provider
 from clusterdeck.state.store import StateStore
 
 
@@ -236,7 +236,7 @@ def _leaving_control_planes(
         for r in store.resources(environment)
         if r.key.startswith(NODE_PREFIX)
         and r.data.get("role") == Role.CONTROL_PLANE.value
-        and r.data.get("provider") == "aws"
+        and r.data.get("provider") == Provider.AWS.value
         and r.provider_id in live
         and r.provider_id not in registered
     )
