@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -9,6 +10,7 @@ import json
 import pytest
 
 from clusterdeck.errors import PermanentError
+from clusterdeck.pipeline import etcd
 from clusterdeck.pipeline.etcd import Health, leaving_member, parse_members, snapshot_bytes
 
 LISTED = {
@@ -63,3 +65,48 @@ def test_a_snapshot_is_kept_only_when_its_sha256_matches() -> None:
         snapshot_bytes(lines[0])
     with pytest.raises(PermanentError, match="refused"):
         snapshot_bytes(json.dumps({"error": {"message": "permission denied"}}))
+
+
+def _answers(monkeypatch: pytest.MonkeyPatch, answers: list[Health | Exception]) -> list[int]:
+    """Make etcd.health return ``answers`` in turn (the last one for ever); count the asks."""
+    asked = [0]
+
+    async def fake_health(conns: object, cp: object) -> Health:
+        answer = answers[min(asked[0], len(answers) - 1)]
+        asked[0] += 1
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(etcd, "health", fake_health)
+    monkeypatch.setattr(etcd, "HEALTH_POLL", 0.0)
+    return asked
+
+
+def test_a_member_that_catches_up_within_the_wait_is_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    members = tuple(parse_members(LISTED))[:2]
+    lagging = Health(members, ("lab-cp-0",), ("lab-cp-1",))
+    caught_up = Health(members, ("lab-cp-0", "lab-cp-1"), ())
+    asked = _answers(monkeypatch, [PermanentError("restarting"), lagging, caught_up])
+    state = asyncio.run(
+        etcd.require_healthy(None, None, expected=2, step="the end", wait=5.0)  # type: ignore[arg-type]
+    )
+    assert state == caught_up and asked[0] == 3
+
+
+def test_a_member_that_stays_unhealthy_refuses_the_step_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    members = tuple(parse_members(LISTED))[:2]
+    asked = _answers(monkeypatch, [Health(members, ("lab-cp-0",), ("lab-cp-1",))])
+    with pytest.raises(PermanentError, match=r"not: lab-cp-1.*after 0 s, expected 2 members"):
+        asyncio.run(
+            etcd.require_healthy(None, None, expected=2, step="the end", wait=0.05)  # type: ignore[arg-type]
+        )
+    assert asked[0] >= 2  # it asked again before refusing
+    asked = _answers(monkeypatch, [Health(members, ("lab-cp-0",), ("lab-cp-1",))])
+    with pytest.raises(PermanentError):
+        asyncio.run(etcd.require_healthy(None, None, expected=2, step="x"))  # type: ignore[arg-type]
+    assert asked[0] == 1  # no wait: one ask

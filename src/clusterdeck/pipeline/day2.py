@@ -141,26 +141,51 @@ def join_nodes(
     members_now = len(topology.control_planes()) - len(joining_cps)
     if joining_cps:
         step = f"adding {joining_cps[0]}"
-        _check_etcd(env, store, expected=members_now, step=step, when=f"before {step}", log=log)
+        _check_etcd(
+            env,
+            store,
+            expected=members_now,
+            step=step,
+            when=f"before {step}",
+            log=log,
+            wait=etcd.BRIEF,
+        )
     result = bootstrap(env, store, topology, plan, events=events, only=set(names))
     if result.failed:
         return result
     if joining_cps:
         step = f"{joining_cps[0]} joined"
-        _check_etcd(env, store, expected=members_now + 1, step=step, when="after it", log=log)
+        _check_etcd(
+            env,
+            store,
+            expected=members_now + 1,
+            step=step,
+            when="after it",
+            log=log,
+            wait=etcd.SETTLE,
+        )
     wait_healthy(env, store, [n.name for n in topology.nodes], log=log)
     return result
 
 
 def _check_etcd(
-    env: Environment, store: StateStore, *, expected: int, step: str, when: str, log: Log
+    env: Environment,
+    store: StateStore,
+    *,
+    expected: int,
+    step: str,
+    when: str,
+    log: Log,
+    wait: float,
 ) -> None:
     cps = _control_planes(env, store)
 
     async def go() -> etcd.Health:
         async with Connections(host_keys=host_key_policy(env, store, env.name)) as conns:
             state: etcd.Health = await _first_answer(
-                conns, cps, lambda cp: etcd.require_healthy(conns, cp, expected=expected, step=step)
+                conns,
+                cps,
+                lambda cp: etcd.require_healthy(conns, cp, expected=expected, step=step, wait=wait),
             )
             return state
 

@@ -10,9 +10,11 @@ removal of a member by its exact ID under a quorum check (:func:`remove_member`)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,9 @@ from clusterdeck.transport import Command, Connections, Endpoint
 
 PKI = "/etc/kubernetes/pki/etcd"
 LOCAL_CLIENT = "https://127.0.0.1:2379"
+HEALTH_POLL = 3.0  # seconds between asks while waiting for members to become healthy
+BRIEF = 15.0  # before a step: ride out one missed health deadline, then refuse
+SETTLE = 120.0  # how long a member may take to answer healthy after its pod was replaced
 _CURL = [
     "curl",
     "--silent",
@@ -135,15 +140,34 @@ async def health(conns: Connections, cp: Endpoint) -> Health:
     return Health(tuple(found), tuple(good), tuple(bad))
 
 
-async def require_healthy(conns: Connections, cp: Endpoint, *, expected: int, step: str) -> Health:
-    """Refuse ``step`` unless etcd has ``expected`` members, every one healthy."""
-    state = await health(conns, cp)
-    if len(state.members) != expected or state.unhealthy:
-        raise PermanentError(
-            f"etcd is not ready for {step}: {state.describe()}, expected {expected} members; "
-            "nothing was changed by this step"
-        )
-    return state
+async def require_healthy(
+    conns: Connections, cp: Endpoint, *, expected: int, step: str, wait: float = 0.0
+) -> Health:
+    """Refuse ``step`` unless etcd has ``expected`` members, every one healthy.
+
+    With ``wait``, keep asking for up to that many seconds: a member whose static pod was just
+    replaced (an upgrade, a join) answers unhealthy until it has caught up with the leader, and
+    a loaded member can miss one health deadline. Only a state that lasts is an error.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            state = await health(conns, cp)
+        except PermanentError:
+            # the asked member itself may be the one restarting; its answer is what we wait for
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(HEALTH_POLL)
+            continue
+        if len(state.members) == expected and not state.unhealthy:
+            return state
+        if time.monotonic() >= deadline:
+            waited = f" after {wait:.0f} s" if wait else ""
+            raise PermanentError(
+                f"etcd is not ready for {step}: {state.describe()}{waited}, expected "
+                f"{expected} members; nothing was changed by this step"
+            )
+        await asyncio.sleep(HEALTH_POLL)
 
 
 def snapshot_bytes(stream: str) -> bytes:

@@ -139,7 +139,7 @@ def upgrade(
         async with Connections(host_keys=host_key_policy(env, store, env.name)) as conns:
             api_cp = tgt[first].endpoint
             state = await etcd.require_healthy(
-                conns, api_cp, expected=len(cps), step=f"an upgrade to {version}"
+                conns, api_cp, expected=len(cps), step=f"an upgrade to {version}", wait=etcd.BRIEF
             )
             log(f"etcd before the upgrade: {state.describe()}")
             path = save_snapshot(
@@ -187,6 +187,7 @@ def upgrade(
                 await answering_control_plane(conns, cps, wait=60),
                 expected=len(cps),
                 step="the end of the upgrade",
+                wait=etcd.SETTLE,
             )
             log(f"etcd after the upgrade: {after.describe()}")
             log(
