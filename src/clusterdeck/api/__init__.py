@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from clusterdeck import pipeline
-from clusterdeck.api.day2 import apply, plan_apply, record_file, refuse_unsupported
+from clusterdeck.api.day2 import (
+    apply,
+    plan_apply,
+    record_file,
+    refuse_stateless,
+    refuse_unsupported,
+)
 from clusterdeck.api.recorded import (
     INFRA_ONLY_STATUS,
     READY_STATUS,
@@ -109,6 +115,7 @@ def create(
     something exists leaves status ``failed`` and every recorded resource, so a re-run resumes
     and ``delete`` can clean up.
     """
+    refuse_stateless(env, "create")
     refuse_running_changes(env, store)
     check_login_keys(env, infra_only=infra_only)
     offline_bundle = None

@@ -39,6 +39,17 @@ from clusterdeck.state import journal
 from clusterdeck.state.store import StateStore, require_environment
 
 
+def refuse_stateless(env: Environment, verb: str) -> None:
+    """Stateless nodes (``spec.ephemeral``) bootstrap themselves at boot; ``create`` and
+    ``apply`` push phases over SSH, which would be lost at the node's next reboot."""
+    if env.spec.ephemeral is not None:
+        raise UsageError(
+            f"{env.name}: spec.ephemeral: its nodes are stateless and bootstrap themselves at "
+            f"boot, so {verb} does not push to them over SSH; the boot material they need "
+            "(pxe render) and their agent are not in this version yet"
+        )
+
+
 def plan_apply(
     env: Environment,
     store: StateStore,
@@ -51,6 +62,7 @@ def plan_apply(
     plan). What runs is the store's node records and, unless ``infra_only``, the cluster's
     Nodes; ``remove`` names aws workers to take out instead of the newest. Reads only;
     changes nothing."""
+    refuse_stateless(env, "apply")
     record = require_environment(store, env.name)
     wanted_status = INFRA_ONLY_STATUS if infra_only else READY_STATUS
     status = settled_status(record.status)

@@ -83,7 +83,21 @@ def _taints(value: list[str]) -> list[str]:
     return value
 
 
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/") or "\0" in value or "/../" in f"{value}/":
+        raise ValueError(f"{value!r} is not an absolute path like /var/lib/clusterdeck/shared")
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 IpAddress = Annotated[str, AfterValidator(_ip)]
 Labels = Annotated[dict[str, str], AfterValidator(_labels)]
@@ -427,6 +441,28 @@ class Offline(Strict):
     )
 
 
+class Ephemeral(Strict):
+    """Stateless nodes: booted from the network into RAM, with no disk that survives a
+    reboot. clusterdeck does not log in to them: ``clusterdeck pxe render`` writes what the
+    PXE server serves, and ``clusterdeck agent`` bootstraps each node at boot."""
+
+    shared_directory: AbsolutePath = Field(
+        default="/var/lib/clusterdeck/shared",
+        description="Where every node mounts the directory the nodes coordinate through "
+        "(an NFS export in production); the agent elects the node that runs kubeadm init there.",
+    )
+    lease_seconds: Annotated[int, Field(ge=10, le=600)] = Field(
+        default=30,
+        description="How long a claim (the init leader) lasts unless renewed; a leader that "
+        "dies mid-init is replaced after this.",
+    )
+    bundle_url: HttpUrl | None = Field(
+        default=None,
+        description="Where nodes fetch the offline bundle at boot; default: the bundle is part "
+        "of the node overlay.",
+    )
+
+
 class EnvironmentSpec(Strict):
     provider: Provider = Field(default=Provider.AWS, description="Default provider of every pool.")
     auth: Auth = Field(default_factory=Auth, description="How clusterdeck logs in to the nodes.")
@@ -451,6 +487,11 @@ class EnvironmentSpec(Strict):
     )
     offline: Offline | None = Field(
         default=None, description="Install from an offline bundle instead of downloading."
+    )
+    ephemeral: Ephemeral | None = Field(
+        default=None,
+        description="Every node is stateless (PXE-booted) and bootstraps itself at boot; "
+        "needs offline and ssh-style host addresses.",
     )
 
 

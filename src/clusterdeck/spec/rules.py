@@ -78,6 +78,7 @@ def errors(env: Env) -> list[Finding]:
         _cidrs,
         _kubernetes,
         _node_names,
+        _ephemeral,
     ):
         found.extend(rule(env))
     return found
@@ -288,6 +289,36 @@ def _high_availability(env: Env) -> Iterator[Finding]:
             taken |= {h.address for _, _, p in pools(env) for h in p.hosts}
             if ha.vip in taken:
                 yield ((*loc, "vip"), f"vip {ha.vip} is already a host's address; pick a free one")
+
+
+def _ephemeral(env: Env) -> Iterator[Finding]:
+    """Stateless nodes bootstrap themselves from what ``pxe render`` wrote: offline, on known
+    addresses, behind an endpoint that does not depend on which node wins the init election."""
+    if env.spec.ephemeral is None:
+        return
+    loc: Loc = ("spec", "ephemeral")
+    if uses_aws(env):
+        yield (
+            loc,
+            "ephemeral nodes are machines that boot from your PXE server; a pool on aws "
+            "cannot be stateless (use provider: ssh with the machines' addresses)",
+        )
+    if env.spec.offline is None:
+        yield (
+            loc,
+            "ephemeral nodes install Kubernetes at every boot, without downloads: "
+            "set spec.offline.bundle (clusterdeck bundle create)",
+        )
+    ha = env.spec.cluster.high_availability
+    if control_plane_count(env) > 1 and not (
+        ha.enabled and ha.load_balancer is LoadBalancerKind.KEEPALIVED and ha.vip
+    ):
+        yield (
+            (*CLUSTER, "highAvailability"),
+            "stateless control planes elect which of them runs kubeadm init, so the API "
+            "endpoint cannot be one of them: set enabled: true, loadBalancer: keepalived "
+            "and a vip",
+        )
 
 
 def uses_aws(env: Env) -> bool:
