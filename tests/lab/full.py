@@ -250,6 +250,23 @@ def add_full_hosts(
         raise RuntimeError(problem)
     root = image(packages)
     raise_kernel_limits()
+    hosts = reserve_full_hosts(lab, count)
+    for host in hosts:
+        start_machine(host, root, ["--volatile=overlay", *kubernetes_args(host), *nspawn_args])
+    lab.save()
+    try:
+        wait_for_ports([(h.address, 22) for h in hosts], boot_timeout)
+    except RuntimeError as exc:
+        logs = {h.name: (h.path / "machine.log").read_text(errors="replace")[-600:] for h in hosts}
+        raise RuntimeError(f"{exc}; machine logs: {logs}") from None
+    for host in hosts:
+        host.holder_pid = _machine_init(host)
+    lab.save()
+    return hosts
+
+
+def reserve_full_hosts(lab: Lab, count: int) -> list[LabHost]:
+    """``count`` full hosts with their namespaces, addresses and keys; nothing booted yet."""
     hosts = [lab.prepare(None) for _ in range(count)]
     for host in hosts:
         host.full = True
@@ -263,52 +280,47 @@ def add_full_hosts(
                 f"link set {HOST_INTERFACE} up\nroute add default via {lab.gateway}\n"
             ),
         )
-        ssh = host.path / "ssh"
-        machine_id = uuid.uuid4()
-        (host.path / "etc" / "machine-id").write_text(machine_id.hex + "\n")
-        (host.path / "etc" / "hosts").write_text(
-            f"127.0.0.1 localhost\n127.0.1.1 {host.name}\n{host.address} {host.name}\n"
-        )
-        host.machine_pid = spawn(
-            [
-                "bash",
-                "-c",
-                _IN_OWN_CGROUPS,
-                "machine",
-                _cgroup_name(host),
-                "systemd-nspawn",
-                "--kill-signal=SIGRTMIN+3",  # what --boot would send: a clean shutdown
-                f"--directory={root}",
-                "--volatile=overlay",
-                "--register=no",
-                "--keep-unit",
-                f"--network-namespace-path=/run/netns/{host.netns}",
-                f"--machine={host.netns}",
-                f"--hostname={host.name}",
-                f"--uuid={machine_id}",
-                "--console=read-only",
-                f"--bind-ro={ssh}/ssh_host_ed25519_key:/etc/ssh/ssh_host_ed25519_key",
-                f"--bind-ro={ssh}/ssh_host_ed25519_key.pub:/etc/ssh/ssh_host_ed25519_key.pub",
-                f"--bind-ro={host.path}/root/.ssh/authorized_keys:/home/{LOGIN_USER}/.ssh/authorized_keys",
-                f"--bind-ro={host.path}/etc/hostname:/etc/hostname",
-                f"--bind-ro={host.path}/etc/machine-id:/etc/machine-id",
-                f"--bind-ro={host.path}/etc/hosts:/etc/hosts",
-                *_kubernetes_args(host),
-                *nspawn_args,
-                LAB_INIT,
-            ],
-            host.path / "machine.log",
-        )
-    lab.save()
-    try:
-        wait_for_ports([(h.address, 22) for h in hosts], boot_timeout)
-    except RuntimeError as exc:
-        logs = {h.name: (h.path / "machine.log").read_text(errors="replace")[-600:] for h in hosts}
-        raise RuntimeError(f"{exc}; machine logs: {logs}") from None
-    for host in hosts:
-        host.holder_pid = _machine_init(host)
     lab.save()
     return hosts
+
+
+def start_machine(host: LabHost, root: Path, extra: Sequence[str]) -> None:
+    """Start the machine of ``host`` from the directory ``root``, with a new machine-id (as a
+    stateless node gets at each boot), its SSH host key, login key, hostname and hosts file."""
+    ssh = host.path / "ssh"
+    machine_id = uuid.uuid4()
+    (host.path / "etc" / "machine-id").write_text(machine_id.hex + "\n")
+    (host.path / "etc" / "hosts").write_text(
+        f"127.0.0.1 localhost\n127.0.1.1 {host.name}\n{host.address} {host.name}\n"
+    )
+    host.machine_pid = spawn(
+        [
+            "bash",
+            "-c",
+            _IN_OWN_CGROUPS,
+            "machine",
+            _cgroup_name(host),
+            "systemd-nspawn",
+            "--kill-signal=SIGRTMIN+3",  # what --boot would send: a clean shutdown
+            f"--directory={root}",
+            "--register=no",
+            "--keep-unit",
+            f"--network-namespace-path=/run/netns/{host.netns}",
+            f"--machine={host.netns}",
+            f"--hostname={host.name}",
+            f"--uuid={machine_id}",
+            "--console=read-only",
+            f"--bind-ro={ssh}/ssh_host_ed25519_key:/etc/ssh/ssh_host_ed25519_key",
+            f"--bind-ro={ssh}/ssh_host_ed25519_key.pub:/etc/ssh/ssh_host_ed25519_key.pub",
+            f"--bind-ro={host.path}/root/.ssh/authorized_keys:/home/{LOGIN_USER}/.ssh/authorized_keys",
+            f"--bind-ro={host.path}/etc/hostname:/etc/hostname",
+            f"--bind-ro={host.path}/etc/machine-id:/etc/machine-id",
+            f"--bind-ro={host.path}/etc/hosts:/etc/hosts",
+            *extra,
+            LAB_INIT,
+        ],
+        host.path / "machine.log",
+    )
 
 
 # What the kubelet and containerd need from the machine around them (the recipes of kind and
@@ -379,14 +391,16 @@ def raise_kernel_limits() -> None:
             path.write_text(f"{wanted}\n")
 
 
-def _kubernetes_args(host: LabHost) -> list[str]:
+def kubernetes_args(host: LabHost, state_dir: Path | None = None) -> list[str]:
+    """nspawn arguments for a machine that runs Kubernetes; its kubelet and containerd state
+    on real directories under ``state_dir`` (default: the host's own, kept across boots)."""
     args = [
         "--capability=all",
         f"--system-call-filter={KUBERNETES_SYSCALLS}",
         "--bind=/dev/kmsg",
     ]
     for state in ("var/lib/containerd", "var/lib/kubelet"):
-        real = host.path / "state" / state.replace("/", "-")
+        real = (state_dir or host.path / "state") / state.replace("/", "-")
         real.mkdir(parents=True, exist_ok=True)
         args.append(f"--bind={real}:/{state}")
     return args

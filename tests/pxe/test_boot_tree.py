@@ -15,8 +15,9 @@ from clusterdeck.bootstrap import facts as bootstrap_facts
 from clusterdeck.bootstrap import pxe
 from clusterdeck.bootstrap.render import ClusterFacts
 from clusterdeck.bundle.manifest import open_checked
+from clusterdeck.pipeline.pxe_tree import render_boot_tree
 from tests.bundle.test_bundle import made_bundle
-from tests.helpers import EXAMPLES
+from tests.helpers import EXAMPLES, run_cli
 
 
 def tree_for(tmp_path: Path) -> pxe.BootTree:
@@ -24,7 +25,7 @@ def tree_for(tmp_path: Path) -> pxe.BootTree:
     bundle = open_checked(made_bundle(tmp_path), "v1.37.2", "flannel", verify=False)
     topology, plan = api.plan(env)
     facts = bootstrap_facts.with_offline(ClusterFacts(), bundle)
-    return pxe.render_boot_tree(env, topology, plan, facts)
+    return render_boot_tree(env, topology, plan, facts)
 
 
 def test_control_planes_can_init_or_join_and_workers_only_join(tmp_path: Path) -> None:
@@ -87,3 +88,52 @@ def test_the_agent_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     # the only complaint allowed is a bare test root lacking systemd's own targets
     complaints = [line for line in res.stderr.splitlines() if line and "sysinit.target" not in line]
     assert complaints == [], res.stderr
+
+
+def _stateless_file(tmp_path: Path) -> Path:
+    bundle = made_bundle(tmp_path)
+    text = (EXAMPLES / "stateless-ha.yaml").read_text()
+    path = tmp_path / "stateless.yaml"
+    path.write_text(text.replace("./kubernetes-v1.37.2-linux-amd64", str(bundle)))
+    return path
+
+
+def test_pxe_render_writes_overlay_nodes_and_index(capsys, monkeypatch, tmp_path: Path) -> None:
+    spec = _stateless_file(tmp_path)
+    out = tmp_path / "boot"
+    result = run_cli(["pxe", "render", "-f", str(spec), "-d", str(out)], capsys, monkeypatch)
+    assert result.code == 0, result.err
+    overlay = out / "overlay"
+    link = overlay / "etc/systemd/system/multi-user.target.wants" / pxe.AGENT_UNIT
+    assert link.is_symlink() and link.resolve() == (overlay / "etc/systemd/system" / pxe.AGENT_UNIT)
+    assert (overlay / "var/lib/clusterdeck/offline/bin/kubeadm").is_file()
+    assert (overlay / "var/lib/clusterdeck/offline/bundle.json").is_file()
+    rows = json.loads((out / "nodes.json").read_text())["nodes"]
+    assert rows["192.0.2.11"] == {"node": "stateless-cp-0", "role": "control-plane"}
+    identity = json.loads(
+        (out / "nodes/stateless-workers-1/etc/clusterdeck/identity.json").read_text()
+    )
+    assert identity["address"] == "192.0.2.22"
+    again = run_cli(["pxe", "render", "-f", str(spec), "-d", str(out)], capsys, monkeypatch)
+    assert again.code == 0, again.err  # its own output is replaced
+
+
+def test_pxe_render_refuses_a_file_without_ephemeral_and_a_foreign_dir(
+    capsys, monkeypatch, tmp_path: Path
+) -> None:
+    res = run_cli(
+        ["pxe", "render", "-f", str(EXAMPLES / "ssh-existing.yaml"), "-d", str(tmp_path / "o")],
+        capsys,
+        monkeypatch,
+    )
+    assert res.code == 2 and "spec.ephemeral" in res.err
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    res = run_cli(
+        ["pxe", "render", "-f", str(_stateless_file(tmp_path)), "-d", str(foreign)],
+        capsys,
+        monkeypatch,
+    )
+    assert res.code == 2 and "not empty" in res.err
+    assert (foreign / "keep.txt").read_text() == "mine"

@@ -13,6 +13,7 @@ import secrets
 import string
 from dataclasses import dataclass
 
+from clusterdeck.bootstrap import kubeadm
 from clusterdeck.bootstrap.kubeadm import (
     DNS,
     APIEndpoint,
@@ -134,6 +135,23 @@ def init_documents(
         cluster_cidr=cfg.kubernetes.pod_cidr, conntrack=KubeProxyConntrack(max_per_core=0)
     )
     return [init, cluster, kubelet, proxy]
+
+
+def init_config_with(rendered: str, material: JoinMaterial) -> str:
+    """The rendered init config plus the token (and certificate key) chosen for this init:
+    the text of the 0600 file the init phase uses and removes."""
+    docs = [
+        doc.model_copy(
+            update={
+                "bootstrap_tokens": [BootstrapToken(token=material.token)],
+                "certificate_key": material.certificate_key,
+            }
+        )
+        if isinstance(doc, InitConfiguration)
+        else doc
+        for doc in kubeadm.parse(rendered)
+    ]
+    return kubeadm.to_yaml(*docs)
 
 
 def join_document(cfg: NodeConfig, material: JoinMaterial | None = None) -> JoinConfiguration:

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from clusterdeck.bootstrap import units
-from clusterdeck.bootstrap.render import Artifact, ClusterFacts, node_config, node_files
+from clusterdeck.bootstrap.render import Artifact
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Role, Topology
-from clusterdeck.planner import build_plan
 from clusterdeck.spec.models import Environment
 
 AGENT_UNIT = "clusterdeck-agent.service"
@@ -56,6 +56,7 @@ class AgentConfig(_Model):
     api_endpoint: str  # host:port every node reaches the API through
     control_planes: list[str]
     workers: list[str]
+    spec: dict[str, Any]  # the Environment as the file gave it: the agent renders from it
 
 
 class NodeIdentity(_Model):
@@ -121,48 +122,8 @@ def agent_config(env: Environment, topology: Topology, plan: Plan) -> AgentConfi
         api_endpoint=f"{plan.endpoint.host}:{plan.endpoint.port}",
         control_planes=[n.name for n in topology.control_planes()],
         workers=[n.name for n in topology.workers()],
+        spec=env.model_dump(mode="json", by_alias=True),
     )
-
-
-def as_initializer(topology: Topology, name: str) -> Topology:
-    """The topology in which control plane ``name`` is the one that runs ``kubeadm init``."""
-    nodes = [n.model_copy(update={"first_control_plane": n.name == name}) for n in topology.nodes]
-    return topology.model_copy(update={"nodes": nodes})
-
-
-def render_boot_tree(
-    env: Environment, topology: Topology, plan: Plan, facts: ClusterFacts
-) -> BootTree:
-    tree = BootTree()
-    config = agent_config(env, topology, plan)
-    tree.overlay[f"etc/systemd/system/{AGENT_UNIT}"] = Artifact(agent_unit())
-    tree.links[f"etc/systemd/system/multi-user.target.wants/{AGENT_UNIT}"] = f"../{AGENT_UNIT}"
-    tree.overlay[AGENT_CONFIG.lstrip("/")] = Artifact(config.model_dump_json(indent=2) + "\n")
-    vip = env.spec.cluster.high_availability.vip
-    if vip and config.api_name:
-        tree.overlay[HOSTS_ENTRY.lstrip("/")] = Artifact(f"{vip} {config.api_name}\n")
-    for node in topology.nodes:
-        if node.host is None:
-            raise ValueError(f"{node.name} has no address")
-        files: dict[str, Artifact] = {}
-        variants = {JOIN: (topology, plan)}
-        if node.role is Role.CONTROL_PLANE:
-            first = as_initializer(topology, node.name)
-            variants = {INIT: (first, build_plan(env, first)), JOIN: variants[JOIN]}
-            if node.first_control_plane:  # the file's first control plane joins as the others
-                joiner = as_initializer(topology, "")
-                variants[JOIN] = (joiner, build_plan(env, joiner))
-        for variant, (topo, the_plan) in variants.items():
-            cfg = node_config(env, topo, the_plan, topo.node(node.name), facts)
-            for rel, artifact in node_files(env, topo, cfg, facts).items():
-                files[f"{VARIANTS.lstrip('/')}/{variant}/{rel}"] = artifact
-        identity = NodeIdentity(
-            name=node.name, role=node.role, address=node.host.address, variants=list(variants)
-        )
-        files[IDENTITY.lstrip("/")] = Artifact(identity.model_dump_json(indent=2) + "\n")
-        tree.nodes[node.name] = files
-        tree.identities[node.name] = identity
-    return tree
 
 
 def index(tree: BootTree) -> str:

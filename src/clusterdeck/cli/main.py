@@ -84,6 +84,8 @@ COMMAND_MODULES = {
     "exec": "cmd_remote",
     "ssh": "cmd_remote",
     "render": "cmd_render",
+    "pxe": "cmd_pxe",
+    "agent": "cmd_agent",
 }
 _registered: set[str] = set()
 

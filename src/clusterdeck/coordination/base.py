@@ -43,3 +43,11 @@ class Coordinator(Protocol):
     def fetch(self, name: str) -> bytes | None:
         """A published secret, or None when it is missing or expired."""
         ...
+
+    def put(self, name: str, data: bytes) -> None:
+        """Store a record that does not expire (the cluster exists; a node's report)."""
+        ...
+
+    def get(self, name: str) -> bytes | None:
+        """A stored record, or None."""
+        ...

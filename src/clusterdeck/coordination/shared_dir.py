@@ -89,7 +89,24 @@ class SharedDirectory:
             return None
         return bytes.fromhex(str(record["data"]))
 
+    # records --------------------------------------------------------------------------------
+    def put(self, name: str, data: bytes) -> None:
+        _check_name(name)
+        self._replace(self._record_dir() / name, data)
+
+    def get(self, name: str) -> bytes | None:
+        _check_name(name)
+        try:
+            return (self._record_dir() / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
     # internals ------------------------------------------------------------------------------
+    def _record_dir(self) -> Path:
+        path = self.root / "records"
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
     def _lease_dir(self, role: str) -> Path:
         _check_name(role)
         path = self.root / "leases" / role

@@ -19,8 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clusterdeck.bootstrap import gpu, kubeadm
-from clusterdeck.bootstrap.kubeadm import BootstrapToken, InitConfiguration
-from clusterdeck.bootstrap.kubeadm_build import JoinMaterial, join_document
+from clusterdeck.bootstrap.kubeadm_build import JoinMaterial, init_config_with, join_document
 from clusterdeck.bootstrap.nodeconfig import BUNDLE_ON_NODE, INIT_FILE, JOIN_FILE, NodeConfig
 from clusterdeck.bootstrap.render import Artifact
 from clusterdeck.errors import PermanentError, TransientError
@@ -179,17 +178,6 @@ async def upload_init_config(
 ) -> None:
     """The rendered init config plus the token (and certificate key) chosen for this init,
     as a 0600 file the init phase uses and removes."""
-    docs = [
-        doc.model_copy(
-            update={
-                "bootstrap_tokens": [BootstrapToken(token=material.token)],
-                "certificate_key": material.certificate_key,
-            }
-        )
-        if isinstance(doc, InitConfiguration)
-        else doc
-        for doc in kubeadm.parse(rendered)
-    ]
     await conns.run(
         endpoint,
         Command(["mkdir", "-p", "-m", "0700", "/run/clusterdeck"], root=True),
@@ -198,7 +186,7 @@ async def upload_init_config(
     )
     conn = await conns.get(endpoint)
     await conn.upload(
-        INIT_FILE, kubeadm.to_yaml(*docs).encode(), mode=0o600, timeout=30, output=log
+        INIT_FILE, init_config_with(rendered, material).encode(), mode=0o600, timeout=30, output=log
     )
 
 

@@ -1,0 +1,272 @@
+"""One boot of a stateless node: who it is, which of init or join it runs, and running it.
+
+- The node knows the cluster from ``agent.json`` (the file's spec, as ``pxe render`` saw it)
+  and itself from ``identity.json``; it checks that its machine really has that address.
+- Its node config and phase scripts are rendered here with its own machine's facts (the
+  interface that carries its address, the cgroup version), by the same code as the SSH path.
+- A control plane claims the ``init`` lease unless the cluster already exists. The holder
+  renews the lease while ``kubeadm init`` runs; if it dies, its lease expires and another
+  claims it. After init it publishes the join material (0600, with its expiry) and records
+  that the cluster exists; only then does it release the lease.
+- Control planes join one at a time (the ``join-control-plane`` lease: one etcd member change
+  at a time); workers join at once. A worker's labels are set by the control plane holding the
+  ``steward`` lease (a kubelet may not set its own role labels).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from clusterdeck.agent.local import Log, run_script
+from clusterdeck.bootstrap import kubeadm, pxe
+from clusterdeck.bootstrap.kubeadm_build import (
+    JoinMaterial,
+    ca_cert_hash,
+    init_config_with,
+    join_document,
+    new_join_material,
+)
+from clusterdeck.bootstrap.nodeconfig import INIT_FILE, JOIN_FILE, MachineFacts, NodeConfig
+from clusterdeck.bootstrap.render import ClusterFacts, node_config, node_files
+from clusterdeck.bundle.manifest import load as load_bundle
+from clusterdeck.coordination.base import Coordinator, Lease
+from clusterdeck.errors import PermanentError
+from clusterdeck.model.phases import Phase
+from clusterdeck.model.plan import Plan
+from clusterdeck.model.topology import Role, Topology
+from clusterdeck.pipeline.pxe_tree import as_initializer
+from clusterdeck.planner import build_plan, expand
+from clusterdeck.providers.ssh import facts as facts_probe
+from clusterdeck.spec.loader import from_recorded
+from clusterdeck.spec.models import Environment
+
+BUNDLES = Path("/run/clusterdeck/agent")  # the rendered node bundles of this boot, root's only
+OFFLINE = Path("/var/lib/clusterdeck/offline")  # the offline bundle, from the overlay
+JOIN_MATERIAL = "join-material"
+INITIALIZED = "initialized"
+JOIN_TTL = 110 * 60.0  # within the 2 h of the token and of the uploaded certificates
+POLL = 1.0
+JOIN_PHASES = {Phase.KUBEADM_JOIN_CONTROL_PLANE.value, Phase.KUBEADM_JOIN_WORKER.value}
+
+
+@dataclass
+class NodeView:
+    config: pxe.AgentConfig
+    identity: pxe.NodeIdentity
+    env: Environment
+    topology: Topology
+    plan: Plan
+    facts: ClusterFacts
+
+
+def load(
+    config_path: Path, identity_path: Path, probe: Callable[[], str], offline: Path = OFFLINE
+) -> NodeView:
+    config = pxe.AgentConfig.model_validate_json(config_path.read_text())
+    identity = pxe.NodeIdentity.model_validate_json(identity_path.read_text())
+    env = from_recorded(config.spec)
+    topology = expand(env)
+    plan = build_plan(env, topology)
+    found = facts_probe.parse(probe())
+    interfaces: dict[str, str] = found.get("interfaces", {})
+    if identity.address not in interfaces:
+        raise PermanentError(
+            f"{identity.name}: this machine has no address {identity.address} (it has "
+            f"{', '.join(sorted(interfaces)) or 'none'}): the per-node overlay is another node's"
+        )
+    machine = MachineFacts(
+        private_ip=identity.address,
+        interface=interfaces[identity.address],
+        cgroup="v1" if found.get("cgroup") == "v1" else "v2",
+        can_lower_oom_score=found.get("can_lower_oom_score"),
+        conntrack_max_writable=found.get("conntrack_max_writable"),
+    )
+    machines = {identity.name: machine}
+    for node in topology.nodes:  # the others: their addresses, and the lab's shared facts
+        if node.name != identity.name and node.host is not None:
+            machines[node.name] = MachineFacts(
+                private_ip=node.host.address,
+                cgroup=machine.cgroup,
+                conntrack_max_writable=machine.conntrack_max_writable,
+            )
+    facts = ClusterFacts(machines=machines, bundle=load_bundle(offline).manifest)
+    return NodeView(config, identity, env, topology, plan, facts)
+
+
+def render(view: NodeView, variant: str) -> tuple[NodeConfig, Path]:
+    """This node's config and bundle as the initializer (``init``) or a joiner (``join``)."""
+    name = view.identity.name
+    topology = as_initializer(view.topology, name if variant == pxe.INIT else "")
+    plan = build_plan(view.env, topology)
+    cfg = node_config(view.env, topology, plan, topology.node(name), view.facts)
+    root = BUNDLES / variant
+    for rel, artifact in node_files(view.env, topology, cfg, view.facts).items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, artifact.mode)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(artifact.content)
+    return cfg, root
+
+
+def _private_file(path: str, text: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+class Renewer:
+    """Keeps a lease while work runs; ``lost`` once another holder took it over."""
+
+    def __init__(self, coord: Coordinator, lease: Lease, ttl: float) -> None:
+        self.coord, self.lease, self.ttl = coord, lease, ttl
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Renewer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if not self.lost:
+            self.coord.release(self.lease)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            renewed = self.coord.renew(self.lease, self.ttl)
+            if renewed is None:
+                self.lost = True
+                return
+            self.lease = renewed
+
+
+def _material(coord: Coordinator, name: str, log: Log, wait: float) -> JoinMaterial:
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        raw = coord.fetch(JOIN_MATERIAL)
+        if raw is not None:
+            data = json.loads(raw)
+            return JoinMaterial(
+                token=data["token"],
+                ca_cert_hash=data["ca_cert_hash"],
+                certificate_key=data.get("certificate_key"),
+            )
+        if time.monotonic() > deadline:
+            raise PermanentError(f"{name}: no join material after {wait:.0f} s")
+        if not told:
+            log("waiting for the join material (the cluster is being initialised)")
+            told = True
+        time.sleep(POLL)
+
+
+def run_phases(cfg: NodeConfig, bundle: Path, names: list[str], log: Log) -> None:
+    scripts = {p.name: p.script for p in cfg.phases}
+    for name in names:
+        run_script((bundle / scripts[name]).read_text(), name=name, bundle=bundle, log=log)
+
+
+def boot(view: NodeView, coord: Coordinator, log: Log, *, join_wait: float = 1800) -> str:
+    """Bootstrap this node; returns ``init`` or ``join``, whichever it ran."""
+    name = view.identity.name
+    ttl = float(view.config.lease_seconds)
+    join_cfg, join_bundle = render(view, pxe.JOIN)
+    ha = len(view.topology.control_planes()) > 1
+    before = [p.name for p in join_cfg.phases]
+    cut = next(i for i, p in enumerate(before) if p in JOIN_PHASES)
+    log(f"{name}: preparing ({', '.join(before[:cut])})")
+    run_phases(join_cfg, join_bundle, before[:cut], log)
+    if view.identity.role is Role.CONTROL_PLANE:
+        while coord.get(INITIALIZED) is None:
+            lease = coord.claim("init", name, ttl)
+            if lease is None:
+                time.sleep(POLL)
+                continue
+            if coord.get(INITIALIZED) is not None:  # it was made while we claimed
+                coord.release(lease)
+                break
+            log(f"{name}: elected to initialise the cluster (lease generation {lease.generation})")
+            with Renewer(coord, lease, ttl) as keeper:
+                _init(view, coord, keeper, log, certificate_key=ha)
+            if keeper.lost:
+                raise PermanentError(f"{name}: lost the init lease during kubeadm init")
+            return pxe.INIT
+    material = _material(coord, name, log, join_wait)
+    _private_file(JOIN_FILE, kubeadm.to_yaml(join_document(join_cfg, material)))
+    after = before[cut:]
+    if view.identity.role is Role.CONTROL_PLANE:
+        while (lease := coord.claim("join-control-plane", name, ttl)) is None:
+            time.sleep(POLL)
+        with Renewer(coord, lease, ttl):
+            run_phases(join_cfg, join_bundle, after, log)
+    else:
+        local = [p for p in after if p != Phase.NODE_LABELS_TAINTS.value]
+        run_phases(join_cfg, join_bundle, local, log)
+        coord.put(f"joined-{name}", b"")
+    return pxe.JOIN
+
+
+def _init(
+    view: NodeView, coord: Coordinator, keeper: Renewer, log: Log, *, certificate_key: bool
+) -> None:
+    cfg, bundle = render(view, pxe.INIT)
+    material = new_join_material(certificate_key=certificate_key)
+    rendered = (bundle / "files" / "kubeadm-init.yaml").read_text()
+    _private_file(INIT_FILE, init_config_with(rendered, material))
+    names = [p.name for p in cfg.phases]
+    start = names.index(Phase.KUBEADM_INIT.value)
+    run_phases(cfg, bundle, [names[start]], log)
+    if keeper.lost:
+        return
+    ca = Path("/etc/kubernetes/pki/ca.crt").read_bytes()
+    published = {
+        "token": material.token,
+        "ca_cert_hash": ca_cert_hash(ca),
+        "certificate_key": material.certificate_key,
+    }
+    coord.publish(JOIN_MATERIAL, json.dumps(published).encode(), JOIN_TTL)
+    coord.put(INITIALIZED, json.dumps({"by": view.identity.name, "at": time.time()}).encode())
+    log(f"{view.identity.name}: cluster initialised; join material published (0600, 110 min)")
+    run_phases(cfg, bundle, names[start + 1 :], log)
+
+
+def steward_once(view: NodeView, coord: Coordinator, log: Log) -> list[str]:
+    """Label and taint every worker that reported its join; return the names done."""
+    done = []
+    for node in view.topology.workers():
+        if coord.get(f"joined-{node.name}") is None or coord.get(f"labelled-{node.name}"):
+            continue
+        cfg = node_config(view.env, view.topology, view.plan, node, view.facts)
+        from clusterdeck.bootstrap.scripts import render_phase
+
+        script = render_phase(cfg, Phase.NODE_LABELS_TAINTS.value)
+        run_script(script, name=f"labels-and-taints {node.name}", bundle=BUNDLES, log=log)
+        coord.put(f"labelled-{node.name}", b"")
+        done.append(node.name)
+    return done
+
+
+def serve(view: NodeView, coord: Coordinator, log: Log, stop: threading.Event) -> None:
+    """A control plane's agent after its boot: the steward while it holds that lease."""
+    ttl = float(view.config.lease_seconds)
+    lease: Lease | None = None
+    while not stop.is_set():
+        lease = (
+            coord.renew(lease, ttl) if lease else coord.claim("steward", view.identity.name, ttl)
+        )
+        if lease is not None:
+            try:
+                steward_once(view, coord, log)
+            except PermanentError as exc:
+                log(f"steward: {exc}")
+        stop.wait(min(5.0, ttl / 3))

@@ -1,0 +1,73 @@
+"""``clusterdeck pxe render``: the boot material of stateless nodes, for a PXE server.
+
+Stateless nodes (``spec.ephemeral``) are not reached over SSH: what this writes is served by
+Warewulf or any PXE setup, and each node's agent bootstraps it at boot (docs/stateless.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clusterdeck.cli.cmd_core import FileOpt, load_checked
+from clusterdeck.cli.context import state
+from clusterdeck.errors import UsageError
+
+pxe_app = typer.Typer(help="Boot material for stateless (PXE-booted) nodes.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(pxe_app, name="pxe")
+
+
+@pxe_app.command(
+    "render",
+    help="Write the node overlay every node shares (the agent's systemd unit and config, the "
+    "offline bundle, the hosts entry naming the VIP) under DIR/overlay, each node's own files "
+    "under DIR/nodes/NAME, and DIR/nodes.json mapping addresses to nodes. Nothing runs.",
+    epilog="Example:  clusterdeck pxe render -f stateless-ha.yaml -d boot/",
+)
+def render(
+    ctx: typer.Context,
+    file: FileOpt,
+    directory: Annotated[
+        Path, typer.Option("--dir", "-d", help="Output directory.", file_okay=False)
+    ],
+) -> None:
+    from clusterdeck import api
+    from clusterdeck.bootstrap import facts as bootstrap_facts
+    from clusterdeck.bootstrap.render import ClusterFacts
+    from clusterdeck.bundle.manifest import open_checked
+    from clusterdeck.pipeline.pxe_tree import TREE_INDEX, render_boot_tree, write_tree
+
+    app = state(ctx)
+    env = load_checked(app, file)
+    if env.spec.ephemeral is None or env.spec.offline is None:
+        raise UsageError(
+            f"{file}: pxe render is for stateless nodes: the file has no spec.ephemeral "
+            "(for machines reached over SSH, use clusterdeck render)"
+        )
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--dir {directory} exists and is not a directory")
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / TREE_INDEX).exists():
+        raise UsageError(
+            f"--dir {directory} is not empty and was not written by pxe render; choose an "
+            "empty or new directory"
+        )
+    bundle = open_checked(
+        env.spec.offline.bundle, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
+    )
+    topology, plan = api.plan(env)
+    facts = bootstrap_facts.with_offline(ClusterFacts(), bundle)
+    tree = render_boot_tree(env, topology, plan, facts)
+    if (directory / TREE_INDEX).exists():  # its own earlier output: replaced whole
+        shutil.rmtree(directory)
+    count = write_tree(tree, directory, None if env.spec.ephemeral.bundle_url else bundle)
+    app.console.print(
+        f"wrote {count} files for {len(tree.nodes)} stateless nodes to {directory} "
+        f"(overlay/ for every node, nodes/NAME/ for each)",
+        highlight=False,
+    )
