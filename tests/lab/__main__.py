@@ -1,4 +1,9 @@
-"""``python -m tests.lab up N [--full] [-o json] | down [SLOT|--all] | status``: the lab by hand.
+"""``python -m tests.lab up N [--full [--pxe]] [-o json] | boot SLOT DIR [HOST...] |
+reboot SLOT HOST | stop SLOT HOST | down [SLOT|--all] | status``: the lab by hand.
+
+``up --full --pxe`` reserves hosts (addresses known, nothing booted); ``boot`` PXE-boots them
+from what ``clusterdeck pxe render`` wrote to DIR (all of them when no HOST is named);
+``reboot`` and ``stop`` act on one, which starts pristine at its next boot (tests/lab/pxe.py).
 
 ``up`` starts N hosts that stay until ``down`` (they are not removed as stale by test runs)
 and prints how to reach them; with ``-o json`` stdout holds only JSON: ``slot``, ``hosts``
@@ -13,15 +18,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from tests.lab import full
-from tests.lab.light import BASE_DIR, Lab, remove_all
+from tests.lab import full, pxe
+from tests.lab.light import BASE_DIR, Lab, LabHost, remove_all
 
 
-def up(count: int, is_full: bool, default_max_startups: bool, as_json: bool = False) -> int:
+def up(
+    count: int, is_full: bool, default_max_startups: bool, as_json: bool = False, pxe: bool = False
+) -> int:
     lab = Lab.create(keep=True)
     try:
-        if is_full:
+        if pxe:  # addresses reserved, nothing booted: `boot` starts them from pxe render's tree
+            hosts = full.reserve_full_hosts(lab, count)
+        elif is_full:
             hosts = full.add_full_hosts(lab, count)
         else:
             hosts = lab.add_hosts(
@@ -60,6 +70,38 @@ def up(count: int, is_full: bool, default_max_startups: bool, as_json: bool = Fa
         f"{first.user}@{first.address}"
     )
     print(f"remove with: python -m tests.lab down {lab.slot}")
+    return 0
+
+
+def _lab(slot: str) -> Lab:
+    lab_dir = BASE_DIR / slot
+    if not (lab_dir / "lab.json").exists():
+        raise SystemExit(f"no lab {slot} (see python -m tests.lab status)")
+    return Lab.load(lab_dir)
+
+
+def _host(lab: Lab, name: str) -> LabHost:
+    if name not in lab.hosts:
+        raise SystemExit(f"lab {lab.slot} has no host {name} (it has {', '.join(lab.hosts)})")
+    return lab.hosts[name]
+
+
+def boot(slot: str, tree: Path, names: list[str]) -> int:
+    lab = _lab(slot)
+    hosts = [_host(lab, n) for n in names] if names else list(lab.hosts.values())
+    pxe.boot(lab, hosts, tree)
+    print(f"booted {', '.join(h.name for h in hosts)} from {tree}")
+    return 0
+
+
+def power(slot: str, name: str, action: str) -> int:
+    lab = _lab(slot)
+    host = _host(lab, name)
+    if action == "stop":
+        pxe.stop(lab, host)
+    else:
+        pxe.reboot(lab, host, Path((host.path / "pxe-tree").read_text()))
+    print(f"{action}: {name}")
     return 0
 
 
@@ -103,6 +145,9 @@ def main(argv: list[str]) -> int:
     p_up.add_argument("count", type=int)
     p_up.add_argument("--full", action="store_true", help="systemd-nspawn hosts")
     p_up.add_argument(
+        "--pxe", action="store_true", help="with --full: reserve the hosts, boot none (see boot)"
+    )
+    p_up.add_argument(
         "--default-max-startups",
         action="store_true",
         help="keep sshd's default MaxStartups 10:30:100 (light hosts)",
@@ -114,9 +159,23 @@ def main(argv: list[str]) -> int:
     p_down.add_argument("slot", nargs="?")
     p_down.add_argument("--all", action="store_true")
     sub.add_parser("status", help="list labs")
+    p_boot = sub.add_parser("boot", help="PXE-boot hosts from what pxe render wrote to DIR")
+    p_boot.add_argument("slot")
+    p_boot.add_argument("dir", type=Path)
+    p_boot.add_argument("hosts", nargs="*")
+    for verb in ("reboot", "stop"):
+        p_power = sub.add_parser(verb, help=f"{verb} one PXE-booted host (pristine at next boot)")
+        p_power.add_argument("slot")
+        p_power.add_argument("host")
     args = parser.parse_args(argv)
     if args.cmd == "up":
-        return up(args.count, args.full, args.default_max_startups, args.output == "json")
+        if args.pxe and not args.full:
+            parser.error("--pxe needs --full")
+        return up(args.count, args.full, args.default_max_startups, args.output == "json", args.pxe)
+    if args.cmd == "boot":
+        return boot(args.slot, args.dir, args.hosts)
+    if args.cmd in ("reboot", "stop"):
+        return power(args.slot, args.host, args.cmd)
     if args.cmd == "down":
         return down(None if args.all else args.slot)
     return status()
