@@ -260,7 +260,7 @@ def add_full_hosts(
         logs = {h.name: (h.path / "machine.log").read_text(errors="replace")[-600:] for h in hosts}
         raise RuntimeError(f"{exc}; machine logs: {logs}") from None
     for host in hosts:
-        host.holder_pid = _machine_init(host)
+        host.holder_pid = machine_init(host)
     lab.save()
     return hosts
 
@@ -406,7 +406,7 @@ def kubernetes_args(host: LabHost, state_dir: Path | None = None) -> list[str]:
     return args
 
 
-def _machine_init(host: LabHost) -> int:
+def machine_init(host: LabHost) -> int:
     """The PID (as seen here) of the machine's own PID 1."""
     for pid in netns_pids(host.netns):
         try:
@@ -414,7 +414,7 @@ def _machine_init(host: LabHost) -> int:
         except OSError:
             continue
         for line in status.splitlines():
-            if line.startswith("NSpid:") and line.split()[-1] == "1" and len(line.split()) > 2:
+            if line.startswith("NSpid:") and line.split()[-1] == "1" and len(line.split()) == 3:
                 return pid
     raise RuntimeError(f"no init process found for full host {host.name}")
 

@@ -483,7 +483,20 @@ def teardown(namespaces: Sequence[str], bridges: Sequence[str], lab_dir: Path | 
     for bridge in bridges:
         run(["ip", "link", "del", bridge], check=False)
     if lab_dir is not None:
+        unmount_under(lab_dir)
         shutil.rmtree(lab_dir, ignore_errors=True)
+
+
+def unmount_under(directory: Path) -> None:
+    """Unmount what is mounted under ``directory`` (PXE hosts' roots), deepest first."""
+    prefix = str(directory.resolve()) + "/"
+    points = [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4].startswith(prefix)
+    ]
+    for point in sorted(points, key=len, reverse=True):
+        run(["umount", "--lazy", point], check=False)
 
 
 def remove_all() -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import sysconfig
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,6 +101,17 @@ def boot(lab: Lab, hosts: Sequence[LabHost], tree: Path) -> None:
                 *_agent_binds(),
             ],
         )
+    lab.save()
+    deadline = time.monotonic() + 60
+    for host in hosts:  # the machine's own init, for exec (namespaces entered directly)
+        while True:
+            try:
+                host.holder_pid = full.machine_init(host)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     lab.save()
 
 

@@ -78,7 +78,9 @@ def test_bad_ephemeral_fields_are_named(field: str, value: str, needle: str) -> 
 def test_create_refuses_a_stateless_environment_and_records_nothing(tmp_path) -> None:
     env = api.load(EXAMPLES / "stateless-ha.yaml")
     store = SqliteStore(tmp_path / "state.db")
-    with pytest.raises(UsageError, match=r"stateless: spec\.ephemeral: .*create does not push"):
+    with pytest.raises(
+        UsageError, match=r"stateless: spec\.ephemeral: .*create does not push.*pxe render"
+    ):
         api.create(env, store, infra_only=False)
     assert store.environment("stateless") is None
 

@@ -40,8 +40,8 @@ from clusterdeck.errors import PermanentError
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Role, Topology
-from clusterdeck.pipeline.pxe_tree import as_initializer
 from clusterdeck.planner import build_plan, expand
+from clusterdeck.planner.expand import as_initializer
 from clusterdeck.providers.ssh import facts as facts_probe
 from clusterdeck.spec.loader import from_recorded
 from clusterdeck.spec.models import Environment
@@ -244,7 +244,10 @@ def steward_once(view: NodeView, coord: Coordinator, log: Log) -> list[str]:
     """Label and taint every worker that reported its join; return the names done."""
     done = []
     for node in view.topology.workers():
-        if coord.get(f"joined-{node.name}") is None or coord.get(f"labelled-{node.name}"):
+        if (
+            coord.get(f"joined-{node.name}") is None
+            or coord.get(f"labelled-{node.name}") is not None
+        ):
             continue
         cfg = node_config(view.env, view.topology, view.plan, node, view.facts)
         from clusterdeck.bootstrap.scripts import render_phase

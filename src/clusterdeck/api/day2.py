@@ -45,8 +45,9 @@ def refuse_stateless(env: Environment, verb: str) -> None:
     if env.spec.ephemeral is not None:
         raise UsageError(
             f"{env.name}: spec.ephemeral: its nodes are stateless and bootstrap themselves at "
-            f"boot, so {verb} does not push to them over SSH; the boot material they need "
-            "(pxe render) and their agent are not in this version yet"
+            f"boot, so {verb} does not push to them over SSH: write their boot material with "
+            "clusterdeck pxe render -f FILE -d DIR and serve it from your PXE server "
+            "(docs/stateless.md)"
         )
 
 

@@ -32,15 +32,10 @@ from clusterdeck.bundle.manifest import MANIFEST, Bundle, FileKind
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Role, Topology
 from clusterdeck.planner import build_plan
+from clusterdeck.planner.expand import as_initializer
 from clusterdeck.spec.models import Environment
 
 TREE_INDEX = "nodes.json"  # address -> node directory: what a PXE server maps per node
-
-
-def as_initializer(topology: Topology, name: str) -> Topology:
-    """The topology in which control plane ``name`` is the one that runs ``kubeadm init``."""
-    nodes = [n.model_copy(update={"first_control_plane": n.name == name}) for n in topology.nodes]
-    return topology.model_copy(update={"nodes": nodes})
 
 
 def render_boot_tree(

@@ -275,3 +275,9 @@ def index_of(name: str) -> tuple[str, int]:
     """(stem, index) of a node name ``<stem>-<i>`` (index 0 when it has none)."""
     stem, _, index = name.rpartition("-")
     return (stem, int(index) if index.isdigit() else 0)
+
+
+def as_initializer(topology: Topology, name: str) -> Topology:
+    """The topology in which control plane ``name`` is the one that runs ``kubeadm init``."""
+    nodes = [n.model_copy(update={"first_control_plane": n.name == name}) for n in topology.nodes]
+    return topology.model_copy(update={"nodes": nodes})
