@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +32,14 @@ from clusterdeck.bootstrap.kubeadm_build import (
     new_join_material,
 )
 from clusterdeck.bootstrap.nodeconfig import INIT_FILE, JOIN_FILE, MachineFacts, NodeConfig
-from clusterdeck.bootstrap.render import ClusterFacts, node_config, node_files
+from clusterdeck.bootstrap.render import (
+    Artifact,
+    ClusterFacts,
+    node_config,
+    node_files,
+    write_artifact,
+)
+from clusterdeck.bootstrap.scripts import render_phase
 from clusterdeck.bundle.manifest import load as load_bundle
 from clusterdeck.coordination.base import Coordinator, Lease
 from clusterdeck.errors import PermanentError
@@ -106,20 +112,15 @@ def render(view: NodeView, variant: str) -> tuple[NodeConfig, Path]:
     plan = build_plan(view.env, topology)
     cfg = node_config(view.env, topology, plan, topology.node(name), view.facts)
     root = BUNDLES / variant
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
     for rel, artifact in node_files(view.env, topology, cfg, view.facts).items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, artifact.mode)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(artifact.content)
+        write_artifact(root / rel, artifact)
     return cfg, root
 
 
 def _private_file(path: str, text: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    write_artifact(Path(path), Artifact(text, 0o600))
 
 
 class Renewer:
@@ -250,8 +251,6 @@ def steward_once(view: NodeView, coord: Coordinator, log: Log) -> list[str]:
         ):
             continue
         cfg = node_config(view.env, view.topology, view.plan, node, view.facts)
-        from clusterdeck.bootstrap.scripts import render_phase
-
         script = render_phase(cfg, Phase.NODE_LABELS_TAINTS.value)
         run_script(script, name=f"labels-and-taints {node.name}", bundle=BUNDLES, log=log)
         coord.put(f"labelled-{node.name}", b"")

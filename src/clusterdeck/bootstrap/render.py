@@ -228,6 +228,17 @@ def render_environment(
     return bundle
 
 
+def write_artifact(path: Path, artifact: Artifact) -> None:
+    """Write one file whole (a reader never sees half of it), created with its mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, artifact.mode)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(artifact.content)
+    tmp.chmod(artifact.mode)
+    tmp.replace(path)
+
+
 def write_bundle(bundle: Bundle, directory: str | Path) -> list[Path]:
     """Write every node's files under ``directory/<node>/``; return the paths written."""
     root = Path(directory)
@@ -235,13 +246,7 @@ def write_bundle(bundle: Bundle, directory: str | Path) -> list[Path]:
     for node, files in bundle.files.items():
         for rel, artifact in sorted(files.items()):
             path = root / node / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, artifact.mode)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(artifact.content)
-            tmp.chmod(artifact.mode)
-            tmp.replace(path)
+            write_artifact(path, artifact)
             written.append(path)
     index = {
         "nodes": {n: [p.name for p in c.phases] for n, c in bundle.configs.items()},

@@ -15,7 +15,7 @@ import typer
 
 import clusterdeck
 from clusterdeck.cli.context import AppState, Output, ask, print_json, state
-from clusterdeck.errors import SpecError
+from clusterdeck.errors import SpecError, UsageError
 
 if TYPE_CHECKING:
     from clusterdeck.spec.models import Environment
@@ -114,6 +114,20 @@ def ask_dedicated(app: AppState, env: Environment) -> bool | None:
         "NoSchedule taint, no workloads on them)?",
         default=False,
     )
+
+
+def check_output_dir(directory: Path, marker: str, command: str) -> bool:
+    """Refuse an output directory that is a file, or holds files ``command`` did not write
+    (its ``marker`` file shows it did); True when it holds that command's earlier output."""
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--dir {directory} exists and is not a directory")
+    ours = (directory / marker).exists()
+    if directory.is_dir() and any(directory.iterdir()) and not ours:
+        raise UsageError(
+            f"--dir {directory} is not empty and was not written by {command}; choose an "
+            "empty or new directory"
+        )
+    return ours
 
 
 def existing_store(app: AppState) -> SqliteStore | None:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from clusterdeck.cli.cmd_core import FileOpt, load_checked
+from clusterdeck.cli.cmd_core import FileOpt, check_output_dir, load_checked
 from clusterdeck.cli.context import state
 from clusterdeck.errors import UsageError
 
@@ -50,20 +50,14 @@ def render(
             f"{file}: pxe render is for stateless nodes: the file has no spec.ephemeral "
             "(for machines reached over SSH, use clusterdeck render)"
         )
-    if directory.exists() and not directory.is_dir():
-        raise UsageError(f"--dir {directory} exists and is not a directory")
-    if directory.is_dir() and any(directory.iterdir()) and not (directory / TREE_INDEX).exists():
-        raise UsageError(
-            f"--dir {directory} is not empty and was not written by pxe render; choose an "
-            "empty or new directory"
-        )
+    earlier = check_output_dir(directory, TREE_INDEX, "pxe render")
     bundle = open_checked(
         env.spec.offline.bundle, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
     )
     topology, plan = api.plan(env)
     facts = bootstrap_facts.with_offline(ClusterFacts(), bundle)
     tree = render_boot_tree(env, topology, plan, facts)
-    if (directory / TREE_INDEX).exists():  # its own earlier output: replaced whole
+    if earlier:  # its own earlier output: replaced whole
         shutil.rmtree(directory)
     count = write_tree(tree, directory, None if env.spec.ephemeral.bundle_url else bundle)
     app.console.print(

@@ -14,9 +14,8 @@ from typing import Annotated
 import typer
 
 from clusterdeck import api
-from clusterdeck.cli.cmd_core import FileOpt, existing_store, load_checked
+from clusterdeck.cli.cmd_core import FileOpt, check_output_dir, existing_store, load_checked
 from clusterdeck.cli.context import state
-from clusterdeck.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -48,14 +47,8 @@ def render(
         facts = bootstrap_facts.from_records(
             store.resources(env.name), recorded.outputs, the_plan.endpoint.kind
         )
-    if directory.exists() and not directory.is_dir():
-        raise UsageError(f"--dir {directory} exists and is not a directory")
-    if directory.is_dir() and any(directory.iterdir()) and not (directory / "bundle.json").exists():
-        # a directory render wrote before (its bundle.json) is replaced; anything else is not
-        raise UsageError(
-            f"--dir {directory} is not empty and was not written by render; choose an empty "
-            "or new directory"
-        )
+    # a directory render wrote before (its bundle.json) is replaced; anything else is not
+    earlier = check_output_dir(directory, "bundle.json", "render")
     if env.spec.offline is not None:  # its CNI manifest and images are part of the review
         from clusterdeck.bundle.manifest import open_checked
 
@@ -67,7 +60,7 @@ def render(
         )
         facts = bootstrap_facts.with_offline(facts, offline)
     bundle = render_environment(env, topology, the_plan, facts)
-    if (directory / "bundle.json").exists():  # render's own earlier output: replaced whole
+    if earlier:  # render's own earlier output: replaced whole
         shutil.rmtree(directory)
     written = write_bundle(bundle, directory)
     app.console.print(

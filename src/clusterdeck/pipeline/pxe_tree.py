@@ -27,7 +27,13 @@ from clusterdeck.bootstrap.pxe import (
     agent_unit,
     index,
 )
-from clusterdeck.bootstrap.render import Artifact, ClusterFacts, node_config, node_files
+from clusterdeck.bootstrap.render import (
+    Artifact,
+    ClusterFacts,
+    node_config,
+    node_files,
+    write_artifact,
+)
 from clusterdeck.bundle.manifest import MANIFEST, Bundle, FileKind
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Role, Topology
@@ -73,16 +79,6 @@ def render_boot_tree(
     return tree
 
 
-def _write(path: Path, artifact: Artifact) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, artifact.mode)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(artifact.content)
-    tmp.chmod(artifact.mode)
-    tmp.replace(path)
-
-
 def _bundle_into(bundle: Bundle, target: Path) -> int:
     """The offline bundle's files under ``target`` (hard links when the file system allows,
     else copies), with its manifest; the number of files."""
@@ -111,7 +107,7 @@ def write_tree(tree: BootTree, directory: Path, bundle: Bundle | None) -> int:
     ``directory``; the number of files written."""
     count = 0
     for rel, artifact in sorted(tree.overlay.items()):
-        _write(directory / "overlay" / rel, artifact)
+        write_artifact(directory / "overlay" / rel, artifact)
         count += 1
     for rel, target in tree.links.items():
         link = directory / "overlay" / rel
@@ -121,7 +117,7 @@ def write_tree(tree: BootTree, directory: Path, bundle: Bundle | None) -> int:
         count += 1
     for node, files in tree.nodes.items():
         for rel, artifact in sorted(files.items()):
-            _write(directory / "nodes" / node / rel, artifact)
+            write_artifact(directory / "nodes" / node / rel, artifact)
             count += 1
     if bundle is not None:
         count += _bundle_into(bundle, directory / "overlay" / OFFLINE_ON_NODE.lstrip("/"))
