@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sysconfig
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from tests.lab import full
-from tests.lab.light import Lab, LabHost, run
+from tests.lab.light import Lab, LabHost, kill, netns_pids, run
 
 MOUNTS = "pxe"  # under the host's directory: tmpfs with upper/, work/, state/; root/ on top
 AGENT_HOME = "/opt/clusterdeck"  # the agent as the image would install it: src/ and site/
@@ -115,9 +116,23 @@ def boot(lab: Lab, hosts: Sequence[LabHost], tree: Path) -> None:
     lab.save()
 
 
+def _power_off(host: LabHost, timeout: float = 30.0) -> None:
+    """Nothing of the machine left running: a machine whose clean shutdown outlasted the stop
+    can leave its init (and its API server on :6443) behind in the namespace, where the next
+    boot would meet it. Every process still in the host's namespace is the old machine's."""
+    deadline = time.monotonic() + timeout
+    while left := netns_pids(host.netns):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{host.name}: processes {left} outlived its machine")
+        for pid in left:
+            kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+
 def stop(lab: Lab, host: LabHost) -> None:
     """Power the host off: its machine stopped, everything it wrote in RAM gone."""
     full.stop_machines_in([host.netns])
+    _power_off(host)
     _unmount(host)
     shutil.rmtree(host.path / MOUNTS, ignore_errors=True)
     host.machine_pid = 0

@@ -22,11 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from clusterdeck.agent import material, rejoin
 from clusterdeck.agent.local import Log, run_script
 from clusterdeck.bootstrap import kubeadm, pxe
 from clusterdeck.bootstrap.kubeadm_build import (
-    JoinMaterial,
-    ca_cert_hash,
     init_config_with,
     join_document,
     new_join_material,
@@ -41,6 +40,7 @@ from clusterdeck.bootstrap.render import (
 )
 from clusterdeck.bootstrap.scripts import render_phase
 from clusterdeck.bundle.manifest import load as load_bundle
+from clusterdeck.coordination import reports
 from clusterdeck.coordination.base import Coordinator, Lease
 from clusterdeck.errors import PermanentError
 from clusterdeck.model.phases import Phase
@@ -51,12 +51,11 @@ from clusterdeck.planner.expand import as_initializer
 from clusterdeck.providers.ssh import facts as facts_probe
 from clusterdeck.spec.loader import from_recorded
 from clusterdeck.spec.models import Environment
+from clusterdeck.transport import Endpoint
 
 BUNDLES = Path("/run/clusterdeck/agent")  # the rendered node bundles of this boot, root's only
 OFFLINE = Path("/var/lib/clusterdeck/offline")  # the offline bundle, from the overlay
-JOIN_MATERIAL = "join-material"
 INITIALIZED = "initialized"
-JOIN_TTL = 110 * 60.0  # within the 2 h of the token and of the uploaded certificates
 POLL = 1.0
 JOIN_PHASES = {Phase.KUBEADM_JOIN_CONTROL_PLANE.value, Phase.KUBEADM_JOIN_WORKER.value}
 
@@ -151,36 +150,37 @@ class Renewer:
             self.lease = renewed
 
 
-def _material(coord: Coordinator, name: str, log: Log, wait: float) -> JoinMaterial:
-    deadline = time.monotonic() + wait
-    told = False
-    while True:
-        raw = coord.fetch(JOIN_MATERIAL)
-        if raw is not None:
-            data = json.loads(raw)
-            return JoinMaterial(
-                token=data["token"],
-                ca_cert_hash=data["ca_cert_hash"],
-                certificate_key=data.get("certificate_key"),
-            )
-        if time.monotonic() > deadline:
-            raise PermanentError(f"{name}: no join material after {wait:.0f} s")
-        if not told:
-            log("waiting for the join material (the cluster is being initialised)")
-            told = True
-        time.sleep(POLL)
+PHASE_DONE = "phase {name}: done in {seconds:.1f} s"  # in the journal, where bench/boot.py reads it
 
 
 def run_phases(cfg: NodeConfig, bundle: Path, names: list[str], log: Log) -> None:
     scripts = {p.name: p.script for p in cfg.phases}
     for name in names:
+        started = time.monotonic()
         run_script((bundle / scripts[name]).read_text(), name=name, bundle=bundle, log=log)
+        log(PHASE_DONE.format(name=name, seconds=time.monotonic() - started))
 
 
-def boot(view: NodeView, coord: Coordinator, log: Log, *, join_wait: float = 1800) -> str:
-    """Bootstrap this node; returns ``init`` or ``join``, whichever it ran."""
+RUNNING = "running"  # boot's answer when the agent restarted in a boot that had completed
+
+
+def boot(
+    view: NodeView,
+    coord: Coordinator,
+    log: Log,
+    *,
+    join_wait: float = 1800,
+    boot_mark: Path = rejoin.BOOT_MARK,
+) -> str:
+    """Bootstrap this node; returns ``init`` or ``join``, whichever it ran, or ``running``
+    when the agent was restarted in a boot that had already completed."""
     name = view.identity.name
     ttl = float(view.config.lease_seconds)
+    boot_id, restarted = rejoin.this_boot(boot_mark)
+    report, had_joined = rejoin.start_boot(coord, name, boot_id)
+    if restarted and report.state in ("joined", "initialised"):
+        log(f"{name}: the agent restarted; this boot had already {report.state}")
+        return RUNNING
     join_cfg, join_bundle = render(view, pxe.JOIN)
     ha = len(view.topology.control_planes()) > 1
     before = [p.name for p in join_cfg.phases]
@@ -197,23 +197,36 @@ def boot(view: NodeView, coord: Coordinator, log: Log, *, join_wait: float = 180
                 coord.release(lease)
                 break
             log(f"{name}: elected to initialise the cluster (lease generation {lease.generation})")
+            report.state = "initialising"
+            reports.save(coord, report)
             with Renewer(coord, lease, ttl) as keeper:
                 _init(view, coord, keeper, log, certificate_key=ha)
             if keeper.lost:
                 raise PermanentError(f"{name}: lost the init lease during kubeadm init")
+            rejoin.joined(coord, report, rejoin=False, state="initialised")
             return pxe.INIT
-    material = _material(coord, name, log, join_wait)
-    _private_file(JOIN_FILE, kubeadm.to_yaml(join_document(join_cfg, material)))
+    if had_joined:
+        rejoin.ask_cleanup(coord, report, view.identity.address, log, lease_seconds=ttl)
     after = before[cut:]
+
+    def join_with_material(phases: list[str]) -> None:
+        found = material.wait_for(coord, name, log, join_wait)
+        _private_file(JOIN_FILE, kubeadm.to_yaml(join_document(join_cfg, found)))
+        report.state = "joining"
+        reports.save(coord, report)
+        run_phases(join_cfg, join_bundle, phases, log)
+
     if view.identity.role is Role.CONTROL_PLANE:
         while (lease := coord.claim("join-control-plane", name, ttl)) is None:
             time.sleep(POLL)
+        # the material is read under the lease: the steward does not upload the certificates
+        # again (a new key) while a control plane holds it
         with Renewer(coord, lease, ttl):
-            run_phases(join_cfg, join_bundle, after, log)
+            join_with_material(after)
     else:
-        local = [p for p in after if p != Phase.NODE_LABELS_TAINTS.value]
-        run_phases(join_cfg, join_bundle, local, log)
-        coord.put(f"joined-{name}", b"")
+        join_with_material([p for p in after if p != Phase.NODE_LABELS_TAINTS.value])
+        coord.put(f"joined-{name}", report.boot.encode())  # the steward labels this boot
+    rejoin.joined(coord, report, rejoin=had_joined)
     return pxe.JOIN
 
 
@@ -221,54 +234,79 @@ def _init(
     view: NodeView, coord: Coordinator, keeper: Renewer, log: Log, *, certificate_key: bool
 ) -> None:
     cfg, bundle = render(view, pxe.INIT)
-    material = new_join_material(certificate_key=certificate_key)
+    fresh = new_join_material(certificate_key=certificate_key)
     rendered = (bundle / "files" / "kubeadm-init.yaml").read_text()
-    _private_file(INIT_FILE, init_config_with(rendered, material))
+    _private_file(INIT_FILE, init_config_with(rendered, fresh))
     names = [p.name for p in cfg.phases]
     start = names.index(Phase.KUBEADM_INIT.value)
     run_phases(cfg, bundle, [names[start]], log)
     if keeper.lost:
         return
-    ca = Path("/etc/kubernetes/pki/ca.crt").read_bytes()
-    published = {
-        "token": material.token,
-        "ca_cert_hash": ca_cert_hash(ca),
-        "certificate_key": material.certificate_key,
-    }
-    coord.publish(JOIN_MATERIAL, json.dumps(published).encode(), JOIN_TTL)
+    material.publish(coord, fresh, material.CA.read_bytes())
     coord.put(INITIALIZED, json.dumps({"by": view.identity.name, "at": time.time()}).encode())
     log(f"{view.identity.name}: cluster initialised; join material published (0600, 110 min)")
     run_phases(cfg, bundle, names[start + 1 :], log)
 
 
 def steward_once(view: NodeView, coord: Coordinator, log: Log) -> list[str]:
-    """Label and taint every worker that reported its join; return the names done."""
+    """Label and taint every worker whose latest boot reported its join; the names done."""
     done = []
     for node in view.topology.workers():
-        if (
-            coord.get(f"joined-{node.name}") is None
-            or coord.get(f"labelled-{node.name}") is not None
-        ):
+        boot_joined = coord.get(f"joined-{node.name}")
+        if boot_joined is None or coord.get(f"labelled-{node.name}") == boot_joined:
             continue
         cfg = node_config(view.env, view.topology, view.plan, node, view.facts)
         script = render_phase(cfg, Phase.NODE_LABELS_TAINTS.value)
         run_script(script, name=f"labels-and-taints {node.name}", bundle=BUNDLES, log=log)
-        coord.put(f"labelled-{node.name}", b"")
+        coord.put(f"labelled-{node.name}", boot_joined)
         done.append(node.name)
     return done
 
 
-def serve(view: NodeView, coord: Coordinator, log: Log, stop: threading.Event) -> None:
-    """A control plane's agent after its boot: the steward while it holds that lease."""
-    ttl = float(view.config.lease_seconds)
-    lease: Lease | None = None
-    while not stop.is_set():
-        lease = (
-            coord.renew(lease, ttl) if lease else coord.claim("steward", view.identity.name, ttl)
+def steward_round(view: NodeView, coord: Coordinator, log: Log, keeper: Renewer) -> None:
+    """One round of the steward's work: rejoin requests, the join material, worker labels;
+    each change is made only while the steward lease is still this node's."""
+    me = view.identity.name
+    others = {
+        n.name: (n.host.address, n.role is Role.CONTROL_PLANE)
+        for n in view.topology.nodes
+        if n.name != me and n.host is not None
+    }
+    local = Endpoint(host=view.identity.address, name=me)
+
+    def still_steward() -> bool:
+        return not keeper.lost
+
+    rejoin.serve_requests(others, coord, local, log, still_steward)
+    if still_steward():
+        material.renew_if_due(
+            coord,
+            log,
+            certificate_key=len(view.topology.control_planes()) > 1,
+            address=view.identity.address,
+            version=view.env.spec.kubernetes.version,
         )
-        if lease is not None:
-            try:
-                steward_once(view, coord, log)
-            except PermanentError as exc:
-                log(f"steward: {exc}")
-        stop.wait(min(5.0, ttl / 3))
+    if still_steward():
+        steward_once(view, coord, log)
+
+
+def serve(view: NodeView, coord: Coordinator, log: Log, stop: threading.Event) -> None:
+    """A control plane's agent after its boot: the steward while it holds that lease, which
+    is renewed while a round runs (a round can outlast a lease period)."""
+    ttl = float(view.config.lease_seconds)
+    every = min(5.0, ttl / 3)
+    while not stop.is_set():
+        lease = coord.claim("steward", view.identity.name, ttl)
+        if lease is None:
+            stop.wait(every)
+            continue
+        log(f"steward: this node is the steward (lease generation {lease.generation})")
+        with Renewer(coord, lease, ttl) as keeper:
+            while not stop.is_set() and not keeper.lost:
+                try:
+                    steward_round(view, coord, log, keeper)
+                except Exception as exc:  # the steward must outlive one bad round
+                    log(f"steward: this round failed: {type(exc).__name__}: {exc}")
+                stop.wait(every)
+        if keeper.lost:
+            log("steward: the lease passed to another control plane")

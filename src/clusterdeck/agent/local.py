@@ -1,16 +1,25 @@
-"""Run a phase script on this machine, as the SSH path runs it remotely: bash, the node
-bundle in ``CLUSTERDECK_BUNDLE``, output streamed to the agent's log (the journal)."""
+"""Run on this machine what the SSH path runs remotely: phase scripts (bash, the node bundle in
+``CLUSTERDECK_BUNDLE``, output streamed to the agent's log, the journal) and single commands
+(:class:`LocalRunner`, for the etcd code shared with the day-2 shrink)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clusterdeck.errors import PermanentError
+from clusterdeck.transport.command import Command, Secret
+
+if TYPE_CHECKING:
+    from clusterdeck.transport import Endpoint
+    from clusterdeck.transport.run import Result
 
 Log = Callable[[str], None]
 TAIL_LINES = 8
@@ -55,3 +64,51 @@ def run_script(
 
 def stderr_log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+class LocalRunner:
+    """Runs an :class:`~clusterdeck.transport.Command` on this machine (the agent is root), so
+    the code that asks etcd over SSH asks it here unchanged (:class:`clusterdeck.etcd.Runner`)."""
+
+    async def run(
+        self,
+        endpoint: Endpoint,
+        command: Command,
+        *,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> Result:
+        from clusterdeck.transport.run import Result
+
+        argv = [a.reveal() if isinstance(a, Secret) else str(a) for a in command.argv]
+        env = {k: v.reveal() if isinstance(v, Secret) else str(v) for k, v in command.env.items()}
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **env},
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(command.stdin), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise PermanentError(
+                f"{command.label} on this node: no answer in {timeout} s"
+            ) from None
+        result = Result(
+            endpoint.label,
+            command.masked(),
+            proc.returncode if proc.returncode is not None else -1,
+            out.decode(errors="replace"),
+            err.decode(errors="replace"),
+            time.monotonic() - started,
+        )
+        if check and not result.ok:
+            raise PermanentError(
+                f"{command.label} on this node failed ({result.exit_status}): "
+                f"{result.stderr.strip()}"
+            )
+        return result

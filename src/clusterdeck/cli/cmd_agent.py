@@ -44,6 +44,7 @@ def agent(
     view = boot.load(config, identity, probe)
     coord = SharedDirectory(Path(view.config.shared_directory) / view.config.environment)
     ran = boot.boot(view, coord, stderr_log)
-    stderr_log(f"{view.identity.name}: {ran} done")
+    if ran != boot.RUNNING:
+        stderr_log(f"{view.identity.name}: {ran} done")
     if view.identity.role is Role.CONTROL_PLANE:
         boot.serve(view, coord, stderr_log, threading.Event())

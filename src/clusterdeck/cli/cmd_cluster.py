@@ -137,7 +137,8 @@ def live_status(app: AppState, name: str, output: Output) -> None:
         print_json(view)
         return
     api_state = "healthy" if view["api"]["healthy"] else f"unhealthy ({view['api']['detail']})"
-    app.console.print(f"[bold]{name}[/]: API {api_state} (asked {view['asked']})", highlight=False)
+    asked = f" (asked {view['asked']})" if view["asked"] else ""
+    app.console.print(f"[bold]{name}[/]: API {api_state}{asked}", highlight=False)
     for miss in view["unreachable"]:
         app.err.print(
             f"[yellow]unreachable[/]: {miss['control_plane']}: {miss['error']}", highlight=False
@@ -153,6 +154,43 @@ def live_status(app: AppState, name: str, output: Output) -> None:
             row["version"],
             ", ".join(row["taints"]),
         )
-    app.console.print(table)
-    if not all(r["ready"] for r in view["nodes"]) or not view["api"]["healthy"]:
+    if view["nodes"]:
+        app.console.print(table)
+    refused = _print_stateless(app, view.get("stateless"))
+    if not all(r["ready"] for r in view["nodes"]) or not view["api"]["healthy"] or refused:
         raise typer.Exit(1)
+
+
+def _when(stamp: float | None) -> str:
+    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+def _print_stateless(app: AppState, reports: dict[str, Any] | None) -> bool:
+    """The stateless nodes' own reports; True when one of them is refused."""
+    if reports is None:
+        return False
+    if reports.get("error"):
+        app.err.print(f"[yellow]node reports[/]: {reports['error']}", highlight=False)
+        return False
+    table = Table(title=f"Stateless nodes (their reports, read on {reports['read_from']})")
+    for column in ("node", "state", "boots", "last join", "last rejoin", "refusal"):
+        table.add_column(column)
+    refused = False
+    for row in reports["nodes"]:
+        refused = refused or row["state"] == "refused"
+        state = f"[red]{row['state']}" if row["state"] == "refused" else row["state"]
+        table.add_row(
+            row["name"],
+            state,
+            str(row["boots"]),
+            _when(row["joined_at"]),
+            _when(row["last_rejoin"]),
+            row["refusal"] or "-",
+        )
+    app.console.print(table)
+    for row in reports["nodes"]:
+        if row["refusal"]:
+            app.console.print(
+                f"[red]{row['name']} refused to rejoin[/]: {row['refusal']}", highlight=False
+            )
+    return refused

@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
     "render",
     help="Write the node overlay every node shares (the agent's systemd unit and config, the "
     "offline bundle, the hosts entry naming the VIP) under DIR/overlay, each node's own files "
-    "under DIR/nodes/NAME, and DIR/nodes.json mapping addresses to nodes. Nothing runs.",
+    "under DIR/nodes/NAME, and DIR/nodes.json mapping addresses to nodes. Nothing runs; the "
+    "environment is recorded, so get kubeconfig and status --live work once the nodes boot.",
     epilog="Example:  clusterdeck pxe render -f stateless-ha.yaml -d boot/",
 )
 def render(
@@ -38,6 +39,7 @@ def render(
     ],
 ) -> None:
     from clusterdeck import api
+    from clusterdeck.api.stateless import record_rendered, refuse_another
     from clusterdeck.bootstrap import facts as bootstrap_facts
     from clusterdeck.bootstrap.render import ClusterFacts
     from clusterdeck.bundle.manifest import open_checked
@@ -51,6 +53,7 @@ def render(
             "(for machines reached over SSH, use clusterdeck render)"
         )
     earlier = check_output_dir(directory, TREE_INDEX, "pxe render")
+    refuse_another(env, app.store())
     bundle = open_checked(
         env.spec.offline.bundle, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
     )
@@ -60,8 +63,10 @@ def render(
     if earlier:  # its own earlier output: replaced whole
         shutil.rmtree(directory)
     count = write_tree(tree, directory, None if env.spec.ephemeral.bundle_url else bundle)
+    record_rendered(env, topology, app.store())
     app.console.print(
         f"wrote {count} files for {len(tree.nodes)} stateless nodes to {directory} "
-        f"(overlay/ for every node, nodes/NAME/ for each)",
+        f"(overlay/ for every node, nodes/NAME/ for each); once they have booted: "
+        f"clusterdeck status {env.name} --live",
         highlight=False,
     )

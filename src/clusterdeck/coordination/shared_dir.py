@@ -31,6 +31,9 @@ from clusterdeck.coordination.base import Lease
 Clock = Callable[[], float]
 
 
+RECORDS = "records"  # under the environment's directory: one file per record, named as it
+
+
 class SharedDirectory:
     def __init__(self, root: Path, clock: Clock = time.time) -> None:
         self.root = Path(root)
@@ -103,7 +106,7 @@ class SharedDirectory:
 
     # internals ------------------------------------------------------------------------------
     def _record_dir(self) -> Path:
-        path = self.root / "records"
+        path = self.root / RECORDS
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
 

@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from clusterdeck import etcd
 from clusterdeck.errors import PermanentError, TransientError
 from clusterdeck.events import EventSink
 from clusterdeck.model.day2 import RunningNode
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
 from clusterdeck.model.topology import Role, Topology
-from clusterdeck.pipeline import actions, etcd, scale_down
+from clusterdeck.pipeline import actions, scale_down
 from clusterdeck.pipeline.run import BootstrapResult, bootstrap
 from clusterdeck.providers import registry
 from clusterdeck.providers.ssh.access import host_key_policy, record_endpoint

@@ -24,7 +24,7 @@ from clusterdeck.events import EventSink, discard
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Role, Topology
-from clusterdeck.pipeline import actions, graph, offline
+from clusterdeck.pipeline import actions, graph, offline, stateless_status
 from clusterdeck.pipeline import kubeconfig as kc
 from clusterdeck.pipeline.targets import Target, targets
 from clusterdeck.providers.ssh.access import host_key_policy
@@ -284,7 +284,8 @@ def fetch_kubeconfig(
 
 
 def live_status(env: Environment, store: StateStore, topology: Topology) -> dict[str, Any]:
-    """API health and every node's state, from the first control plane that answers."""
+    """API health and every node's state, from the first control plane that answers; for
+    stateless nodes also their own reports, which answer when the API does not."""
     tgt = _targets(store, env, topology)
 
     async def go() -> dict[str, Any]:
@@ -318,7 +319,25 @@ def live_status(env: Environment, store: StateStore, topology: Topology) -> dict
             + "; ".join(f"{t['control_plane']}: {t['error']}" for t in tried)
         )
 
-    return asyncio.run(go())
+    try:
+        view = asyncio.run(go())
+    except PermanentError as exc:
+        if env.spec.ephemeral is None:
+            raise
+        # a stateless cluster without an API (quorum lost) still has its nodes' own reports
+        view = {
+            "environment": env.name,
+            "asked": None,
+            "api": {"healthy": False, "detail": str(exc)},
+            "nodes": [],
+            "unreachable": [],
+        }
+    if env.spec.ephemeral is not None:
+        try:
+            view["stateless"] = stateless_status.node_reports(env, store, topology, tgt)
+        except PermanentError as exc:
+            view["stateless"] = {"read_from": None, "nodes": [], "error": str(exc)}
+    return view
 
 
 def _node_rows(data: dict[str, Any], expected: list[str]) -> list[dict[str, Any]]:

@@ -33,12 +33,13 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from clusterdeck import etcd
 from clusterdeck.bootstrap.render import Bundle, upgrade_scripts
 from clusterdeck.errors import PermanentError, TransientError
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Role, Topology
-from clusterdeck.pipeline import actions, etcd, offline, scale_down
+from clusterdeck.pipeline import actions, offline, scale_down
 from clusterdeck.pipeline.day2 import answering_control_plane
 from clusterdeck.pipeline.run import PHASE_DEADLINE, rendered
 from clusterdeck.pipeline.targets import Target

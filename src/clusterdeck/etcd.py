@@ -5,7 +5,9 @@ etcd has quorum. A control plane holds the client certificate kubeadm made for h
 ``curl`` on that node speaks to etcd's JSON gateway (the v3 API over HTTPS), so no etcdctl has
 to be installed. Members are told apart by their exact ID and name, never by a part of an
 address. It reads (members, health, a snapshot before an upgrade) and makes one change, the
-removal of a member by its exact ID under a quorum check (:func:`remove_member`).
+removal of a member by its exact ID under a quorum check (:func:`remove_member`). It sits below
+both the SSH pipeline and the stateless node's agent, which run the same code over different
+:class:`Runner`s.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from clusterdeck.errors import PermanentError
-from clusterdeck.transport import Command, Connections, Endpoint
+from clusterdeck.transport import Command, Endpoint
+
+if TYPE_CHECKING:
+    from clusterdeck.transport.run import Result
 
 PKI = "/etc/kubernetes/pki/etcd"
 LOCAL_CLIENT = "https://127.0.0.1:2379"
@@ -40,6 +45,20 @@ _CURL = [
     "--key",
     f"{PKI}/healthcheck-client.key",
 ]
+
+
+class Runner(Protocol):
+    """Runs a command on a control plane: over SSH (the transport's ``Connections``), or on
+    this very machine (a stateless node's agent, :class:`clusterdeck.agent.local.LocalRunner`)."""
+
+    async def run(
+        self,
+        endpoint: Endpoint,
+        command: Command,
+        *,
+        timeout: float | None = ...,
+        check: bool = ...,
+    ) -> Result: ...
 
 
 @dataclass(frozen=True)
@@ -88,7 +107,7 @@ def parse_members(data: dict[str, Any]) -> list[Member]:
 
 
 async def _curl(
-    conns: Connections,
+    conns: Runner,
     cp: Endpoint,
     url: str,
     body: dict[str, Any] | None = None,
@@ -112,17 +131,17 @@ async def _curl(
 
 
 async def _call(
-    conns: Connections, cp: Endpoint, url: str, body: dict[str, Any] | None = None
+    conns: Runner, cp: Endpoint, url: str, body: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(await _curl(conns, cp, url, body) or "{}")
     return data
 
 
-async def members(conns: Connections, cp: Endpoint) -> list[Member]:
+async def members(conns: Runner, cp: Endpoint) -> list[Member]:
     return parse_members(await _call(conns, cp, f"{LOCAL_CLIENT}/v3/cluster/member/list", {}))
 
 
-async def health(conns: Connections, cp: Endpoint) -> Health:
+async def health(conns: Runner, cp: Endpoint) -> Health:
     """Every member's own health endpoint, asked from ``cp`` (a member that cannot reach the
     others' leader reports itself unhealthy)."""
     found = await members(conns, cp)
@@ -141,7 +160,7 @@ async def health(conns: Connections, cp: Endpoint) -> Health:
 
 
 async def require_healthy(
-    conns: Connections, cp: Endpoint, *, expected: int, step: str, wait: float = 0.0
+    conns: Runner, cp: Endpoint, *, expected: int, step: str, wait: float = 0.0
 ) -> Health:
     """Refuse ``step`` unless etcd has ``expected`` members, every one healthy.
 
@@ -186,7 +205,7 @@ def snapshot_bytes(stream: str) -> bytes:
     return bytes(data)
 
 
-async def snapshot(conns: Connections, cp: Endpoint) -> bytes:
+async def snapshot(conns: Runner, cp: Endpoint) -> bytes:
     """A consistent snapshot of the whole keyspace (Secrets included: keep it private)."""
     stream = await _curl(conns, cp, f"{LOCAL_CLIENT}/v3/maintenance/snapshot", {}, max_time=300)
     return snapshot_bytes(stream)
@@ -198,8 +217,12 @@ def _host(url: str) -> str:
 
 def leaving_member(members: list[Member], name: str, address: str | None) -> Member | None:
     """The member of node ``name``: its exact name, and, when the node's address is known, a
-    peer URL on exactly that address (never a prefix or part of one). None when it has none."""
+    peer URL on exactly that address (never a prefix or part of one); or, unnamed (added but
+    never started), exactly that peer address. None when it has none."""
     named = [m for m in members if m.name == name]
+    if not named and address is not None:
+        # a member added by a join that never started has no name yet: its peer URL, exactly
+        named = [m for m in members if not m.name and address in {_host(u) for u in m.peer_urls}]
     if not named:
         return None
     if len(named) > 1:
@@ -213,13 +236,13 @@ def leaving_member(members: list[Member], name: str, address: str | None) -> Mem
     return member
 
 
-async def leader_id(conns: Connections, cp: Endpoint) -> int:
+async def leader_id(conns: Runner, cp: Endpoint) -> int:
     status = await _call(conns, cp, f"{LOCAL_CLIENT}/v3/maintenance/status", {})
     return int(status.get("leader", 0))
 
 
 async def remove_member(
-    conns: Connections, cp: Endpoint, name: str, address: str | None, log: Callable[[str], None]
+    conns: Runner, cp: Endpoint, name: str, address: str | None, log: Callable[[str], None]
 ) -> None:
     """Take node ``name``'s member out of etcd, asked through ``cp`` (a member that stays),
     only while the members that stay keep quorum; leadership is moved off it first. The one

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
+from clusterdeck import etcd
 from clusterdeck.errors import PermanentError
-from clusterdeck.pipeline import etcd
-from clusterdeck.pipeline.etcd import Health, leaving_member, parse_members, snapshot_bytes
+from clusterdeck.etcd import Health, leaving_member, parse_members, snapshot_bytes
 
 LISTED = {
     "members": [
@@ -44,6 +44,20 @@ def test_a_member_is_found_by_its_exact_name_and_address_never_a_prefix() -> Non
     assert leaving_member(members, "lab-cp", None) is None  # a prefix of a name is no match
     with pytest.raises(PermanentError, match=r"none on 10\.0\.0\.2: not removing"):
         leaving_member(members, "lab-cp-1", "10.0.0.2")  # 10.0.0.21 is not 10.0.0.2
+
+
+def test_an_unstarted_member_is_found_by_its_exact_peer_address_only() -> None:
+    listed = {
+        "members": [
+            {"ID": "5", "name": "", "peerURLs": ["https://198.18.0.21:2380"]},
+            {"ID": "6", "name": "", "peerURLs": ["https://198.18.0.2:2380"]},
+        ]
+    }
+    members = parse_members(listed)
+    assert leaving_member(members, "stl-cp-0", "198.18.0.2") == members[1]
+    assert leaving_member(members, "stl-cp-1", "198.18.0.21") == members[0]
+    assert leaving_member(members, "stl-cp-2", "198.18.0.3") is None
+    assert leaving_member(members, "stl-cp-0", None) is None  # no address: no unnamed match
 
 
 def test_quorum_counts_voters_only() -> None:
