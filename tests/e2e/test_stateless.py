@@ -263,6 +263,13 @@ def _wait(what: str, check: Callable[[], Any], booted: Booted, timeout: float = 
     pytest.fail(f"{what} not within {timeout:.0f} s\n{_logs(booted.hosts)}")
 
 
+def _journal(host: LabHost) -> str:
+    res = host.exec(
+        ["journalctl", "-u", "clusterdeck-agent", "--no-pager", "-o", "cat"], check=False
+    )
+    return res.stdout
+
+
 def _name(booted: Booted, host: LabHost) -> str:
     return pxe.node_for(booted.tree, host)
 
@@ -325,6 +332,11 @@ def test_a_rebooted_control_plane_replaces_its_etcd_member_without_an_api_gap(
                 answers.append(time.monotonic())
             time.sleep(0.2)
 
+    staying = [h for h in booted.hosts[:3] if h is not host]
+    outs_before = {
+        h.name: sum(f"HAProxy: server {name} set" in x for x in _journal(h).splitlines())
+        for h in staying
+    }
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
     time.sleep(2)
@@ -350,6 +362,19 @@ def test_a_rebooted_control_plane_replaces_its_etcd_member_without_an_api_gap(
     print(f"API answers through the VIP: {len(answers)}, longest gap {max(gaps):.2f} s")
     assert set(members) == set(old) and members[name] != old[name]
     assert max(gaps) <= 5.0, f"the API through the VIP did not answer for {max(gaps):.1f} s"
+
+    # the others' HAProxy took its server out while it was no etcd member (the steward at once
+    # after the removal), and every one put it back once it voted again
+    def back_in() -> bool:
+        taken_out = False
+        for h in staying:
+            lines = [x for x in _journal(h).splitlines() if f"HAProxy: server {name} set" in x]
+            taken_out = taken_out or len(lines) > outs_before[h.name]
+            if lines and lines[-1].endswith("(not a voting etcd member)"):
+                return False  # still out
+        return taken_out
+
+    _wait(f"{name}'s HAProxy server out and back in", back_in, booted, timeout=60)
     report = _report(booted, name)
     assert report.boots == 2 and report.last_rejoin is not None
 

@@ -9,8 +9,10 @@
   claims it. After init it publishes the join material (0600, with its expiry) and records
   that the cluster exists; only then does it release the lease.
 - Control planes join one at a time (the ``join-control-plane`` lease: one etcd member change
-  at a time); workers join at once. A worker's labels are set by the control plane holding the
-  ``steward`` lease (a kubelet may not set its own role labels).
+  at a time); workers join at once. Afterwards each control plane keeps its HAProxy servers in
+  step with etcd's voting members (:mod:`clusterdeck.agent.backends`). A worker's labels are
+  set by the control plane holding the ``steward`` lease (a kubelet may not set its own role
+  labels).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clusterdeck.agent import material, rejoin
+from clusterdeck.agent.backends import BackendSync
 from clusterdeck.agent.local import Log, run_script
 from clusterdeck.bootstrap import kubeadm, pxe
 from clusterdeck.bootstrap.kubeadm_build import (
@@ -263,7 +266,13 @@ def steward_once(view: NodeView, coord: Coordinator, log: Log) -> list[str]:
     return done
 
 
-def steward_round(view: NodeView, coord: Coordinator, log: Log, keeper: Renewer) -> None:
+def steward_round(
+    view: NodeView,
+    coord: Coordinator,
+    log: Log,
+    keeper: Renewer,
+    backends: BackendSync | None = None,
+) -> None:
     """One round of the steward's work: rejoin requests, the join material, worker labels;
     each change is made only while the steward lease is still this node's."""
     me = view.identity.name
@@ -277,7 +286,9 @@ def steward_round(view: NodeView, coord: Coordinator, log: Log, keeper: Renewer)
     def still_steward() -> bool:
         return not keeper.lost
 
-    rejoin.serve_requests(others, coord, local, log, still_steward)
+    cleaned = rejoin.serve_requests(others, coord, local, log, still_steward)
+    if backends is not None and any(others[name][1] for name in cleaned):
+        backends.sync()  # a member was removed: its server out now, not at the next round
     if still_steward():
         material.renew_if_due(
             coord,
@@ -295,7 +306,19 @@ def serve(view: NodeView, coord: Coordinator, log: Log, stop: threading.Event) -
     is renewed while a round runs (a round can outlast a lease period)."""
     ttl = float(view.config.lease_seconds)
     every = min(5.0, ttl / 3)
+    control_planes = [n.name for n in view.topology.control_planes()]
+    local = Endpoint(host=view.identity.address, name=view.identity.name)
+    backends = BackendSync(control_planes, local, log) if len(control_planes) > 1 else None
+
+    def sync_backends() -> None:
+        if backends is not None:
+            try:
+                backends.sync()
+            except (OSError, PermanentError) as exc:
+                log(f"HAProxy: servers not synced with etcd this round: {exc}")
+
     while not stop.is_set():
+        sync_backends()
         lease = coord.claim("steward", view.identity.name, ttl)
         if lease is None:
             stop.wait(every)
@@ -304,9 +327,10 @@ def serve(view: NodeView, coord: Coordinator, log: Log, stop: threading.Event) -
         with Renewer(coord, lease, ttl) as keeper:
             while not stop.is_set() and not keeper.lost:
                 try:
-                    steward_round(view, coord, log, keeper)
+                    steward_round(view, coord, log, keeper, backends)
                 except Exception as exc:  # the steward must outlive one bad round
                     log(f"steward: this round failed: {type(exc).__name__}: {exc}")
                 stop.wait(every)
+                sync_backends()
         if keeper.lost:
             log("steward: the lease passed to another control plane")

@@ -100,6 +100,10 @@ class Backend(BaseModel):
     address: str
 
 
+HAPROXY_ADMIN_SOCKET = "/run/clusterdeck-haproxy.sock"  # root's only: servers in or out
+API_BACKEND = "kube_api_servers"
+
+
 class LoadBalancerConfig(BaseModel):
     """Everything one control plane needs for its keepalived and HAProxy."""
 
@@ -115,6 +119,7 @@ class LoadBalancerConfig(BaseModel):
     priority: int
     backends: list[Backend]
     haproxy_pidfile: str = "/run/haproxy.pid"
+    haproxy_socket: str = HAPROXY_ADMIN_SOCKET
 
     def keepalived_conf(self) -> str:
         ipaddress.ip_address(self.vip)
@@ -145,6 +150,9 @@ class LoadBalancerConfig(BaseModel):
     def haproxy_cfg(self) -> str:
         glob = Block(("global",))
         glob.add("maxconn", 4000).add("pidfile", self.haproxy_pidfile)
+        # the runtime API a stateless control plane's agent uses to keep the servers in step
+        # with etcd's members (clusterdeck.agent.backends); root's only
+        glob.add("stats", "socket", self.haproxy_socket, "mode", 600, "level", "admin")
         defaults = Block(("defaults",))
         # A connection that cannot reach its server in 1 s is sent to another one on every
         # retry (redispatch 1), instead of failing: the API stays reachable while a dead
@@ -153,8 +161,8 @@ class LoadBalancerConfig(BaseModel):
         defaults.add("retries", 2).add("option", "redispatch", 1)
         defaults.add("timeout", "client", "1h").add("timeout", "server", "1h")
         front = Block(("frontend", "kube_api"))
-        front.add("bind", f":{self.api_port}").add("default_backend", "kube_api_servers")
-        back = Block(("backend", "kube_api_servers"))
+        front.add("bind", f":{self.api_port}").add("default_backend", API_BACKEND)
+        back = Block(("backend", API_BACKEND))
         back.add("balance", "roundrobin")
         # A server counts as up only while its API server says it is ready (HTTPS /readyz,
         # which anonymous callers may read): one that is starting, or shutting down in an
