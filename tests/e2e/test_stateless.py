@@ -190,6 +190,14 @@ def test_join_material_is_root_only_and_etcd_has_three_members(booted: Booted) -
     assert len(pods["items"]) == 3
 
 
+def test_every_node_resolves_the_api_name_and_the_node_names(booted: Booted) -> None:
+    entries = (booted.tree / "overlay/etc/clusterdeck/hosts").read_text().splitlines()
+    assert len(entries) == 6  # the VIP's name and the five nodes'
+    for host in booted.hosts:
+        lines = host.exec(["cat", "/etc/hosts"]).stdout.splitlines()
+        assert set(entries) <= set(lines), host.name
+
+
 def _live(booted: Booted) -> dict[str, Any]:
     res = cli(booted.state, "status", "stl", "--live", "-o", "json", timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -315,7 +315,7 @@ def start_machine(host: LabHost, root: Path, extra: Sequence[str]) -> None:
             f"--bind-ro={host.path}/root/.ssh/authorized_keys:/home/{LOGIN_USER}/.ssh/authorized_keys",
             f"--bind-ro={host.path}/etc/hostname:/etc/hostname",
             f"--bind-ro={host.path}/etc/machine-id:/etc/machine-id",
-            f"--bind-ro={host.path}/etc/hosts:/etc/hosts",
+            f"--bind={host.path}/etc/hosts:/etc/hosts",  # rewritten at each start
             *extra,
             LAB_INIT,
         ],

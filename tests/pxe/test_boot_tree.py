@@ -59,7 +59,12 @@ def test_control_planes_can_init_or_join_and_workers_only_join(tmp_path: Path) -
 
 def test_the_overlay_names_the_vip_and_holds_no_secret(tmp_path: Path) -> None:
     tree = tree_for(tmp_path)
-    assert tree.overlay["etc/clusterdeck/hosts"].content == "192.0.2.100 stateless-api\n"
+    hosts = tree.overlay["etc/clusterdeck/hosts"].content.splitlines()
+    assert hosts[0] == "192.0.2.100 stateless-api"
+    assert hosts[1:] == [
+        "192.0.2.11 stateless-cp-0", "192.0.2.12 stateless-cp-1", "192.0.2.13 stateless-cp-2",
+        "192.0.2.21 stateless-workers-0", "192.0.2.22 stateless-workers-1",
+    ]  # fmt: skip
     config = json.loads(tree.overlay["etc/clusterdeck/agent.json"].content)
     assert config["api_endpoint"] == "192.0.2.100:8443"
     assert config["shared_directory"] == "/var/lib/clusterdeck/shared"

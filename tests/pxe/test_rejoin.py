@@ -255,3 +255,15 @@ def test_the_certificate_key_is_not_replaced_under_a_joining_control_plane(
     assert 'advertiseAddress: "10.0.0.10"' in config and "kubernetesVersion: v1.37.2" in config
     renewed = material.wait_for(coord, "cp-3", print, wait=1)
     assert renewed.certificate_key == "b" * 64
+
+
+def test_the_vip_name_is_added_to_etc_hosts_once(tmp_path: Path) -> None:
+    from clusterdeck.agent.local import merge_hosts
+
+    entry, hosts = tmp_path / "entry", tmp_path / "hosts"
+    entry.write_text("192.0.2.100 stateless-api\n")
+    hosts.write_text("127.0.0.1 localhost\n192.0.2.1000 stateless-api\n")  # not the same line
+    logs: list[str] = []
+    assert merge_hosts(entry, hosts, logs.append) == ["192.0.2.100 stateless-api"]
+    assert merge_hosts(entry, hosts, logs.append) == []  # a restart adds nothing
+    assert hosts.read_text().splitlines()[-1] == "192.0.2.100 stateless-api"

@@ -112,3 +112,28 @@ class LocalRunner:
                 f"{result.stderr.strip()}"
             )
         return result
+
+
+def merge_hosts(entry: Path, hosts: Path, log: Log) -> list[str]:
+    """Add each line of ``entry`` (the overlay's names, the VIP's first) to ``hosts`` unless
+    that exact line is there; the lines added. A hosts file that cannot be written is said in
+    the log, not fatal: kubeadm and the kubelets reach the API by the VIP's address."""
+    try:
+        wanted = [x.strip() for x in entry.read_text().splitlines() if x.strip()]
+    except FileNotFoundError:
+        return []
+    try:
+        present = {x.strip() for x in hosts.read_text().splitlines()}
+    except FileNotFoundError:
+        present = set()
+    added = [line for line in wanted if line not in present]
+    if not added:
+        return []
+    try:
+        with hosts.open("a") as fh:
+            fh.write("".join(f"{line}\n" for line in added))
+    except OSError as exc:
+        log(f"could not add {', '.join(added)} to {hosts}: {exc.strerror}")
+        return []
+    log(f"added to {hosts}: {', '.join(added)}")
+    return added

@@ -33,7 +33,8 @@ def agent(
     import threading
 
     from clusterdeck.agent import boot
-    from clusterdeck.agent.local import run_script, stderr_log
+    from clusterdeck.agent.local import merge_hosts, run_script, stderr_log
+    from clusterdeck.bootstrap.pxe import HOSTS_ENTRY
     from clusterdeck.coordination.shared_dir import SharedDirectory
     from clusterdeck.model.topology import Role
     from clusterdeck.providers.ssh.facts import FACTS_SCRIPT
@@ -41,6 +42,7 @@ def agent(
     def probe() -> str:
         return run_script(FACTS_SCRIPT, name="facts", bundle=boot.BUNDLES, log=lambda _: None)
 
+    merge_hosts(Path(HOSTS_ENTRY), Path("/etc/hosts"), stderr_log)
     view = boot.load(config, identity, probe)
     coord = SharedDirectory(Path(view.config.shared_directory) / view.config.environment)
     ran = boot.boot(view, coord, stderr_log)

@@ -52,9 +52,13 @@ def render_boot_tree(
     tree.overlay[f"etc/systemd/system/{AGENT_UNIT}"] = Artifact(agent_unit())
     tree.links[f"etc/systemd/system/multi-user.target.wants/{AGENT_UNIT}"] = f"../{AGENT_UNIT}"
     tree.overlay[AGENT_CONFIG.lstrip("/")] = Artifact(config.model_dump_json(indent=2) + "\n")
+    # every node's name, and the VIP's: kubeadm resolves the node's own name in its preflight,
+    # and an offline node without the entry waits for DNS to time out (10 s per init or join)
+    names = [f"{n.host.address} {n.name}" for n in topology.nodes if n.host is not None]
     vip = env.spec.cluster.high_availability.vip
     if vip and config.api_name:
-        tree.overlay[HOSTS_ENTRY.lstrip("/")] = Artifact(f"{vip} {config.api_name}\n")
+        names.insert(0, f"{vip} {config.api_name}")
+    tree.overlay[HOSTS_ENTRY.lstrip("/")] = Artifact("".join(f"{line}\n" for line in names))
     for node in topology.nodes:
         if node.host is None:
             raise ValueError(f"{node.name} has no address")
