@@ -19,12 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.lab import full
 from tests.lab.light import Lab, LabHost
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "kubernetes-artifacts.sh"
 TEST_IMAGE = "clusterdeck.local/busybox:lab"
+
+
+@pytest.fixture(scope="module")
+def full_tools() -> None:
+    """Skip a module of full-host tests where the lab's tools are missing."""
+    problem = full.require_full_tools()
+    if problem:
+        pytest.skip(problem)
 
 
 def build_bundle(version: str | None = None) -> Path:

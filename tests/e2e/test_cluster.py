@@ -13,8 +13,11 @@ keepalived VIP surviving the loss of the host that holds it.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import re
+import secrets
 import stat
 import subprocess
 import time
@@ -37,6 +40,53 @@ from tests.lab.light import HOST_INTERFACE, Lab, LabHost, run
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 VERSION = DEFAULT_KUBERNETES_VERSION
+GATES = ("DynamicResourceAllocation", "DRAPartitionableDevices")
+# both clusters run with the file's own settings (spec.kubernetes.config): the gates
+# examples/gpu-dra.yaml sets, a flag and a kubelet fragment, on the real components
+KUBERNETES = f"""\
+  kubernetes:
+    version: {VERSION}
+    cni: flannel
+    podCidr: 10.244.0.0/16
+    config:
+      featureGates: {{{", ".join(f"{k}: true" for k in GATES)}}}
+      apiServer: {{extraArgs: {{audit-log-maxage: "7"}}}}
+      kubeletConfiguration: {{maxPods: 90}}
+"""
+HOOK_LOG = "/var/lib/e2e-hooks/log"
+HOOK_SECRET_VAR = "E2E_HOOK_SECRET"
+HOOK_SECRET = "hook-secret-" + secrets.token_hex(8)
+# one hook at each point; each line it logs says what it found on the node at that moment
+SINGLE_HOOKS = f"""\
+  hooks:
+    - name: before
+      at: beforeInstall
+      env: {{MARK: first}}
+      inline: |
+        mkdir -p /var/lib/e2e-hooks
+        if command -v containerd >/dev/null; then r=runtime; else r=no-runtime; fi
+        echo "beforeInstall $r $MARK" >>{HOOK_LOG}
+    - name: runtime
+      at: afterRuntime
+      inline: |
+        if command -v containerd >/dev/null; then r=runtime; else r=no-runtime; fi
+        if [ -f /etc/kubernetes/kubelet.conf ]; then k=kubernetes; else k=no-kubernetes; fi
+        echo "afterRuntime $r $k" >>{HOOK_LOG}
+    - name: kubernetes
+      at: afterKubernetes
+      roles: [controlPlane]
+      inline: |
+        node=$(kubectl get node "$CLUSTERDECK_NODE" -o name)
+        echo "afterKubernetes $node $CLUSTERDECK_ROLE" >>{HOOK_LOG}
+    - name: ready
+      at: clusterReady
+      secretEnv: [{HOOK_SECRET_VAR}]
+      inline: |
+        kubectl wait --for=condition=Ready nodes --all --timeout=5s >/dev/null
+        echo "the secret is ${HOOK_SECRET_VAR}"
+        digest=$(printf %s "${HOOK_SECRET_VAR}" | sha256sum | cut -c1-16)
+        echo "clusterReady ready $digest" >>{HOOK_LOG}
+"""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -134,6 +184,7 @@ def _check_pod_network(created: Created) -> None:
 def single(lab: Lab, bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Created]:
     home = tmp_path_factory.mktemp("single")
     hosts = real.boot(lab, 1)
+    os.environ[HOOK_SECRET_VAR] = HOOK_SECRET  # clusterdeck's environment: the hook's secretEnv
     try:
         created = _create(
             home,
@@ -148,15 +199,15 @@ spec:
   cluster:
     controlPlane:
       hosts: [{_hosts(hosts)}]
-  kubernetes: {{version: {VERSION}, cni: flannel, podCidr: 10.244.0.0/16}}
-  offline: {{bundle: {bundle}}}
-""",
+{KUBERNETES}  offline: {{bundle: {bundle}}}
+{SINGLE_HOOKS}""",
             hosts,
             bundle,
         )
         real.import_test_image(hosts, real.test_image(bundle))
         yield created
     finally:
+        os.environ.pop(HOOK_SECRET_VAR, None)
         for host in hosts:
             lab.remove_host(host)
 
@@ -193,6 +244,27 @@ def test_single_node_kubeconfig_and_live_status(single: Created) -> None:
     assert node["ready"] and node["version"] == VERSION and node["taints"] == []
 
 
+def test_the_files_kubeadm_settings_reach_the_running_components(single: Created) -> None:
+    """spec.kubernetes.config: the feature gates and flags are in the running kube-apiserver's
+    arguments, and the kubelet runs with the gates and the fragment's maxPods."""
+    out = single.hosts[0].exec(["pgrep", "-a", "kube-apiserver"]).stdout
+    args = out.split()
+    gates = next(a for a in args if a.startswith("--feature-gates="))
+    assert sorted(gates.removeprefix("--feature-gates=").split(",")) == sorted(
+        f"{g}=true" for g in GATES
+    )
+    assert "--audit-log-maxage=7" in args
+    for component in ("kube-controller-manager", "kube-scheduler"):
+        # -f: the process name is cut to 15 characters (kube-controller)
+        found = single.hosts[0].exec(["pgrep", "-a", "-f", f"^{component} "]).stdout
+        assert gates in found.split(), component
+    configz = json.loads(
+        single.kubectl.run("get", "--raw", "/api/v1/nodes/e2esolo-cp-0/proxy/configz")
+    )["kubeletconfig"]
+    assert {g: configz["featureGates"].get(g) for g in GATES} == dict.fromkeys(GATES, True)
+    assert configz["maxPods"] == 90
+
+
 def test_a_second_create_changes_nothing(single: Created) -> None:
     def apiserver_container() -> str:
         out = single.hosts[0].exec(["crictl", "ps", "--name", "kube-apiserver", "-q"])
@@ -205,6 +277,24 @@ def test_a_second_create_changes_nothing(single: Created) -> None:
     assert apiserver_container() == before  # no second kubeadm init
     tokens_after = single.kubectl.json("get", "secrets", "-n", "kube-system")["items"]
     assert len(tokens_after) == len(tokens_before)  # no new bootstrap token
+
+
+def test_hooks_ran_once_each_in_order_at_their_points(single: Created) -> None:
+    """After two creates (the test above): each hook ran once, at its point, with its
+    environment; the secret reached the hook and no log."""
+    lines = single.hosts[0].exec(["cat", HOOK_LOG]).stdout.splitlines()
+    digest = hashlib.sha256(HOOK_SECRET.encode()).hexdigest()[:16]
+    assert lines == [
+        "beforeInstall no-runtime first",
+        "afterRuntime runtime no-kubernetes",
+        "afterKubernetes node/e2esolo-cp-0 control-plane",
+        f"clusterReady ready {digest}",
+    ]
+    logs = [p for p in (single.state.parent / "logs").rglob("*") if p.is_file()]
+    text = "".join(p.read_text(errors="replace") for p in logs)
+    assert "the secret is " in text, "the hook's output is in the node log"
+    assert HOOK_SECRET not in text and HOOK_SECRET not in single.result.stdout
+    assert "hook ready already succeeded here" in text
 
 
 def test_gpu_manifests_are_accepted_by_the_api_server(single: Created, tmp_path: Path) -> None:
@@ -285,8 +375,12 @@ spec:
       hosts: [{_hosts(workers)}]
       labels: {{site: rack-4}}
     highAvailability: {{enabled: true, loadBalancer: keepalived, vip: {vip}}}
-  kubernetes: {{version: {VERSION}, cni: flannel, podCidr: 10.244.0.0/16}}
-  offline: {{bundle: {bundle}}}
+{KUBERNETES}  offline: {{bundle: {bundle}}}
+  hooks:
+    - name: workers-only
+      at: afterKubernetes
+      roles: [worker]
+      inline: 'echo "$CLUSTERDECK_NODE" > /var/lib/e2e-worker-hook'
 """,
             hosts,
             bundle,
@@ -318,6 +412,15 @@ def test_ha_nodes_ready_with_roles_labels_and_taints(ha: Created) -> None:
     real.wait_for(
         "CoreDNS running", lambda: real.pods_running(ha.kubectl, "k8s-app=kube-dns", "kube-system")
     )
+
+
+def test_a_hook_aimed_at_workers_ran_on_the_workers_only(ha: Created) -> None:
+    for i, host in enumerate(ha.hosts):
+        found = host.exec(["cat", "/var/lib/e2e-worker-hook"], check=False)
+        if i < 3:
+            assert found.returncode != 0, f"the workers' hook ran on control plane {i}"
+        else:
+            assert found.stdout.strip() == f"e2eha-workers-{i - 3}"
 
 
 def test_ha_pods_reach_pods_across_nodes(ha: Created) -> None:

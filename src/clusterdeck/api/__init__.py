@@ -118,6 +118,8 @@ def create(
     refuse_stateless(env, "create")
     refuse_running_changes(env, store)
     check_login_keys(env, infra_only=infra_only)
+    if not infra_only:
+        pipeline.require_hook_secrets(env)
     offline_bundle = None
     if env.spec.offline is not None and not infra_only:
         # checked before anything is created or uploaded: a bundle for another version, or

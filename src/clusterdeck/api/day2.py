@@ -192,6 +192,8 @@ def apply(
     new file. A stopped run is resumed by running apply again: it observes what is left. An
     upgrade saves an etcd snapshot under ``snapshot_dir`` first."""
     refuse_unsupported(planned)
+    if not infra_only:
+        pipeline.require_hook_secrets(env)
     with store.lock(env.name, "apply"):
         before, again = plan_apply(
             env,

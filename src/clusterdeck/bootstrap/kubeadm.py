@@ -220,13 +220,26 @@ def _dump_doc(doc: K8sModel) -> dict[str, Any]:
     return doc.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def to_yaml(*docs: K8sModel) -> str:
-    """Serialize documents as one multi-document YAML file (the ``--config`` kubeadm reads)."""
+def to_yaml(*docs: K8sModel | dict[str, Any]) -> str:
+    """Serialize documents as one multi-document YAML file (the ``--config`` kubeadm reads);
+    a mapping is a document already laid over with the user's settings."""
     yaml = YAML()
     yaml.default_flow_style = False
     out = io.StringIO()
-    yaml.dump_all([_dump_doc(d) for d in docs], out)
+    yaml.dump_all([d if isinstance(d, dict) else _dump_doc(d) for d in docs], out)
     return out.getvalue()
+
+
+def as_mapping(doc: K8sModel) -> dict[str, Any]:
+    """One document as the mapping kubeadm reads (absent fields left out)."""
+    return _dump_doc(doc)
+
+
+def load_mappings(text: str) -> list[dict[str, Any]]:
+    """A kubeadm config file as plain mappings, for files that may carry the user's own
+    fields (which the typed models here do not know)."""
+    yaml = YAML(typ="safe")
+    return [raw for raw in yaml.load_all(text) if isinstance(raw, dict)]
 
 
 def parse(text: str) -> list[K8sModel]:

@@ -12,6 +12,7 @@ import hashlib
 import secrets
 import string
 from dataclasses import dataclass
+from typing import Any
 
 from clusterdeck.bootstrap import kubeadm
 from clusterdeck.bootstrap.kubeadm import (
@@ -39,6 +40,7 @@ from clusterdeck.bootstrap.kubeadm import (
 from clusterdeck.bootstrap.nodeconfig import NodeConfig
 from clusterdeck.model.topology import Role
 from clusterdeck.spec.k8s_names import parse_taint
+from clusterdeck.spec.kubeadm_patches import merge, wants_proxy_config
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,10 @@ def ca_cert_hash(ca_pem: bytes) -> str:
 
 def init_documents(
     cfg: NodeConfig, cert_sans: list[str], material: JoinMaterial | None = None
-) -> list[K8sModel]:
-    """The init config; with ``material`` it carries its token and certificate key (secret:
-    only for the 0600 file uploaded at init time, never the rendered review copy)."""
+) -> list[dict[str, Any]]:
+    """The init config, with the user's settings (``kubernetes.config``) laid over it; with
+    ``material`` it carries its token and certificate key (secret: only for the 0600 file
+    uploaded at init time, never the rendered review copy)."""
     init = InitConfiguration(
         node_registration=registration(cfg),
         local_api_endpoint=APIEndpoint(advertise_address=cfg.machine.private_ip),
@@ -127,34 +130,36 @@ def init_documents(
         dns=DNS(image_tag=cfg.offline.coredns_tag) if cfg.offline else None,
     )
     kubelet = KubeletConfiguration(fail_cgroup_v1=False if cfg.kubernetes.allow_cgroup_v1 else None)
-    if not cfg.kubernetes.keep_conntrack_limit:
-        return [init, cluster, kubelet]
-    # a node whose conntrack limit is read-only (measured: v1.36's kube-proxy then fails to
-    # start, "open /proc/sys/net/netfilter/nf_conntrack_max: permission denied")
-    proxy = KubeProxyConfiguration(
-        cluster_cidr=cfg.kubernetes.pod_cidr, conntrack=KubeProxyConntrack(max_per_core=0)
-    )
-    return [init, cluster, kubelet, proxy]
+    docs: list[K8sModel] = [init, cluster, kubelet]
+    user = cfg.kubernetes.config
+    if cfg.kubernetes.keep_conntrack_limit:
+        # a node whose conntrack limit is read-only (measured: v1.36's kube-proxy then fails
+        # to start, "open /proc/sys/net/netfilter/nf_conntrack_max: permission denied")
+        docs.append(
+            KubeProxyConfiguration(
+                cluster_cidr=cfg.kubernetes.pod_cidr, conntrack=KubeProxyConntrack(max_per_core=0)
+            )
+        )
+    elif wants_proxy_config(user):
+        docs.append(KubeProxyConfiguration(cluster_cidr=cfg.kubernetes.pod_cidr))
+    mappings = [kubeadm.as_mapping(doc) for doc in docs]
+    return [merge(str(m["kind"]), m, user) for m in mappings]
 
 
 def init_config_with(rendered: str, material: JoinMaterial) -> str:
     """The rendered init config plus the token (and certificate key) chosen for this init:
     the text of the 0600 file the init phase uses and removes."""
-    docs = [
-        doc.model_copy(
-            update={
-                "bootstrap_tokens": [BootstrapToken(token=material.token)],
-                "certificate_key": material.certificate_key,
-            }
-        )
-        if isinstance(doc, InitConfiguration)
-        else doc
-        for doc in kubeadm.parse(rendered)
-    ]
+    docs = kubeadm.load_mappings(rendered)
+    for doc in docs:
+        if doc.get("kind") == "InitConfiguration":
+            doc["bootstrapTokens"] = [kubeadm.as_mapping(BootstrapToken(token=material.token))]
+            if material.certificate_key:
+                doc["certificateKey"] = material.certificate_key
     return kubeadm.to_yaml(*docs)
 
 
-def join_document(cfg: NodeConfig, material: JoinMaterial | None = None) -> JoinConfiguration:
+def join_document(cfg: NodeConfig, material: JoinMaterial | None = None) -> dict[str, Any]:
+    """The JoinConfiguration of one node, with the user's settings laid over it."""
     discovery = Discovery(
         bootstrap_token=BootstrapTokenDiscovery(
             api_server_endpoint=cfg.endpoint.address,
@@ -168,6 +173,7 @@ def join_document(cfg: NodeConfig, material: JoinMaterial | None = None) -> Join
             local_api_endpoint=APIEndpoint(advertise_address=cfg.machine.private_ip),
             certificate_key=material.certificate_key if material else None,
         )
-    return JoinConfiguration(
+    join = JoinConfiguration(
         node_registration=registration(cfg), discovery=discovery, control_plane=control_plane
     )
+    return merge("JoinConfiguration", kubeadm.as_mapping(join), cfg.kubernetes.config)

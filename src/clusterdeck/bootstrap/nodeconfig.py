@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clusterdeck.bootstrap import cni
 from clusterdeck.bundle.manifest import BundleManifest, FileKind
-from clusterdeck.model.phases import Phase
+from clusterdeck.model.phases import Phase, hook_phase
 from clusterdeck.model.plan import NodePlan, Plan
 from clusterdeck.model.topology import Node, Role, Topology
-from clusterdeck.spec.models import Environment, LoadBalancerKind
+from clusterdeck.spec.models import Environment, KubernetesConfig, LoadBalancerKind
 
 NODE_CONFIG_SCHEMA = "clusterdeck.dev/node/v1alpha1"
 SUPPORTED_OS = {"ubuntu": ["22.04", "24.04"], "debian": ["12"]}
@@ -76,6 +76,9 @@ class KubernetesSettings(Model):
     # some node runs cgroup v1 (from its facts): kubelets must be told to accept it
     allow_cgroup_v1: bool = False
     keep_conntrack_limit: bool = False  # some node's conntrack limit is read-only
+    # the user's own kubeadm and kubelet settings, laid over the rendered documents (also at
+    # join time, on the node)
+    config: KubernetesConfig | None = None
 
 
 class EndpointSettings(Model):
@@ -162,6 +165,42 @@ def image_short_name(reference: str) -> str:
     return reference.rsplit(":", 1)[0].rsplit("/", 1)[-1]
 
 
+class HookSettings(Model):
+    """One of the file's hooks as this node runs it (the script is a bundle file)."""
+
+    name: str
+    at: str
+    script: str  # path inside the bundle
+    sha256: str  # of the script: a hook counts as done for this exact script
+    env: dict[str, str] = Field(default_factory=dict)
+    secret_env: list[str] = Field(default_factory=list)  # names only: values come at run time
+    timeout_seconds: int
+    continue_on_error: bool = False
+
+
+def hook_settings(env: Environment, phases: Sequence[str]) -> list[HookSettings]:
+    """The hooks among ``phases``, in their order."""
+    by_name = {hook_phase(h.name): h for h in env.spec.hooks}
+    out = []
+    for phase in phases:
+        hook = by_name.get(phase)
+        if hook is None or hook.inline is None:
+            continue
+        out.append(
+            HookSettings(
+                name=hook.name,
+                at=hook.at.value,
+                script=f"files/hooks/{hook.name}.sh",
+                sha256=hashlib.sha256(hook.inline.encode()).hexdigest(),
+                env=dict(hook.env),
+                secret_env=list(hook.secret_env),
+                timeout_seconds=hook.timeout_seconds,
+                continue_on_error=hook.continue_on_error,
+            )
+        )
+    return out
+
+
 class PhaseEntry(Model):
     name: str
     script: str  # path inside the bundle
@@ -189,6 +228,7 @@ class NodeConfig(Model):
     taints: list[str]
     remove_control_plane_taint: bool
     phases: list[PhaseEntry]
+    hooks: list[HookSettings] = Field(default_factory=list)
     files: dict[str, str] = Field(default_factory=dict)
     pending: list[str] = Field(default_factory=list)
     supported_os: dict[str, list[str]] = Field(default_factory=lambda: dict(SUPPORTED_OS))
@@ -197,6 +237,9 @@ class NodeConfig(Model):
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, indent=2) + "\n"
+
+    def hook(self, phase: str) -> HookSettings | None:
+        return next((h for h in self.hooks if hook_phase(h.name) == phase), None)
 
 
 def kubernetes_settings(env: Environment, bundle: BundleManifest | None) -> KubernetesSettings:
@@ -221,6 +264,7 @@ def kubernetes_settings(env: Environment, bundle: BundleManifest | None) -> Kube
         cni_manifest=manifest,
         pod_cidr=k8s.pod_cidr,
         service_cidr=k8s.service_cidr,
+        config=k8s.config,
     )
 
 

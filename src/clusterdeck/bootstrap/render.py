@@ -29,6 +29,7 @@ from clusterdeck.bootstrap.nodeconfig import (
     NvidiaSettings,
     cert_sans,
     endpoint,
+    hook_settings,
     keepalived_settings,
     kubernetes_settings,
     node_plan,
@@ -123,6 +124,7 @@ def node_config(
         remove_control_plane_taint=node.role is Role.CONTROL_PLANE
         and topology.control_plane_untainted,
         phases=entries,
+        hooks=hook_settings(env, [e.name for e in entries]),
         pending=pending,
     )
 
@@ -206,6 +208,9 @@ def node_files(
         files["files/kubeadm-join.yaml"] = Artifact(
             JOIN_NOTE + kubeadm.to_yaml(join_document(cfg)), 0o600
         )
+    for hook in cfg.hooks:
+        source = next(h.inline for h in env.spec.hooks if h.name == hook.name)
+        files[hook.script] = Artifact(source or "", 0o700)
     upload_certs = ha.enabled and len(topology.control_planes()) > 1
     for entry in cfg.phases:
         files[entry.script] = Artifact(

@@ -37,6 +37,17 @@ def _quote(value: Any) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(value: Any) -> str:
+    """A variable name for ``export NAME=...`` (names are checked in the spec; again here)."""
+    text = str(value)
+    if not _ENV_NAME.fullmatch(text):
+        raise ValueError(f"refusing {text!r} as an environment variable name")
+    return text
+
+
 def _comment(value: Any) -> str:
     """Text for a comment or a log message: one line, no control characters."""
     return _SAFE_COMMENT.sub(" ", str(value))
@@ -56,6 +67,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["q"] = _quote
     env.filters["comment"] = _comment
+    env.filters["envname"] = _env_name
     return env
 
 
@@ -80,11 +92,18 @@ def render_phase(
     global _ENV
     if _ENV is None:
         _ENV = environment()
-    template = _ENV.get_template(f"{phase}.sh.j2")
+    hook = cfg.hook(phase)
+    if hook is not None:
+        template = _ENV.get_template("hook.sh.j2")
+        purpose = f"the file's hook {hook.name} ({hook.at})"
+    else:
+        template = _ENV.get_template(f"{phase}.sh.j2")
+        purpose = PHASE_PURPOSE[Phase(phase)]
     return template.render(
         cfg=cfg,
         phase=phase,
-        purpose=PHASE_PURPOSE[Phase(phase)],
+        hook=hook,
+        purpose=purpose,
         local_api=LOCAL_API,
         join_file=JOIN_FILE,
         upload_certs=upload_certs,

@@ -18,6 +18,7 @@ from clusterdeck.cli.context import AppState, Output, ask, print_json, state
 from clusterdeck.errors import SpecError, UsageError
 
 if TYPE_CHECKING:
+    from clusterdeck.spec import ValidationReport
     from clusterdeck.spec.models import Environment
     from clusterdeck.state import SqliteStore
 
@@ -63,10 +64,10 @@ def register(app: typer.Typer) -> None:
 
 def validate(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT) -> None:
     from clusterdeck.cli import render
-    from clusterdeck.spec import check_file, rules
+    from clusterdeck.spec import rules
 
     app = state(ctx)
-    report = check_file(file)
+    report = checked_report(file)
     if output is Output.JSON:
         print_json(report.as_dict())
     elif report.valid and report.environment is not None:
@@ -86,11 +87,68 @@ def validate(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT)
         raise typer.Exit(2)
 
 
-def load_checked(app: AppState, file: Path) -> Environment:
-    from clusterdeck.cli import render
+def checked_report(file: Path) -> ValidationReport:
+    """The file's report, with the real validators' word on what it carries beyond clusterdeck's
+    own fields: kubeadm on the merged configuration (``kubernetes.config``), shellcheck on the
+    hooks. A file with neither pays for nothing more."""
     from clusterdeck.spec import check_file
 
     report = check_file(file)
+    env = report.environment
+    if not report.valid or env is None:
+        return report
+    if env.spec.kubernetes.config is not None:
+        _check_kubeadm(env, report)
+    if env.spec.hooks:
+        _check_hooks(env, report)
+    return report
+
+
+def _check_kubeadm(env: Environment, report: ValidationReport) -> None:
+    from clusterdeck.errors import SpecIssue
+    from clusterdeck.pipeline import kubeadm_check
+    from clusterdeck.spec import kubeadm_patches
+
+    verdict = kubeadm_check.check(env)
+    where = "spec.kubernetes.config"
+    if not verdict.checked:
+        report.warnings.append(
+            SpecIssue(
+                where,
+                "no kubeadm on the PATH or in the offline bundle: the merged configuration "
+                "is checked by each node's kubeadm before kubeadm init or join runs",
+            )
+        )
+    for problem in verdict.problems:
+        # the fragment a refused document kind comes from, when kubeadm names one
+        refused = problem.split(": ", 1)[-1]
+        kinds = [k for k in kubeadm_patches.FRAGMENT_FIELD if f"{k}: " in refused]
+        at = f"{where}.{kubeadm_patches.FRAGMENT_FIELD[kinds[0]]}" if kinds else where
+        report.errors.append(
+            SpecIssue(at, f"{verdict.kubeadm} config validate refused the merged {problem}")
+        )
+
+
+def _check_hooks(env: Environment, report: ValidationReport) -> None:
+    from clusterdeck.errors import SpecIssue
+    from clusterdeck.pipeline import hook_check
+
+    found = hook_check.shellcheck(env)
+    if found is None:
+        report.warnings.append(
+            SpecIssue("spec.hooks", "shellcheck is not installed: the hooks were not checked")
+        )
+        return
+    for item in found:
+        hook = env.spec.hooks[item.hook]
+        issue = SpecIssue(f"spec.hooks[{item.hook}]", f"hook {hook.name}: {item.text()}")
+        (report.errors if item.level == "error" else report.warnings).append(issue)
+
+
+def load_checked(app: AppState, file: Path) -> Environment:
+    from clusterdeck.cli import render
+
+    report = checked_report(file)
     if not report.valid or report.environment is None:
         raise SpecError(report.errors, source=str(file))
     render.issues(app.err, report.warnings, label="warning", style="yellow")
@@ -140,11 +198,10 @@ def existing_store(app: AppState) -> SqliteStore | None:
 def plan(ctx: typer.Context, file: FileOpt, output: OutputOpt = Output.TEXT) -> None:
     from clusterdeck import api
     from clusterdeck.cli import render
-    from clusterdeck.spec import check_file
 
     app = state(ctx)
     if output is Output.JSON:  # a bad file gets validate's JSON form, not a text line
-        report = check_file(file)
+        report = checked_report(file)
         if not report.valid:
             print_json(report.as_dict())
             raise typer.Exit(2)

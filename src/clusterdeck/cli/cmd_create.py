@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from clusterdeck import api
+from clusterdeck import api, pipeline
 from clusterdeck.cli import cmd_cluster, render
 from clusterdeck.cli.cmd_core import FileOpt, ask_dedicated, load_checked
 from clusterdeck.cli.context import confirm, progress, state
@@ -48,6 +48,8 @@ def create(
     app = state(ctx)
     env = load_checked(app, file)
     api.check_login_keys(env, infra_only=infra_only)  # before a plan is shown or agreed to
+    if not infra_only:
+        pipeline.require_hook_secrets(env)
     dedicated = ask_dedicated(app, env)
     store = app.store()
     _, the_plan = api.plan(env, store, dedicated=dedicated)

@@ -45,3 +45,16 @@ PHASE_PURPOSE: dict[Phase, str] = {
     Phase.KUBEADM_UPGRADE: "the new kubeadm; kubeadm upgrade apply (first control plane) or node",
     Phase.KUBELET_UPGRADE: "the new kubelet and kubectl, and a kubelet restart",
 }
+
+
+# A hook of the user's file runs as a phase of its own, named after it.
+HOOK_PREFIX = "hook-"
+
+
+def hook_phase(name: str) -> str:
+    return f"{HOOK_PREFIX}{name}"
+
+
+def hook_of(phase: str) -> str | None:
+    """The hook a phase runs, or None for clusterdeck's own phases."""
+    return phase.removeprefix(HOOK_PREFIX) if phase.startswith(HOOK_PREFIX) else None

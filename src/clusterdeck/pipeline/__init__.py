@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # imported on first use (the transport, and so asyncssh, come
         observe_running,
         remove_nodes,
     )
+    from clusterdeck.pipeline.hook_check import require_hook_secrets
     from clusterdeck.pipeline.run import (
         BootstrapResult,
         bootstrap,
@@ -33,6 +34,7 @@ _HOME = {
     "observe_running": "day2",
     "remove_nodes": "day2",
     "upgrade": "upgrade",
+    "require_hook_secrets": "hook_check",
 }
 
 
@@ -51,5 +53,6 @@ __all__ = [
     "live_status",
     "observe_running",
     "remove_nodes",
+    "require_hook_secrets",
     "upgrade",
 ]

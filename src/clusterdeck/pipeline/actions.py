@@ -23,7 +23,8 @@ from clusterdeck.bootstrap.kubeadm_build import JoinMaterial, init_config_with, 
 from clusterdeck.bootstrap.nodeconfig import BUNDLE_ON_NODE, INIT_FILE, JOIN_FILE, NodeConfig
 from clusterdeck.bootstrap.render import Artifact
 from clusterdeck.errors import PermanentError, TransientError
-from clusterdeck.transport import Command, Connections, Endpoint, Masker, Script
+from clusterdeck.model.phases import hook_of
+from clusterdeck.transport import Command, Connections, Endpoint, Masker, Script, Secret
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 KUBECTL = ["kubectl", f"--kubeconfig={ADMIN_CONF}"]
@@ -80,14 +81,18 @@ async def run_phase(
     *,
     timeout: float,
     secrets: list[str] | None = None,
+    secret_env: dict[str, str] | None = None,
 ) -> None:
+    """Run one phase script as root; ``secret_env`` reaches it as environment variables
+    through stdin, masked in every line of output and in the error."""
+    hidden = dict(secret_env or {})
     result = await conns.run(
         endpoint,
         Script(
             script,
             interpreter="/bin/bash",
             name=phase,
-            env={"CLUSTERDECK_BUNDLE": BUNDLE_ON_NODE},
+            env={"CLUSTERDECK_BUNDLE": BUNDLE_ON_NODE, **{k: Secret(v) for k, v in hidden.items()}},
             root=True,
         ),
         output=log,
@@ -95,9 +100,11 @@ async def run_phase(
         check=False,
     )
     if result.exit_status != 0:
-        mask = Masker(secrets or [])
+        mask = Masker([*(secrets or []), *hidden.values()])
+        hook = hook_of(phase)
+        what = f"hook {hook}" if hook else f"phase {phase}"
         raise PermanentError(
-            f"{node}: phase {phase} failed with status {result.exit_status}; "
+            f"{node}: {what} failed with status {result.exit_status}; "
             f"last lines: {mask(_tail(result.stdout + result.stderr))}"
         )
 

@@ -10,7 +10,8 @@ first control plane initialises). The cross-node edges are only the real ones:
   first control plane's before the others'), and only the phases that install from them wait;
 - labels and taints follow each node's own join, run with the admin credentials of the first
   control plane;
-- the cluster is checked Ready after every node is labelled and the CNI is applied.
+- the cluster is checked Ready after every node is labelled (and has run its afterKubernetes
+  hooks) and the CNI is applied; clusterReady hooks run after that check.
 
 A day-2 run that only adds workers leaves out the control planes' own steps
 (:func:`without_nodes`): their work is done and nothing of theirs changes, so the new workers
@@ -25,6 +26,7 @@ from typing import Literal
 from clusterdeck.bootstrap.nodeconfig import NodeConfig
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.topology import Role
+from clusterdeck.spec.models import HookPoint
 
 Kind = Literal["upload", "offline", "phase", "join-material", "ready", "kubeconfig"]
 JOIN_MATERIAL = "join-material"
@@ -87,6 +89,11 @@ def build(configs: dict[str, NodeConfig]) -> list[StepSpec]:
             if entry.name == Phase.NODE_LABELS_TAINTS.value:
                 needs.append(step_id(first, Phase.KUBEADM_INIT.value))
                 label_steps.append(step_id(cfg.name, entry.name))
+            hook = cfg.hook(entry.name)
+            if hook is not None and hook.at == HookPoint.AFTER_KUBERNETES.value:
+                label_steps.append(step_id(cfg.name, entry.name))  # the Ready check waits
+            if hook is not None and hook.at == HookPoint.CLUSTER_READY.value:
+                needs.append(READY)
             runs_on = first if entry.runs_on == "control-plane" else cfg.name
             sid = step_id(cfg.name, entry.name)
             specs.append(

@@ -9,6 +9,7 @@ finds every phase already done, so a create that was stopped midway resumes.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,6 +35,13 @@ from clusterdeck.transport import Command, Connections, Endpoint
 
 PHASE_DEADLINE = 1800.0
 READY_TIMEOUT = 600.0
+HOOK_MARGIN = 60.0
+
+
+def hook_secrets(names: list[str]) -> dict[str, str]:
+    """The values of a hook's secretEnv, from clusterdeck's own environment (checked before
+    the run starts: ``hook_check.require_hook_secrets``)."""
+    return {name: os.environ[name] for name in names if name in os.environ}
 
 
 @dataclass
@@ -154,6 +162,7 @@ def _steps(
                 if material is not None:  # None: every node had joined; the phase checks
                     secrets = material.secrets()
                     await actions.upload_join_config(conns, endpoint, cfg, material, ctx.write)
+            hook = cfg.hook(spec.phase)
             await actions.run_phase(
                 conns,
                 endpoint,
@@ -161,8 +170,10 @@ def _steps(
                 spec.phase,
                 script,
                 ctx.write,
-                timeout=PHASE_DEADLINE,
+                # a hook has its own timeout (the script stops it); this is the backstop
+                timeout=hook.timeout_seconds + HOOK_MARGIN if hook else PHASE_DEADLINE,
                 secrets=secrets,
+                secret_env=hook_secrets(hook.secret_env) if hook else None,
             )
             return chosen
 

@@ -18,7 +18,6 @@ from typing import Any
 from clusterdeck.model.day2 import ApplyPlan, ChangeKind, NodeChange, RunningNode
 from clusterdeck.model.topology import Node, Role, Topology
 from clusterdeck.planner.expand import (
-    CONTROL_PLANE_POOL,
     Machine,
     NodeNames,
     expand,
@@ -27,6 +26,7 @@ from clusterdeck.planner.expand import (
 )
 from clusterdeck.spec import rules
 from clusterdeck.spec.models import Environment, Provider
+from clusterdeck.spec.rules import CONTROL_PLANE_POOL
 
 # parts of the spec apply may see change: the machines (cluster) and how to log in to them
 CHANGEABLE = {"cluster", "auth", "offline"}

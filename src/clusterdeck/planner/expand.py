@@ -31,13 +31,13 @@ from clusterdeck.spec.models import (
     WorkerPool,
 )
 from clusterdeck.spec.network import default_zone
+from clusterdeck.spec.rules import CONTROL_PLANE_POOL
 
 MANAGED = "clusterdeck.dev/managed"
 ROLE = "clusterdeck.dev/role"
 POOL = "clusterdeck.dev/pool"
 WORKER_ROLE_LABEL = "node-role.kubernetes.io/worker"
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule"
-CONTROL_PLANE_POOL = "control-plane"
 
 HostIdentity = tuple[str, str, int]  # (pool, address, ssh port): a host's node, across edits
 Machine = Mapping[str, str | int | None]  # what :meth:`Node.machine` gives

@@ -72,7 +72,7 @@ def build_plan(env: Environment, topology: Topology, observed: Observed | None =
             address=n.host.address if n.host else None,
             labels=n.labels,
             taints=n.taints,
-            phases=[p.value for p in phases_for(env, n, device_plugin=device_plugin)],
+            phases=phases_for(env, n, device_plugin=device_plugin),
         )
         for n in topology.nodes
     ]

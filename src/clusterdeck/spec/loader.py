@@ -99,7 +99,7 @@ def check_file(path: str | Path) -> ValidationReport:
     except OSError as exc:
         issue = SpecIssue("", f"cannot read {path}: {exc.strerror or exc}")
         return ValidationReport(None, [issue], [])
-    return check_bytes(data)
+    return check_bytes(data, base=Path(path).parent)
 
 
 def load_text(text: str | bytes, source: str | None = None) -> Environment:
@@ -115,8 +115,9 @@ def from_recorded(data: dict[str, Any]) -> Environment:
     return Environment.model_validate_json(json.dumps(data))
 
 
-def check_bytes(data: bytes) -> ValidationReport:
-    """Validate raw file content. Never raises for any input."""
+def check_bytes(data: bytes, base: Path | None = None) -> ValidationReport:
+    """Validate raw file content (hook ``file`` paths are relative to ``base``, default the
+    working directory). Never raises for any input."""
     if len(data) > MAX_BYTES:
         return _fail(
             SpecIssue("", f"file is {len(data)} bytes; an Environment is at most {MAX_BYTES} bytes")
@@ -166,9 +167,38 @@ def check_bytes(data: bytes) -> ValidationReport:
     except ValidationError as exc:
         issues.extend(_translate(err, positions) for err in exc.errors())
         return ValidationReport(None, _sorted(issues), [])
+    env, unread = _read_hook_files(env, base or Path.cwd())
+    issues.extend(_issue(loc, msg, positions) for loc, msg in unread)
     issues.extend(_issue(loc, msg, positions) for loc, msg in rules.errors(env))
     found_warnings = [_issue(loc, msg, positions) for loc, msg in rules.warnings(env)]
     return ValidationReport(env, _sorted(issues), found_warnings)
+
+
+def _read_hook_files(env: Environment, base: Path) -> tuple[Environment, list[tuple[Loc, str]]]:
+    """Hooks given as a ``file``: read now, so what runs (and what the store records) is
+    the script as it was when the file was loaded."""
+    if not any(h.file for h in env.spec.hooks):
+        return env, []
+    problems: list[tuple[Loc, str]] = []
+    hooks = []
+    for i, hook in enumerate(env.spec.hooks):
+        if hook.file is None:
+            hooks.append(hook)
+            continue
+        path = (base / Path(hook.file).expanduser()).resolve()
+        try:
+            raw = path.read_bytes()
+            if len(raw) > MAX_BYTES:
+                raise ValueError(f"{len(raw)} bytes; a hook script is at most {MAX_BYTES}")
+            text = raw.decode("utf-8")
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            problems.append((("spec", "hooks", i, "file"), f"cannot read {path}: {why}"))
+            hooks.append(hook)
+            continue
+        hooks.append(hook.model_copy(update={"inline": text, "file": None}))
+    spec = env.spec.model_copy(update={"hooks": hooks})
+    return env.model_copy(update={"spec": spec}), problems
 
 
 class _TooLarge(Exception):

@@ -12,7 +12,7 @@ import ipaddress
 import re
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -402,6 +402,82 @@ class Cni(StrEnum):
     CILIUM = "cilium"
 
 
+_FEATURE_GATE = re.compile(r"[A-Z][A-Za-z0-9]*")
+_ARG_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def _feature_gates(value: dict[str, bool]) -> dict[str, bool]:
+    for name in value:
+        if not _FEATURE_GATE.fullmatch(name):
+            raise ValueError(f"{name!r} is not a feature gate name like DynamicResourceAllocation")
+    return value
+
+
+def _extra_args(value: dict[str, str]) -> dict[str, str]:
+    for name in value:
+        if name.startswith("-") or not _ARG_NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a flag name: write it without dashes, like audit-log-path"
+            )
+    return value
+
+
+FeatureGates = Annotated[dict[str, bool], AfterValidator(_feature_gates)]
+ExtraArgs = Annotated[dict[str, str], AfterValidator(_extra_args)]
+Fragment = dict[str, Any]
+
+
+class ComponentArgs(Strict):
+    extra_args: ExtraArgs = Field(
+        default_factory=dict,
+        description="Command-line flags, name (without dashes) to value, e.g. "
+        '{audit-log-maxage: "30"}.',
+    )
+
+
+class KubernetesConfig(Strict):
+    """The user's own kubeadm and kubelet settings, merged into what clusterdeck renders.
+
+    What clusterdeck must own (the endpoint, certificate names, pod and service ranges, node
+    names and taints, join discovery) cannot be set here: each such key is an error naming
+    it. The merged documents pass the real ``kubeadm config validate`` before they are used."""
+
+    cluster_configuration: Fragment = Field(
+        default_factory=dict,
+        description="Merged into kubeadm's ClusterConfiguration (v1beta4 field names).",
+    )
+    init_configuration: Fragment = Field(
+        default_factory=dict,
+        description="Merged into the first control plane's InitConfiguration.",
+    )
+    join_configuration: Fragment = Field(
+        default_factory=dict,
+        description="Merged into every joining node's JoinConfiguration.",
+    )
+    kubelet_configuration: Fragment = Field(
+        default_factory=dict,
+        description="Merged into the KubeletConfiguration every node's kubelet runs with.",
+    )
+    feature_gates: FeatureGates = Field(
+        default_factory=dict,
+        description="Kubernetes feature gates, set on kube-apiserver, kube-controller-manager, "
+        "kube-scheduler, every kubelet and kube-proxy.",
+    )
+    api_server: ComponentArgs = Field(
+        default_factory=ComponentArgs, description="kube-apiserver flags."
+    )
+    controller_manager: ComponentArgs = Field(
+        default_factory=ComponentArgs, description="kube-controller-manager flags."
+    )
+    scheduler: ComponentArgs = Field(
+        default_factory=ComponentArgs, description="kube-scheduler flags."
+    )
+    etcd: ComponentArgs = Field(default_factory=ComponentArgs, description="etcd flags.")
+    kubelet: ComponentArgs = Field(
+        default_factory=ComponentArgs, description="kubelet flags on every node."
+    )
+
+
 class Kubernetes(Strict):
     install: bool = Field(
         default=True, description="Install Kubernetes (false: machines and runtime only)."
@@ -416,6 +492,11 @@ class Kubernetes(Strict):
     )
     pod_cidr: Cidr = Field(default="192.168.0.0/16", description="Pod address range.")
     service_cidr: Cidr = Field(default="10.96.0.0/12", description="Service address range.")
+    config: KubernetesConfig | None = Field(
+        default=None,
+        description="Your own kubeadm and kubelet settings (fragments, feature gates, flags), "
+        "merged into what clusterdeck renders and checked by the real kubeadm.",
+    )
 
     @field_validator("version")
     @classmethod
@@ -463,6 +544,88 @@ class Ephemeral(Strict):
     )
 
 
+class HookPoint(StrEnum):
+    BEFORE_INSTALL = "beforeInstall"
+    AFTER_RUNTIME = "afterRuntime"
+    AFTER_KUBERNETES = "afterKubernetes"
+    CLUSTER_READY = "clusterReady"
+
+
+class HookRole(StrEnum):
+    CONTROL_PLANE = "controlPlane"
+    WORKER = "worker"
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+RESERVED_ENV_PREFIX = "CLUSTERDECK_"
+
+
+def _env_name(name: str) -> str:
+    if not _ENV_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not an environment variable name like MY_SETTING")
+    if name.startswith(RESERVED_ENV_PREFIX):
+        raise ValueError(f"{name!r}: names beginning with {RESERVED_ENV_PREFIX} are clusterdeck's")
+    return name
+
+
+def _env_map(value: dict[str, str]) -> dict[str, str]:
+    for name in value:
+        _env_name(name)
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+EnvMap = Annotated[dict[str, str], AfterValidator(_env_map)]
+
+
+class Hook(Strict):
+    """A script of yours run on the nodes at a named point of the install, as root."""
+
+    name: DnsLabel = Field(description="Hook name: a DNS-1123 label, unique in the file.")
+    at: HookPoint = Field(
+        description="beforeInstall (before anything is installed), afterRuntime (after "
+        "containerd and the NVIDIA toolkit), afterKubernetes (after the node joined), "
+        "clusterReady (once every node is Ready)."
+    )
+    inline: str | None = Field(default=None, description="The script itself (bash).")
+    file: str | None = Field(
+        default=None,
+        description="A bash script file, relative to this Environment file; read when the "
+        "file is loaded.",
+    )
+    roles: list[HookRole] = Field(
+        default_factory=list,
+        description="Run only on these roles (controlPlane, worker). clusterReady hooks run "
+        "on the first control plane unless roles or pools are given.",
+    )
+    pools: list[DnsLabel] = Field(
+        default_factory=list,
+        description="Run only on these pools (control-plane is the control plane's).",
+    )
+    env: EnvMap = Field(
+        default_factory=dict, description="Environment variables for the script (not secret)."
+    )
+    secret_env: list[EnvName] = Field(
+        default_factory=list,
+        description="Names of variables taken from clusterdeck's own environment when it "
+        "runs: never written to the file, the store or the node; masked in every log.",
+    )
+    timeout_seconds: Annotated[int, Field(ge=1, le=86400)] = Field(
+        default=600, description="The script is stopped after this long (and fails)."
+    )
+    continue_on_error: bool = Field(
+        default=False,
+        description="A failure is logged and the install goes on (the hook runs again on the "
+        "next run); default: the failure stops the node's install.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Hook:
+        if (self.inline is None) == (self.file is None):
+            raise ValueError("give the script either inline or as a file, not both or neither")
+        return self
+
+
 class EnvironmentSpec(Strict):
     provider: Provider = Field(default=Provider.AWS, description="Default provider of every pool.")
     auth: Auth = Field(default_factory=Auth, description="How clusterdeck logs in to the nodes.")
@@ -492,6 +655,10 @@ class EnvironmentSpec(Strict):
         default=None,
         description="Every node is stateless (PXE-booted) and bootstraps itself at boot; "
         "needs offline and ssh-style host addresses.",
+    )
+    hooks: list[Hook] = Field(
+        default_factory=list,
+        description="Your own scripts at named points of the install, in the order listed.",
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from itertools import combinations
 from typing import Any
 
-from clusterdeck.spec import aws_catalog
+from clusterdeck.spec import aws_catalog, kubeadm_patches
 from clusterdeck.spec.models import Environment as Env
 from clusterdeck.spec.models import (
     EtcdTopology,
@@ -31,9 +31,10 @@ Finding = tuple[Loc, str]
 
 CLUSTER: Loc = ("spec", "cluster")
 CP: Loc = (*CLUSTER, "controlPlane")
+CONTROL_PLANE_POOL = "control-plane"  # the control plane's nodes' clusterdeck.dev/pool label
 RESERVED_POOL_NAMES = {
     "cp": "node names <env>-cp-N belong to the control plane",
-    "control-plane": "the control plane's nodes carry it as their clusterdeck.dev/pool label",
+    CONTROL_PLANE_POOL: "the control plane's nodes carry it as their clusterdeck.dev/pool label",
 }
 MAX_NODE_NAME = 63
 
@@ -79,6 +80,8 @@ def errors(env: Env) -> list[Finding]:
         _kubernetes,
         _node_names,
         _ephemeral,
+        _kubernetes_config,
+        _hooks,
     ):
         found.extend(rule(env))
     return found
@@ -464,6 +467,53 @@ def _kubernetes(env: Env) -> Iterator[Finding]:
             ("spec", "kubernetes", "cni"),
             "cni: cilium is not supported yet; use calico (default) or flannel",
         )
+
+
+def _hooks(env: Env) -> Iterator[Finding]:
+    """Unique names, pools that exist, points the file reaches, and a node for each hook."""
+    seen: set[str] = set()
+    known_pools = {name for _, name, _ in pools(env)} | {CONTROL_PLANE_POOL}
+    workers = worker_count(env)
+    for i, hook in enumerate(env.spec.hooks):
+        loc: Loc = ("spec", "hooks", i)
+        if hook.name in seen:
+            yield ((*loc, "name"), f"duplicate hook name {hook.name!r}")
+        seen.add(hook.name)
+        for j, pool in enumerate(hook.pools):
+            if pool not in known_pools:
+                close = difflib.get_close_matches(pool, sorted(known_pools), n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                yield ((*loc, "pools", j), f"no pool named {pool!r} in this file{hint}")
+        roles = {r.value for r in hook.roles}
+        if roles == {"worker"} and workers == 0:
+            yield ((*loc, "roles"), "the hook runs on workers, and this file has none")
+        if roles == {"worker"} and CONTROL_PLANE_POOL in hook.pools and len(hook.pools) == 1:
+            yield ((*loc, "pools"), "roles [worker] and pools [control-plane] select no node")
+        late = hook.at.value in ("afterKubernetes", "clusterReady")
+        if late and not env.spec.kubernetes.install:
+            yield (
+                (*loc, "at"),
+                f"{hook.at.value} hooks need Kubernetes, which kubernetes.install: false "
+                "leaves out",
+            )
+        if env.spec.ephemeral is not None and hook.secret_env:
+            yield (
+                (*loc, "secretEnv"),
+                "stateless nodes run their hooks at boot, where clusterdeck's environment is "
+                "not: give them no secretEnv",
+            )
+        if env.spec.ephemeral is not None and hook.at.value == "clusterReady":
+            yield (
+                (*loc, "at"),
+                "clusterReady hooks are not supported on stateless nodes yet (each node "
+                "bootstraps itself; nothing waits for the whole cluster); use afterKubernetes",
+            )
+        for name in sorted(set(hook.secret_env) & set(hook.env)):
+            yield ((*loc, "env", name), f"{name} is also in secretEnv; give it once")
+
+
+def _kubernetes_config(env: Env) -> Iterator[Finding]:
+    yield from kubeadm_patches.findings(env.spec.kubernetes.config)
 
 
 def _node_names(env: Env) -> Iterator[Finding]:

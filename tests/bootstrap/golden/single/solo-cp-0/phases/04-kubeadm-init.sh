@@ -169,16 +169,16 @@ elif init_completed; then
     kubeadm init phase bootstrap-token --config '/run/clusterdeck/kubeadm-init.yaml' >/dev/null
   fi
 else
+  # clusterdeck uploads the config with the bootstrap token (and certificate key) it chose,
+  # 0600, so joins need no second round trip; the rendered review copy has neither
+  config='/run/clusterdeck/kubeadm-init.yaml'
+  [ -s "$config" ] || config="$BUNDLE/files/kubeadm-init.yaml"
   if [ -e /etc/kubernetes/admin.conf ] || [ -e /etc/kubernetes/manifests/kube-apiserver.yaml ] \
     || [ -d /var/lib/etcd/member ]; then
     log "an earlier kubeadm init left files but did not succeed: kubeadm reset, then init again"
     kubeadm reset --force --cri-socket 'unix:///var/run/containerd/containerd.sock'
     rm -rf /var/lib/etcd /etc/cni/net.d/*
   fi
-  # clusterdeck uploads the config with the bootstrap token (and certificate key) it chose,
-  # 0600, so joins need no second round trip; the rendered review copy has neither
-  config='/run/clusterdeck/kubeadm-init.yaml'
-  [ -s "$config" ] || config="$BUNDLE/files/kubeadm-init.yaml"
   log "kubeadm init (endpoint 10.77.0.31:6443)"
   kubeadm init --config "$config" --skip-token-print
 fi
