@@ -6,6 +6,10 @@
 #                                               is the last line on stdout
 #   scripts/kubernetes-artifacts.sh --versions  the Kubernetes versions this script can build,
 #                                               newest first
+#   scripts/kubernetes-artifacts.sh --node-binaries ARCH [VERSION]
+#                                               only kubeadm, kubelet and kubectl, cross-compiled
+#                                               for ARCH (arm64: what a mixed cluster's arm64
+#                                               nodes run); their directory is the last line
 #
 # VERSION defaults to clusterdeck's default kubernetes.version. Everything is cached outside
 # the checkout, keyed by version ($CLUSTERDECK_ARTIFACTS, default /var/cache/clusterdeck-artifacts;
@@ -55,8 +59,16 @@ if [ "${1:-}" = "--versions" ]; then
   kubernetes_versions
   exit 0
 fi
+NODE_ONLY=0
+if [ "${1:-}" = "--node-binaries" ]; then
+  [ -n "${2:-}" ] || die "--node-binaries needs an architecture (amd64 or arm64)"
+  NODE_ONLY=1
+  ARCH="$2"
+  shift 2
+fi
+case "$ARCH" in amd64 | arm64) ;; *) die "architecture $ARCH: amd64 or arm64" ;; esac
 case "${1:-}" in
-  -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 VERSION="${1:-$(default_version)}"
@@ -71,7 +83,7 @@ if [ ! -f "$CACHE/test-images/busybox.tar" ]; then
   mkdir -p "$CACHE/test-images"
   "$PY" "$HERE/oci_image.py" --test-image "$CACHE/test-images/busybox.tar" >&2
 fi
-if [ "$(cat "$BUNDLE.complete" 2>/dev/null)" = "$RECIPE" ]; then
+if [ "$NODE_ONLY" = 0 ] && [ "$(cat "$BUNDLE.complete" 2>/dev/null)" = "$RECIPE" ]; then
   echo "$BUNDLE"
   exit 0
 fi
@@ -80,7 +92,7 @@ command -v go >/dev/null || die "go is not installed (Go 1.26 or newer)"
 mkdir -p "$CACHE"
 exec 8>"$CACHE/.build.lock"
 flock 8
-if [ "$(cat "$BUNDLE.complete" 2>/dev/null)" = "$RECIPE" ]; then
+if [ "$NODE_ONLY" = 0 ] && [ "$(cat "$BUNDLE.complete" 2>/dev/null)" = "$RECIPE" ]; then
   echo "$BUNDLE"
   exit 0
 fi
@@ -139,9 +151,16 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   stamp+=" -X $p.gitVersion=$VERSION -X $p.gitMajor=1 -X $p.gitMinor=$MINOR"
   stamp+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
 done
-for cmd in kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
+commands="kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy"
+[ "$NODE_ONLY" = 0 ] || commands="kubeadm kubelet kubectl"
+for cmd in $commands; do
   build "$kwrap" "$OUT/$cmd" "k8s.io/kubernetes/cmd/$cmd" -ldflags "$stamp"
 done
+if [ "$NODE_ONLY" = 1 ]; then
+  say "node binaries for $ARCH in $OUT"
+  echo "$OUT"
+  exit 0
+fi
 if [ "$ARCH" = "$(go env GOHOSTARCH)" ]; then
   got="$("$OUT/kubeadm" version -o short)"
   [ "$got" = "$VERSION" ] || die "kubeadm reports $got, not $VERSION: the version stamp failed"

@@ -68,3 +68,30 @@ def test_explicit_ami_that_does_not_exist_is_refused_first(aws: Aws) -> None:
     with pytest.raises(PermanentError, match=r"^spec\.aws\.ami: image ami-0deadbeef0000000 "):
         create(load_text(_spec(", ami: ami-0deadbeef0000000")), aws.store)
     assert tagged("images") == {}
+
+
+def test_a_g5g_gpu_pool_is_planned_arm64_and_gets_the_arm64_image(aws: Aws) -> None:
+    env = load_text(_spec(worker_type="g5g.xlarge"))
+    _, plan = api.plan(env)
+    assert {n.name: n.arch for n in plan.nodes} == {
+        "images-cp-0": "amd64",
+        "images-workers-0": "arm64",
+    }
+    create(env, aws.store)
+    assert _images() == {"m5.large": "ami-0a1b2c3d4e5f60002", "g5g.xlarge": "ami-0a1b2c3d4e5f60003"}
+    assert api.delete("images", aws.store) == []
+
+
+def test_an_architecture_aws_contradicts_is_refused_before_anything(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clusterdeck.spec import aws_catalog
+
+    # as if the table did not know a Graviton family yet: AWS's answer (arm64) wins, loudly
+    monkeypatch.setattr(aws_catalog, "ARM64_FAMILIES", frozenset())
+    with pytest.raises(PermanentError) as info:
+        create(load_text(_spec(worker_type="g5g.xlarge")), aws.store)
+    assert str(info.value).startswith(
+        "spec.cluster.workers.instanceType: AWS reports g5g.xlarge as arm64, but"
+    )
+    assert tagged("images") == {}

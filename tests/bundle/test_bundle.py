@@ -54,27 +54,25 @@ def _oci_image():  # the lab's image writer (scripts/oci_image.py), loaded by pa
     return module
 
 
-def make_source(tmp: Path) -> Path:
-    source = tmp / "source"
+def make_source(tmp: Path, arch: str = "amd64") -> Path:
+    source = tmp / f"source-{arch}"
     for sub in ("bin", "cni", "images", "manifests"):
         (source / sub).mkdir(parents=True)
     for name in NODE_BINARIES:
-        (source / "bin" / name).write_bytes(f"#!stand-in {name}\n".encode())
+        (source / "bin" / name).write_bytes(f"#!stand-in {name} {arch}\n".encode())
     for name in (*CNI_PLUGINS, "flannel"):
-        (source / "cni" / name).write_bytes(f"#!stand-in {name}\n".encode())
+        (source / "cni" / name).write_bytes(f"#!stand-in {name} {arch}\n".encode())
     oci = _oci_image()
     for ref in IMAGES:
         layer = oci.Layer()
         layer.add("/hello", ref.encode(), 0o644)
         short = ref.rsplit(":", 1)[0].rsplit("/", 1)[-1]
-        oci.write_image(
-            source / "images" / f"{short}.tar", ref, layer, entrypoint=None, arch="amd64"
-        )
+        oci.write_image(source / "images" / f"{short}.tar", ref, layer, entrypoint=None, arch=arch)
     (source / "manifests" / "cni.yaml").write_text(FLANNEL)
     return source
 
 
-def made_bundle(tmp_path: Path, name: str = "bundle") -> Path:
+def made_bundle(tmp_path: Path, name: str = "bundle", arch: str = "amd64") -> Path:
     """A bundle made by the CLI from ``make_source`` (a tar archive when ``name`` ends .tar)."""
     out = tmp_path / name
     res = cli(
@@ -82,9 +80,11 @@ def made_bundle(tmp_path: Path, name: str = "bundle") -> Path:
         "bundle",
         "create",
         "--from",
-        str(make_source(tmp_path)),
+        str(make_source(tmp_path, arch)),
         "--kubernetes-version",
         "v1.37.2",
+        "--arch",
+        arch,
         "-O",
         str(out),
     )

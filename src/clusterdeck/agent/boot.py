@@ -103,7 +103,8 @@ def load(
                 cgroup=machine.cgroup,
                 conntrack_max_writable=machine.conntrack_max_writable,
             )
-    facts = ClusterFacts(machines=machines, bundle=load_bundle(offline).manifest)
+    manifest = load_bundle(offline).manifest
+    facts = ClusterFacts(machines=machines, bundles={manifest.arch: manifest})
     return NodeView(config, identity, env, topology, plan, facts)
 
 

@@ -27,8 +27,8 @@ from clusterdeck.api.recorded import (
     observed_from_store,
     recorded_names,
 )
-from clusterdeck.bundle.manifest import Bundle as OfflineBundle
-from clusterdeck.bundle.manifest import open_checked
+from clusterdeck.bundle.manifest import BundleError, open_for
+from clusterdeck.bundle.manifest import BundleSet as OfflineBundle
 from clusterdeck.errors import UsageError
 from clusterdeck.events import EventSink, discard
 from clusterdeck.model.observed import Observed
@@ -38,7 +38,7 @@ from clusterdeck.model.topology import Topology
 from clusterdeck.planner import build_plan, expand
 from clusterdeck.providers import registry
 from clusterdeck.providers.base import ApplyContext, InfraResult
-from clusterdeck.spec import ValidationReport, check_file, load_file
+from clusterdeck.spec import ValidationReport, arch, check_file, load_file
 from clusterdeck.spec.loader import from_recorded
 from clusterdeck.spec.models import Environment, Provider
 from clusterdeck.state.store import StateStore, require_environment
@@ -124,9 +124,10 @@ def create(
     if env.spec.offline is not None and not infra_only:
         # checked before anything is created or uploaded: a bundle for another version, or
         # one whose files do not match their checksums, is refused in one line
-        offline_bundle = open_checked(
-            env.spec.offline.bundle, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
+        offline_bundle = open_for(
+            env.spec.offline, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
         )
+        require_bundles_for(env, offline_bundle)
     with store.lock(env.name, "create"):
         existed = store.environment(env.name) is not None
         store.save_environment(env.name, env.spec.provider.value, effective_spec(env, dedicated))
@@ -145,6 +146,21 @@ def create(
         if result.failed:
             _after_failure(store, env.name, existed=existed)
         return result
+
+
+def require_bundles_for(env: Environment, bundles: OfflineBundle) -> None:
+    """Every node whose architecture is known now (aws: its instance type) has a bundle of
+    its architecture, before anything is created; ssh hosts are checked on their facts."""
+    for node in expand(env).nodes:
+        node_arch = arch.of_node(node.provider, node.instance_type)
+        if node_arch is None or node_arch in bundles.by_arch:
+            continue
+        raise BundleError(
+            f"{node.name} ({node.instance_type}) is {node_arch}, and spec.offline has no "
+            f"{node_arch} bundle (only {', '.join(sorted(bundles.by_arch))}): make one with "
+            f"`clusterdeck bundle create --arch {node_arch}` and list both under "
+            "spec.offline.bundles"
+        )
 
 
 def check_login_keys(env: Environment, *, infra_only: bool) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from clusterdeck.bootstrap.nodeconfig import MachineFacts
 from clusterdeck.bootstrap.render import ClusterFacts
-from clusterdeck.bundle.manifest import Bundle
+from clusterdeck.bundle.manifest import Bundle, BundleSet
 from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
 
 
@@ -47,6 +47,7 @@ def from_records(
             can_lower_oom_score=(data.get("facts") or {}).get("can_lower_oom_score"),
             conntrack_max_writable=(data.get("facts") or {}).get("conntrack_max_writable"),
             nvidia_gpus=(data.get("facts") or {}).get("nvidia_gpus"),
+            arch=_text((data.get("facts") or {}).get("arch")),
         )
     nlb_dns = internal = None
     endpoint = _text(outputs.get("endpoint"))
@@ -57,9 +58,12 @@ def from_records(
     return ClusterFacts(machines=machines, nlb_dns=nlb_dns, nlb_internal_dns=internal)
 
 
-def with_offline(facts: ClusterFacts, bundle: Bundle | None) -> ClusterFacts:
-    """The same facts plus the offline bundle's manifest (its files, images and CNI)."""
-    if bundle is None:
+def with_offline(facts: ClusterFacts, bundles: BundleSet | Bundle | None) -> ClusterFacts:
+    """The same facts plus the offline bundles' manifests (files, images and CNI), by
+    architecture (one bundle: a set of one)."""
+    if bundles is None:
         return facts
-    facts.bundle = bundle.manifest
+    if isinstance(bundles, Bundle):
+        bundles = BundleSet({bundles.manifest.arch: bundles})
+    facts.bundles = bundles.manifests
     return facts

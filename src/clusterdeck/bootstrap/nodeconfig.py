@@ -45,6 +45,7 @@ class MachineFacts(Model):
 
     private_ip: str | None = None
     public_ip: str | None = None
+    arch: str | None = None  # as the host reports it (uname -m); aws: from the instance type
     public_name: str | None = None
     interface: str | None = None
     cgroup: Literal["v1", "v2"] | None = None  # None: not probed (v2 on current Ubuntu)
@@ -128,6 +129,7 @@ class OfflineSettings(Model):
     """What this node takes from the offline bundle: nothing is downloaded."""
 
     kubernetes_version: str
+    arch: str  # the bundle's architecture: the node's own
     files: list[str]  # every bundle file this node gets (uploaded once, checked by sha256)
     binaries: list[str]  # bin/<name>
     cni_plugins: list[str]  # cni/<name>
@@ -153,6 +155,7 @@ def offline_settings(manifest: BundleManifest, role: Role) -> OfflineSettings:
         coredns_tag=tags.get("coredns"),
         etcd_tag=tags.get("etcd"),
         kubernetes_version=manifest.kubernetes_version,
+        arch=manifest.arch,
         files=[*binaries, *plugins, *sorted({i.file for i in images}), *manifests],
         binaries=binaries,
         cni_plugins=plugins,

@@ -37,10 +37,11 @@ from clusterdeck.bootstrap.nodeconfig import (
     phase_entries,
     private_address,
 )
-from clusterdeck.bundle.manifest import BundleManifest
+from clusterdeck.bundle.manifest import BundleError, BundleManifest
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Node, Role, Topology
+from clusterdeck.spec import arch
 from clusterdeck.spec.models import Environment
 
 JOIN_NOTE = (
@@ -62,7 +63,19 @@ class ClusterFacts:
     machines: dict[str, MachineFacts] = field(default_factory=dict)
     nlb_dns: str | None = None  # the internet-facing NLB: users' kubeconfig
     nlb_internal_dns: str | None = None  # the internal NLB: nodes and kubeadm
-    bundle: BundleManifest | None = None  # spec.offline: the bundle's manifest
+    # spec.offline: the manifest of each bundle, by architecture
+    bundles: dict[str, BundleManifest] = field(default_factory=dict)
+
+    def bundle_for(self, arch: str | None) -> BundleManifest | None:
+        """The manifest of the bundle a node of ``arch`` gets (None: online, or no bundle
+        for that architecture; an architecture not known yet takes the only one or amd64)."""
+        if not self.bundles:
+            return None
+        if arch is None:
+            if len(self.bundles) == 1:
+                return next(iter(self.bundles.values()))
+            arch = "amd64"
+        return self.bundles.get(arch)
 
 
 @dataclass
@@ -92,6 +105,17 @@ def node_config(
     lb = keepalived_settings(env, topology, node, facts.machines)
     if lb is not None and not lb.interface_known:
         pending.append(f"network interface for the VIP (assumed {lb.interface})")
+    node_arch = arch.of_node(node.provider, node.instance_type, machine.arch)
+    manifest = facts.bundle_for(node_arch)
+    if facts.bundles and manifest is None:
+        have = ", ".join(sorted(facts.bundles))
+        raise BundleError(
+            f"{node.name} is {node_arch}, and spec.offline has no bundle for it (only {have}): "
+            f"make one with `clusterdeck bundle create --arch {node_arch}` and list both under "
+            "spec.offline.bundles"
+        )
+    if node_arch is None and len(facts.bundles) > 1:
+        pending.append("architecture (known from the host's facts; amd64 assumed)")
     return NodeConfig(
         environment=env.name,
         name=node.name,
@@ -100,7 +124,7 @@ def node_config(
         provider=node.provider,
         first_control_plane=node.first_control_plane,
         machine=machine,
-        kubernetes=kubernetes_settings(env, facts.bundle).model_copy(
+        kubernetes=kubernetes_settings(env, manifest).model_copy(
             update={
                 "allow_cgroup_v1": any(m.cgroup == "v1" for m in facts.machines.values()),
                 "keep_conntrack_limit": any(
@@ -118,7 +142,7 @@ def node_config(
             cdi=spec.nvidia_container_toolkit.enable_cdi,
         ),
         keepalived=lb,
-        offline=offline_settings(facts.bundle, node.role) if facts.bundle else None,
+        offline=offline_settings(manifest, node.role) if manifest else None,
         labels=dict(node.labels) | gpu_labels(node, machine),
         taints=list(node.taints),
         remove_control_plane_taint=node.role is Role.CONTROL_PLANE

@@ -26,6 +26,7 @@ from typing import IO, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clusterdeck.errors import UsageError
+from clusterdeck.spec.models import Offline
 
 MANIFEST = "bundle.json"
 SCHEMA: Literal["clusterdeck.dev/bundle/v1alpha1"] = "clusterdeck.dev/bundle/v1alpha1"
@@ -202,7 +203,9 @@ def check_for(
             f"kubernetes.version is {kubernetes_version}"
         )
     if have.arch != arch:
-        raise BundleError(f"{bundle.path}: the bundle is for {have.arch}, the nodes are {arch}")
+        raise BundleError(
+            f"{bundle.path}: the bundle is for {have.arch}, but it stands for {arch} nodes"
+        )
 
 
 def open_checked(
@@ -215,3 +218,70 @@ def open_checked(
     if verify:
         bundle.verify()
     return bundle
+
+
+@dataclass(frozen=True)
+class BundleSet:
+    """An environment's offline bundles, by architecture (``spec.offline.bundle`` is a set of
+    one, keyed by what its manifest says): each node gets the one of its architecture."""
+
+    by_arch: dict[str, Bundle]
+
+    def for_arch(self, arch: str | None) -> Bundle:
+        """The bundle for ``arch``; for an architecture not known yet (an ssh host before
+        its facts), the only bundle, or the amd64 one."""
+        if arch is None:
+            if len(self.by_arch) == 1:
+                return next(iter(self.by_arch.values()))
+            arch = "amd64"
+        found = self.by_arch.get(arch)
+        if found is None:
+            have = ", ".join(sorted(self.by_arch))
+            raise BundleError(
+                f"spec.offline: no {arch} bundle (the bundles are for {have}); make one with "
+                f"`clusterdeck bundle create --arch {arch}` and list it under "
+                f"spec.offline.bundles.{arch}"
+            )
+        return found
+
+    @property
+    def manifests(self) -> dict[str, BundleManifest]:
+        return {arch: b.manifest for arch, b in self.by_arch.items()}
+
+    def verify(self) -> None:
+        for bundle in self.by_arch.values():
+            bundle.verify()
+
+
+def open_for(
+    offline: Offline, kubernetes_version: str, cni: str | None = None, *, verify: bool = True
+) -> BundleSet:
+    """The bundles ``spec.offline`` names, opened and checked (see :func:`open_set`)."""
+    per_arch = {str(arch): path for arch, path in offline.bundles.items()}
+    return open_set(offline.bundle, per_arch, kubernetes_version, cni, verify=verify)
+
+
+def open_set(
+    single: str | None,
+    per_arch: dict[str, str],
+    kubernetes_version: str,
+    cni: str | None = None,
+    *,
+    verify: bool = True,
+) -> BundleSet:
+    """The bundles a file names (``spec.offline.bundle``, or ``bundles`` per architecture),
+    each refused unless it is for that version, CNI and architecture, and (``verify``) every
+    file matches its checksum: the check before anything is created or uploaded."""
+    found: dict[str, Bundle] = {}
+    if single is not None:
+        bundle = load(single)
+        check_for(bundle, kubernetes_version, bundle.manifest.arch, cni)
+        found[bundle.manifest.arch] = bundle
+    for arch, path in sorted(per_arch.items()):
+        bundle = load(path)
+        check_for(bundle, kubernetes_version, arch, cni)
+        found[arch] = bundle
+    out = BundleSet(found)
+    if verify:
+        out.verify()
+    return out

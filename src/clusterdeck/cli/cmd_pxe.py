@@ -47,7 +47,7 @@ def render(
 
     app = state(ctx)
     env = load_checked(app, file)
-    if env.spec.ephemeral is None or env.spec.offline is None:
+    if env.spec.ephemeral is None or env.spec.offline is None or env.spec.offline.bundle is None:
         raise UsageError(
             f"{file}: pxe render is for stateless nodes: the file has no spec.ephemeral "
             "(for machines reached over SSH, use clusterdeck render)"

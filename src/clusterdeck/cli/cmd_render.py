@@ -50,10 +50,10 @@ def render(
     # a directory render wrote before (its bundle.json) is replaced; anything else is not
     earlier = check_output_dir(directory, "bundle.json", "render")
     if env.spec.offline is not None:  # its CNI manifest and images are part of the review
-        from clusterdeck.bundle.manifest import open_checked
+        from clusterdeck.bundle.manifest import open_for
 
-        offline = open_checked(
-            env.spec.offline.bundle,
+        offline = open_for(
+            env.spec.offline,
             env.spec.kubernetes.version,
             env.spec.kubernetes.cni.value,
             verify=False,

@@ -92,18 +92,26 @@ def plan(console: Console, the_plan: Plan) -> None:
         "nodes",
         "role",
         "pool",
+        "arch",
         "where",
         "taints",
         "phases",
     )
     groups: dict[tuple[str, ...], list[NodePlan]] = {}
     for node in the_plan.nodes:
-        key = (node.role, node.pool, ", ".join(node.taints), " -> ".join(node.phases))
+        arch = node.arch or "from facts"
+        key = (node.role, node.pool, arch, ", ".join(node.taints), " -> ".join(node.phases))
         groups.setdefault(key, []).append(node)
-    for (role, pool, taints, phases), members in groups.items():
+    for (role, pool, arch, taints, phases), members in groups.items():
         where = sorted({n.address or n.zone or n.provider for n in members})
         table.add_row(
-            _names([n.name for n in members]), role, pool, _names(where), taints or "-", phases
+            _names([n.name for n in members]),
+            role,
+            pool,
+            arch,
+            _names(where),
+            taints or "-",
+            phases,
         )
     console.print(table)
     changes = the_plan.changes()

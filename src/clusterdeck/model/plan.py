@@ -126,6 +126,8 @@ class NodePlan(Item):
     labels: dict[str, str]
     taints: list[str]
     phases: list[str]
+    # amd64 or arm64 (aws: from the instance type); None: an ssh host, known from its facts
+    arch: str | None = None
 
 
 class ActionKind(StrEnum):

@@ -12,6 +12,7 @@ Without a local kubeadm the nodes check the same files with their own kubeadm be
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -28,6 +29,8 @@ _CHECK_TOKEN = "abcdef.0123456789abcdef"  # noqa: S105 (a shape, not a secret)
 _CHECK_HASH = "sha256:" + "0" * 64
 _CHECK_KEY = "1" * 64
 TIMEOUT = 60
+# the bundle whose kubeadm runs here: the one of this machine's architecture
+_HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), "amd64")
 # kubeadm names the document it could not read in Go syntax; the kind is what users know
 _UNMARSHAL = re.compile(
     r'error unmarshaling configuration schema\.GroupVersionKind\{[^}]*Kind:"(\w+)"\}: '
@@ -56,7 +59,10 @@ def located(env: Environment) -> Iterator[Path | None]:
         from clusterdeck.bundle.manifest import BundleError, load
 
         try:
-            bundle = load(env.spec.offline.bundle)
+            offline = env.spec.offline
+            per_arch = {str(a): p for a, p in offline.bundles.items()}
+            path = offline.bundle or per_arch.get(_HOST_ARCH) or per_arch.get("amd64")
+            bundle = load(path) if path else None
         except BundleError:
             bundle = None
         if bundle is not None and not bundle.is_archive:

@@ -17,8 +17,8 @@ from typing import Any
 from clusterdeck.bootstrap import facts as bootstrap_facts
 from clusterdeck.bootstrap.kubeadm_build import JoinMaterial, ca_cert_hash, new_join_material
 from clusterdeck.bootstrap.render import Bundle, ClusterFacts, render_environment
-from clusterdeck.bundle.manifest import Bundle as OfflineBundle
-from clusterdeck.bundle.manifest import open_checked
+from clusterdeck.bundle.manifest import BundleSet as OfflineBundle
+from clusterdeck.bundle.manifest import open_for
 from clusterdeck.engine import Executor, RunReport, Step, StepContext
 from clusterdeck.errors import PermanentError, TransientError
 from clusterdeck.events import EventSink, discard
@@ -83,8 +83,8 @@ def rendered(
     node is: what a day-2 step that runs phases needs."""
     offline_bundle = None
     if env.spec.offline is not None:
-        offline_bundle = open_checked(
-            env.spec.offline.bundle, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
+        offline_bundle = open_for(
+            env.spec.offline, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
         )
     facts = bootstrap_facts.with_offline(_facts(store, env, plan), offline_bundle)
     return (
@@ -123,7 +123,7 @@ def _steps(
                 if offline_bundle is None or settings is None:
                     raise PermanentError(f"{spec.node}: no offline bundle to send")
                 return await offline.upload_offline(
-                    conns, endpoint, offline_bundle, settings, ctx.write
+                    conns, endpoint, offline_bundle.for_arch(settings.arch), settings, ctx.write
                 )
             if spec.kind == "join-material":
                 init = graph.step_id(spec.node, Phase.KUBEADM_INIT.value)
@@ -234,8 +234,8 @@ def bootstrap(
     member's join). When ``only`` names workers alone, the control planes' own steps are left
     out (nothing of theirs changes); the Ready wait still covers every node."""
     if offline_bundle is None and env.spec.offline is not None:
-        offline_bundle = open_checked(
-            env.spec.offline.bundle, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
+        offline_bundle = open_for(
+            env.spec.offline, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
         )
     facts = bootstrap_facts.with_offline(_facts(store, env, plan), offline_bundle)
     bundle = render_environment(env, topology, plan, facts)

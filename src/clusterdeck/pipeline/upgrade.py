@@ -212,7 +212,9 @@ async def _prepare(
     await actions.upload_bundle(conns, target.endpoint, bundle.files[name], log)
     cfg = bundle.configs[name]
     if cfg.offline is not None and offline_bundle is not None:
-        await offline.upload_offline(conns, target.endpoint, offline_bundle, cfg.offline, log)
+        await offline.upload_offline(
+            conns, target.endpoint, offline_bundle.for_arch(cfg.offline.arch), cfg.offline, log
+        )
     script = _script(bundle, name, Phase.CONTAINERD.value)
     if script is not None:
         await actions.run_phase(

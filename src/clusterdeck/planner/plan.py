@@ -20,7 +20,7 @@ from clusterdeck.model.plan import (
 from clusterdeck.model.topology import Topology
 from clusterdeck.planner import aws_layout
 from clusterdeck.planner.phases import phases_for, wants_device_plugin
-from clusterdeck.spec import rules
+from clusterdeck.spec import arch, rules
 from clusterdeck.spec.models import Environment, LoadBalancerKind, NetworkMode
 from clusterdeck.spec.network import aws_groups
 
@@ -73,6 +73,7 @@ def build_plan(env: Environment, topology: Topology, observed: Observed | None =
             labels=n.labels,
             taints=n.taints,
             phases=phases_for(env, n, device_plugin=device_plugin),
+            arch=arch.of_node(n.provider, n.instance_type),
         )
         for n in topology.nodes
     ]

@@ -1,4 +1,5 @@
-"""The AWS regions and EC2 instance types known without a network: botocore's own data files.
+"""The AWS regions and EC2 instance types known without a network: botocore's own data files,
+and the architecture of each instance family (a table here: botocore's data does not say).
 
 ``validate`` runs offline; a mistyped region or instance type should still be caught early.
 botocore ships its partitions' region lists (``partitions.json``) and EC2's service model,
@@ -66,3 +67,38 @@ def known_instance_types() -> frozenset[str] | None:
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "clusterdeck"
+
+
+# EC2 instance families whose processors are arm64 (AWS Graviton), as DescribeInstanceTypes
+# reports them (ProcessorInfo.SupportedArchitectures); every other Linux family is x86_64.
+# validate and plan read this offline; create confirms it with AWS's own answer, and
+# tests/spec/test_arm64.py checks it against the instance-type data moto ships.
+ARM64_FAMILIES = frozenset(
+    {
+        "a1",
+        *("c6g", "c6gd", "c6gn", "c7g", "c7gd", "c7gn"),
+        *("c8g", "c8gb", "c8gd", "c8gn", "c9g", "c9gd"),
+        "g5g",
+        "hpc7g",
+        *("i4g", "i8g", "i8ge", "im4gn", "is4gen"),
+        *("m6g", "m6gd", "m7g", "m7gd", "m8g", "m8gb", "m8gd", "m8gn", "m9g", "m9gd"),
+        *("r6g", "r6gd", "r7g", "r7gd", "r8g", "r8gb", "r8gd", "r8gn", "r9g", "r9gd"),
+        "t4g",
+        *("x2gd", "x8g"),
+    }
+)
+# macOS instances (mac1, mac2, mac-m4, ...): not Linux nodes
+MAC_PREFIX = "mac"
+
+
+def family(instance_type: str) -> str:
+    return instance_type.split(".", 1)[0]
+
+
+def architecture(instance_type: str) -> str:
+    """``arm64`` or ``amd64`` (the names Kubernetes and Go use) for an EC2 instance type."""
+    return "arm64" if family(instance_type) in ARM64_FAMILIES else "amd64"
+
+
+# EC2's names for the architectures (DescribeInstanceTypes, DescribeImages)
+EC2_ARCH = {"amd64": "x86_64", "arm64": "arm64"}

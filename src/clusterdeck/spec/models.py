@@ -516,10 +516,22 @@ class Offline(Strict):
     """Install without any download: every node gets its binaries, images and CNI manifest from
     a bundle (``clusterdeck bundle create``)."""
 
-    bundle: str = Field(
+    bundle: str | None = Field(
+        default=None,
         description="Offline bundle: a directory or tar archive made by `clusterdeck bundle "
-        "create`; no node downloads anything."
+        "create`; no node downloads anything. Every node must be of its architecture.",
     )
+    bundles: dict[Literal["amd64", "arm64"], str] = Field(
+        default_factory=dict,
+        description="One bundle per architecture, for clusters that mix amd64 and arm64 "
+        "nodes: each node gets the bundle of its own architecture. Instead of bundle.",
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Offline:
+        if (self.bundle is None) == (not self.bundles):
+            raise ValueError("give either bundle (one architecture) or bundles (per architecture)")
+        return self
 
 
 class Ephemeral(Strict):

@@ -312,6 +312,11 @@ def _ephemeral(env: Env) -> Iterator[Finding]:
             "ephemeral nodes install Kubernetes at every boot, without downloads: "
             "set spec.offline.bundle (clusterdeck bundle create)",
         )
+    elif env.spec.offline.bundle is None:
+        yield (
+            ("spec", "offline", "bundles"),
+            "stateless nodes take one bundle, part of their overlay: set spec.offline.bundle",
+        )
     ha = env.spec.cluster.high_availability
     if control_plane_count(env) > 1 and not (
         ha.enabled and ha.load_balancer is LoadBalancerKind.KEEPALIVED and ha.vip
@@ -357,6 +362,13 @@ def _aws(env: Env) -> Iterator[Finding]:
                 )
     if not spec.auth.key_name:
         yield (("spec", "auth", "keyName"), "aws nodes need an EC2 key pair: set auth.keyName")
+    for loc, group in _machine_groups(env):
+        if group.instance_type and group.instance_type.startswith(aws_catalog.MAC_PREFIX):
+            yield (
+                (*loc, "instanceType"),
+                f"{group.instance_type} is a macOS instance; nodes run Ubuntu on x86_64 or "
+                "arm64 (Graviton) instance types",
+            )
     yield from _zone_capacity(env)
     try:
         subnet_layout(spec.aws.vpc_cidr, spec.aws.network.mode, zones_in_use(env))

@@ -21,7 +21,7 @@ from clusterdeck.providers.aws import images, pricing
 from clusterdeck.providers.aws.errors import AwsNotFound, aws_code, call, collect
 from clusterdeck.providers.aws.images import Image
 from clusterdeck.providers.aws.session import AwsSession
-from clusterdeck.spec import rules
+from clusterdeck.spec import aws_catalog, rules
 from clusterdeck.spec.models import Environment
 
 TYPES_PER_CALL = 100
@@ -60,6 +60,7 @@ def prepare(session: AwsSession, env: Environment, plan: Plan, topology: Topolog
     subnet_room(plan)
     _key_pair(session, env)
     out.architecture = _instance_types(session, env, groups)
+    _architecture_as_planned(env, groups, out.architecture)
     _offerings(session, env, groups)
     aws = env.spec.aws
     assert aws is not None
@@ -108,6 +109,22 @@ def _key_pair(session: AwsSession, env: Environment) -> None:
             f"spec.auth.keyName: EC2 key pair {name!r} does not exist in "
             f"{session.region}; create or import it there first"
         ) from exc
+
+
+def _architecture_as_planned(
+    env: Environment, groups: list[InstanceGroupPlan], reported: dict[str, str]
+) -> None:
+    """AWS's own answer confirms the architecture the plan showed (from the instance-family
+    table): the image and the offline bundle were chosen by it."""
+    for group in groups:
+        said = reported.get(group.instance_type)
+        planned = aws_catalog.EC2_ARCH[aws_catalog.architecture(group.instance_type)]
+        if said is not None and said != planned:
+            raise PermanentError(
+                f"{field_of(env, group)}: AWS reports {group.instance_type} as {said}, but "
+                f"clusterdeck's instance-family table (which the plan showed) says {planned}; "
+                "nothing was created. Please report this: the table needs the family"
+            )
 
 
 def _instance_types(
