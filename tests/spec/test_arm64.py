@@ -33,6 +33,8 @@ def test_ssh_hosts_take_the_architecture_they_report() -> None:
     assert arch.of_node("ssh", None, "aarch64") == "arm64"
     assert arch.of_node("ssh", None, "x86_64") == "amd64"
     assert arch.of_node("ssh", None) is None
+    assert arch.of_node("ssh", None, "unknown") is None
+    assert arch.of_node("ssh", None, "ppc64le") == "ppc64le"  # no bundle will match it
     assert arch.of_node("aws", "c7g.large") == "arm64"
     assert arch.of_node("aws", "g4dn.xlarge") == "amd64"
 

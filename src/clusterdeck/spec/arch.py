@@ -19,6 +19,6 @@ def of_node(provider: str, instance_type: str | None, reported: str | None = Non
     """The node's architecture; None for an ssh host whose facts are not known yet."""
     if provider == "aws":
         return aws_catalog.architecture(instance_type or "")
-    if reported is None:
+    if reported in (None, "", "unknown"):  # facts not gathered, or uname failed
         return None
-    return REPORTED.get(reported, reported)
+    return REPORTED.get(reported, reported)  # another architecture stays itself: no bundle
