@@ -27,7 +27,7 @@ from clusterdeck.api.recorded import (
     observed_from_store,
     recorded_names,
 )
-from clusterdeck.bundle.manifest import BundleError, open_for
+from clusterdeck.bundle.manifest import BundleError, no_bundle_for, open_for
 from clusterdeck.bundle.manifest import BundleSet as OfflineBundle
 from clusterdeck.errors import UsageError
 from clusterdeck.events import EventSink, discard
@@ -155,12 +155,8 @@ def require_bundles_for(env: Environment, bundles: OfflineBundle) -> None:
         node_arch = arch.of_node(node.provider, node.instance_type)
         if node_arch is None or node_arch in bundles.by_arch:
             continue
-        raise BundleError(
-            f"{node.name} ({node.instance_type}) is {node_arch}, and spec.offline has no "
-            f"{node_arch} bundle (only {', '.join(sorted(bundles.by_arch))}): make one with "
-            f"`clusterdeck bundle create --arch {node_arch}` and list both under "
-            "spec.offline.bundles"
-        )
+        who = f"{node.name} ({node.instance_type}) is {node_arch}"
+        raise BundleError(no_bundle_for(who, node_arch, bundles.by_arch))
 
 
 def check_login_keys(env: Environment, *, infra_only: bool) -> None:

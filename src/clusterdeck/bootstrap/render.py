@@ -37,7 +37,7 @@ from clusterdeck.bootstrap.nodeconfig import (
     phase_entries,
     private_address,
 )
-from clusterdeck.bundle.manifest import BundleError, BundleManifest
+from clusterdeck.bundle.manifest import BundleError, BundleManifest, no_bundle_for
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Node, Role, Topology
@@ -108,12 +108,8 @@ def node_config(
     node_arch = arch.of_node(node.provider, node.instance_type, machine.arch)
     manifest = facts.bundle_for(node_arch)
     if facts.bundles and manifest is None:
-        have = ", ".join(sorted(facts.bundles))
-        raise BundleError(
-            f"{node.name} is {node_arch}, and spec.offline has no bundle for it (only {have}): "
-            f"make one with `clusterdeck bundle create --arch {node_arch}` and list both under "
-            "spec.offline.bundles"
-        )
+        wanted = node_arch or "amd64"
+        raise BundleError(no_bundle_for(f"{node.name} is {wanted}", wanted, facts.bundles))
     if node_arch is None and len(facts.bundles) > 1:
         pending.append("architecture (known from the host's facts; amd64 assumed)")
     return NodeConfig(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -220,6 +220,15 @@ def open_checked(
     return bundle
 
 
+def no_bundle_for(who: str, arch: str, have: Iterable[str]) -> str:
+    """The one message for a node whose architecture has no bundle (``who``: the node)."""
+    return (
+        f"{who}, and spec.offline has no {arch} bundle (only {', '.join(sorted(have))}): make "
+        f"one with `clusterdeck bundle create --arch {arch}` and list both under "
+        "spec.offline.bundles"
+    )
+
+
 @dataclass(frozen=True)
 class BundleSet:
     """An environment's offline bundles, by architecture (``spec.offline.bundle`` is a set of
@@ -236,12 +245,7 @@ class BundleSet:
             arch = "amd64"
         found = self.by_arch.get(arch)
         if found is None:
-            have = ", ".join(sorted(self.by_arch))
-            raise BundleError(
-                f"spec.offline: no {arch} bundle (the bundles are for {have}); make one with "
-                f"`clusterdeck bundle create --arch {arch}` and list it under "
-                f"spec.offline.bundles.{arch}"
-            )
+            raise BundleError(no_bundle_for(f"a node is {arch}", arch, self.by_arch))
         return found
 
     @property
