@@ -5,6 +5,9 @@ reboot SLOT HOST | stop SLOT HOST | down [SLOT|--all] | status``: the lab by han
 from what ``clusterdeck pxe render`` wrote to DIR (all of them when no HOST is named);
 ``reboot`` and ``stop`` act on one, which starts pristine at its next boot (tests/lab/pxe.py).
 
+``up N --full --sites S --nat K`` lays the hosts over S sites, the last K behind NAT
+(tests/lab/sites.py); each JSON host entry then also gives its ``site`` and ``nat``.
+
 ``up`` starts N hosts that stay until ``down`` (they are not removed as stale by test runs)
 and prints how to reach them; with ``-o json`` stdout holds only JSON: ``slot``, ``hosts``
 (``name``, ``address``), ``user``, ``key``, ``known_hosts``, and ``vip`` (a free address on
@@ -21,15 +24,24 @@ import sys
 from pathlib import Path
 
 from tests.lab import full, pxe
+from tests.lab import sites as site_hosts
 from tests.lab.light import BASE_DIR, Lab, LabHost, remove_all
 
 
 def up(
-    count: int, is_full: bool, default_max_startups: bool, as_json: bool = False, pxe: bool = False
+    count: int,
+    is_full: bool,
+    default_max_startups: bool,
+    as_json: bool = False,
+    pxe: bool = False,
+    sites: int = 0,
+    nat: int = 0,
 ) -> int:
     lab = Lab.create(keep=True)
     try:
-        if pxe:  # addresses reserved, nothing booted: `boot` starts them from pxe render's tree
+        if sites:
+            hosts = site_hosts.add_site_hosts(lab, count, sites, nat)
+        elif pxe:  # addresses reserved, nothing booted: `boot` starts them from pxe render's tree
             hosts = full.reserve_full_hosts(lab, count)
         elif is_full:
             hosts = full.add_full_hosts(lab, count)
@@ -47,7 +59,7 @@ def up(
             json.dumps(
                 {
                     "slot": lab.slot,
-                    "hosts": [{"name": h.name, "address": h.address} for h in hosts],
+                    "hosts": [_entry(h, bool(sites)) for h in hosts],
                     "user": hosts[0].user,
                     "key": str(lab.client_key),
                     "known_hosts": str(known_hosts),
@@ -63,7 +75,8 @@ def up(
         f"{lab.network} (bridge {lab.bridge})"
     )
     for host in hosts:
-        print(f"  {host.name:<6} {host.address}")
+        where = f"  {host.site}{' behind NAT' if host.nat else ''}" if sites else ""
+        print(f"  {host.name:<6} {host.address}{where}")
     first = hosts[0]
     print(
         f"ssh: ssh -i {lab.client_key} -o UserKnownHostsFile={known_hosts} "
@@ -71,6 +84,13 @@ def up(
     )
     print(f"remove with: python -m tests.lab down {lab.slot}")
     return 0
+
+
+def _entry(host: LabHost, with_sites: bool) -> dict[str, object]:
+    entry: dict[str, object] = {"name": host.name, "address": host.address}
+    if with_sites:
+        entry |= {"site": host.site, "nat": host.nat}
+    return entry
 
 
 def _lab(slot: str) -> Lab:
@@ -148,6 +168,16 @@ def main(argv: list[str]) -> int:
         "--pxe", action="store_true", help="with --full: reserve the hosts, boot none (see boot)"
     )
     p_up.add_argument(
+        "--sites",
+        type=int,
+        default=0,
+        help="with --full: lay the hosts over S sites with no route between them "
+        "(tests/lab/sites.py)",
+    )
+    p_up.add_argument(
+        "--nat", type=int, default=0, help="with --sites: the last K hosts behind a NAT router"
+    )
+    p_up.add_argument(
         "--default-max-startups",
         action="store_true",
         help="keep sshd's default MaxStartups 10:30:100 (light hosts)",
@@ -171,7 +201,23 @@ def main(argv: list[str]) -> int:
     if args.cmd == "up":
         if args.pxe and not args.full:
             parser.error("--pxe needs --full")
-        return up(args.count, args.full, args.default_max_startups, args.output == "json", args.pxe)
+        if args.sites and (not args.full or args.pxe):
+            parser.error("--sites needs --full (and not --pxe)")
+        if args.nat and not args.sites:
+            parser.error("--nat needs --sites")
+        if args.sites:
+            problem = site_hosts.check_layout(args.count, args.sites, args.nat)
+            if problem:
+                parser.error(problem)
+        return up(
+            args.count,
+            args.full,
+            args.default_max_startups,
+            args.output == "json",
+            args.pxe,
+            args.sites,
+            args.nat,
+        )
     if args.cmd == "boot":
         return boot(args.slot, args.dir, args.hosts)
     if args.cmd in ("reboot", "stop"):

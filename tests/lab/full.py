@@ -72,6 +72,7 @@ SERVICE_PACKAGES = (
     "keepalived",
     "wireguard-go",
     "wireguard-tools",
+    "iperf3",  # bench/overlay.py measures the overlay with it
 )
 DEFAULT_PACKAGES = BASE_PACKAGES + SERVICE_PACKAGES
 DISABLED_UNITS = (
@@ -248,9 +249,21 @@ def add_full_hosts(
     problem = require_full_tools()
     if problem:
         raise RuntimeError(problem)
+    hosts = reserve_full_hosts(lab, count)
+    boot_full_hosts(lab, hosts, packages, boot_timeout, nspawn_args)
+    return hosts
+
+
+def boot_full_hosts(
+    lab: Lab,
+    hosts: Sequence[LabHost],
+    packages: Sequence[str] = DEFAULT_PACKAGES,
+    boot_timeout: float = 90,
+    nspawn_args: Sequence[str] = (),
+) -> None:
+    """Boot machines for ``hosts`` (their namespaces made) at once; wait for their sshd."""
     root = image(packages)
     raise_kernel_limits()
-    hosts = reserve_full_hosts(lab, count)
     for host in hosts:
         start_machine(host, root, ["--volatile=overlay", *kubernetes_args(host), *nspawn_args])
     lab.save()
@@ -262,7 +275,6 @@ def add_full_hosts(
     for host in hosts:
         host.holder_pid = machine_init(host)
     lab.save()
-    return hosts
 
 
 def reserve_full_hosts(lab: Lab, count: int) -> list[LabHost]:
@@ -291,7 +303,8 @@ def start_machine(host: LabHost, root: Path, extra: Sequence[str]) -> None:
     machine_id = uuid.uuid4()
     (host.path / "etc" / "machine-id").write_text(machine_id.hex + "\n")
     (host.path / "etc" / "hosts").write_text(
-        f"127.0.0.1 localhost\n127.0.1.1 {host.name}\n{host.address} {host.name}\n"
+        f"127.0.0.1 localhost\n127.0.1.1 {host.name}\n"
+        f"{host.local_address or host.address} {host.name}\n"
     )
     host.machine_pid = spawn(
         [

@@ -18,6 +18,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -177,6 +178,9 @@ class LabHost:
     machine_pid: int = 0  # full hosts: the systemd-nspawn process
     port: int = 22
     user: str = "root"  # the login user (full hosts: a sudoer, root login refused)
+    site: str = ""  # tests/lab/sites.py: the site it sits at
+    nat: bool = False  # behind a NAT router: ``address`` is the router's (SSH forwarded)
+    local_address: str = ""  # its own address, when ``address`` is not (behind NAT)
 
     @property
     def path(self) -> Path:
@@ -209,6 +213,7 @@ class Lab:
     owner_pid: int = field(default_factory=os.getpid)
     hosts: dict[str, LabHost] = field(default_factory=dict)
     next_index: int = 0
+    site_bridges: list[str] = field(default_factory=list)  # tests/lab/sites.py: one per site
 
     # creation ---------------------------------------------------------------------------
     @classmethod
@@ -445,7 +450,7 @@ class Lab:
     def down(self) -> None:
         namespaces = [h.netns for h in self.hosts.values()]
         namespaces += [n for n in _lab_namespaces() if n.startswith(f"{self.bridge}-")]
-        teardown(sorted(set(namespaces)), [self.bridge], self.path)
+        teardown(sorted(set(namespaces)), [self.bridge, *self.site_bridges], self.path)
 
 
 # Dropped in the root namespace's FORWARD chain: anything from a lab host to an address
@@ -453,9 +458,17 @@ class Lab:
 _CONTAIN = ["-s", str(LAB_RANGE), "!", "-d", str(LAB_RANGE), "-j", "DROP"]
 
 
+# Accepted first: frames bridged between lab hosts (bridge netfilter hands them to FORWARD
+# too), which never leave the machine: a site's network (tests/lab/sites.py) carries the lab
+# range's packets to private addresses, which the drop above would otherwise catch.
+_BRIDGED = ["-i", f"{PREFIX}+", "-o", f"{PREFIX}+", "-j", "ACCEPT"]
+
+
 def keep_in_lab() -> None:
     if run(["iptables", "-C", "FORWARD", *_CONTAIN], check=False).returncode != 0:
         run(["iptables", "-I", "FORWARD", *_CONTAIN])
+    if run(["iptables", "-C", "FORWARD", *_BRIDGED], check=False).returncode != 0:
+        run(["iptables", "-I", "FORWARD", *_BRIDGED])
 
 
 def _lab_namespaces() -> list[str]:
@@ -506,13 +519,15 @@ def remove_all() -> int:
         for line in run(["ip", "-o", "link", "show", "type", "bridge"]).stdout.splitlines()
     ]
     ours = [b for b in bridges if b.startswith(PREFIX) and b[len(PREFIX) :].isdigit()]
-    teardown(_lab_namespaces(), ours, None)
+    sites = [b for b in bridges if re.fullmatch(rf"{PREFIX}\d+s\d+", b)]
+    teardown(_lab_namespaces(), ours + sites, None)
     if BASE_DIR.exists():
         for child in BASE_DIR.iterdir():
             if child.name.isdigit():
                 shutil.rmtree(child, ignore_errors=True)
     run(["ip", "route", "del", "unreachable", str(LAB_RANGE)], check=False)
     run(["iptables", "-D", "FORWARD", *_CONTAIN], check=False)
+    run(["iptables", "-D", "FORWARD", *_BRIDGED], check=False)
     return len(ours)
 
 

@@ -200,7 +200,13 @@ CASES = [
         14,
         "not supported yet",
     ),
-    ("overlay not yet", BASE + "  overlay: {}\n", "spec.overlay", 14, "not supported yet"),
+    (
+        "overlay inside the service range",
+        BASE + "  overlay: {cidr: 10.100.0.0/16}\n",
+        "spec.overlay.cidr",
+        14,
+        "overlaps the service range 10.96.0.0/12",
+    ),
     (
         "region in the wrong place",
         BASE.replace("  cluster:\n", "  cluster:\n    region: us-west-2\n"),

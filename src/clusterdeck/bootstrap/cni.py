@@ -46,8 +46,12 @@ def _calico_patches(pod_cidr: str) -> list[dict[str, object]]:
     return [_env_patch("calico-node", "kube-system", "calico-node", env)]
 
 
-def _flannel_patches(pod_cidr: str) -> list[dict[str, object]]:
-    net_conf = {"Network": pod_cidr, "EnableNFTables": False, "Backend": {"Type": "vxlan"}}
+def _flannel_patches(pod_cidr: str, on_overlay: bool) -> list[dict[str, object]]:
+    # on the WireGuard overlay, host-gw: each node's pod range is routed to its overlay
+    # address, and WireGuard (whose allowed IPs carry the pod ranges) is the only tunnel;
+    # VXLAN inside WireGuard would encapsulate every pod packet twice
+    backend = "host-gw" if on_overlay else "vxlan"
+    net_conf = {"Network": pod_cidr, "EnableNFTables": False, "Backend": {"Type": backend}}
     config: dict[str, object] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -67,15 +71,17 @@ def _env_patch(
     return daemonset_patch(name, namespace, {"containers": [{"name": container, "env": env}]})
 
 
-def patches(cni: str, pod_cidr: str) -> list[dict[str, object]]:
-    """The strategic-merge patches clusterdeck applies over the upstream manifest."""
+def patches(cni: str, pod_cidr: str, *, on_overlay: bool = False) -> list[dict[str, object]]:
+    """The strategic-merge patches clusterdeck applies over the upstream manifest. Both bind
+    the CNI to the node IP the kubelet registered: on an overlay, its overlay address, so
+    pod traffic between nodes goes over the overlay interface."""
     if cni == "calico":
         return _calico_patches(pod_cidr)
     if cni == "flannel":
-        return _flannel_patches(pod_cidr)
+        return _flannel_patches(pod_cidr, on_overlay)
     raise ValueError(f"cni {cni!r} has no manifest (calico, flannel)")
 
 
-def kustomization(cni: str, pod_cidr: str) -> str:
+def kustomization(cni: str, pod_cidr: str, *, on_overlay: bool = False) -> str:
     """The kustomization.yaml that joins the upstream manifest and clusterdeck's patches."""
-    return _kustomization(patches(cni, pod_cidr))
+    return _kustomization(patches(cni, pod_cidr, on_overlay=on_overlay))

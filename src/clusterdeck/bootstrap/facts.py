@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from clusterdeck.bootstrap.nodeconfig import MachineFacts
 from clusterdeck.bootstrap.render import ClusterFacts
 from clusterdeck.bundle.manifest import Bundle, BundleSet
-from clusterdeck.model.records import NODE_PREFIX, ResourceRecord
+from clusterdeck.model.records import NODE_PREFIX, OVERLAY_PREFIX, ResourceRecord
 
 
 def _text(value: Any) -> str | None:
@@ -34,6 +34,7 @@ def from_records(
     records: Iterable[ResourceRecord], outputs: Mapping[str, Any], endpoint_kind: str
 ) -> ClusterFacts:
     machines: dict[str, MachineFacts] = {}
+    records = list(records)
     for rec in records:
         if not rec.key.startswith(NODE_PREFIX) or rec.deleted_at is not None:
             continue
@@ -49,6 +50,16 @@ def from_records(
             nvidia_gpus=(data.get("facts") or {}).get("nvidia_gpus"),
             arch=_text((data.get("facts") or {}).get("arch")),
         )
+    for rec in records:
+        name = rec.key[len(OVERLAY_PREFIX) :]
+        if rec.key.startswith(OVERLAY_PREFIX) and rec.deleted_at is None and name in machines:
+            machines[name] = machines[name].model_copy(
+                update={
+                    "overlay_address": _text(rec.data.get("address")),
+                    "overlay_public_key": _text(rec.data.get("public_key")),
+                    "pod_cidr": _text(rec.data.get("pod_cidr")),
+                }
+            )
     nlb_dns = internal = None
     endpoint = _text(outputs.get("endpoint"))
     if endpoint_kind == "nlb" and _text(outputs.get("internal_endpoint")):

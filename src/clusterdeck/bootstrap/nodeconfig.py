@@ -55,6 +55,11 @@ class MachineFacts(Model):
     # False where the conntrack limit is read-only (a container-like machine): kube-proxy
     # must leave it as it is
     conntrack_max_writable: bool | None = None
+    # spec.overlay: the node's address on it and the public half of the key the node made
+    # (the private half never leaves the node), from its ``overlay/<name>`` record
+    overlay_address: str | None = None
+    overlay_public_key: str | None = None
+    pod_cidr: str | None = None  # the pod range Kubernetes gave the node, once it joined
 
 
 class CniManifest(Model):
@@ -118,6 +123,18 @@ class KeepalivedSettings(Model):
 OFFLINE_ON_NODE = "/var/lib/clusterdeck/offline"  # the verified bundle files, root's only
 # images only control planes run (static pods); every node gets the rest
 CONTROL_PLANE_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
+
+
+class OverlaySettings(Model):
+    """The node on the WireGuard overlay (bootstrap/overlay.py)."""
+
+    interface: str
+    address: str  # its overlay address with the overlay's prefix: 10.200.0.1/16
+    port: int
+    mtu: int | None  # None: the underlay's less WireGuard's overhead
+    forwards: bool  # a relay for nodes behind NAT
+    peers: list[str]  # its peers' overlay addresses: checked with a don't-fragment ping
+    underlay_probe: str | None = None  # a peer's endpoint: the underlay route to size the MTU
 
 
 class OfflineImage(Model):
@@ -226,6 +243,7 @@ class NodeConfig(Model):
     containerd_version: str | None = None
     nvidia: NvidiaSettings
     keepalived: KeepalivedSettings | None = None
+    overlay: OverlaySettings | None = None
     offline: OfflineSettings | None = None
     labels: dict[str, str]
     taints: list[str]
@@ -296,6 +314,10 @@ def endpoint(
 
 
 def private_address(node: Node, facts: MachineFacts | None) -> str | None:
+    """The address the cluster knows the node by (node IP, advertise address, etcd peer URL):
+    its overlay address on an overlay, else its private address."""
+    if facts is not None and facts.overlay_address:
+        return facts.overlay_address
     if facts is not None and facts.private_ip:
         return facts.private_ip
     return node.host.address if node.host is not None else None

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from clusterdeck.bootstrap import cni, gpu, kubeadm, osfiles, scripts, units
+from clusterdeck.bootstrap import cni, gpu, kubeadm, osfiles, overlay_paths, scripts, units
+from clusterdeck.bootstrap import overlay as overlay_files
 from clusterdeck.bootstrap.containerd import PAUSE_IMAGE, ContainerdConfig
 from clusterdeck.bootstrap.kubeadm_build import init_documents, join_document
 from clusterdeck.bootstrap.lbconfig import Backend, LoadBalancerConfig
@@ -38,6 +39,7 @@ from clusterdeck.bootstrap.nodeconfig import (
     private_address,
 )
 from clusterdeck.bundle.manifest import BundleError, BundleManifest, no_bundle_for
+from clusterdeck.model.overlay import Mesh
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Node, Role, Topology
@@ -65,6 +67,7 @@ class ClusterFacts:
     nlb_internal_dns: str | None = None  # the internal NLB: nodes and kubeadm
     # spec.offline: the manifest of each bundle, by architecture
     bundles: dict[str, BundleManifest] = field(default_factory=dict)
+    mesh: Mesh | None = None  # spec.overlay: the mesh of these machines, once worked out
 
     def bundle_for(self, arch: str | None) -> BundleManifest | None:
         """The manifest of the bundle a node of ``arch`` gets (None: online, or no bundle
@@ -92,7 +95,11 @@ def node_config(
 ) -> NodeConfig:
     spec = env.spec
     machine = facts.machines.get(node.name, MachineFacts())
-    if machine.private_ip is None and node.host is not None:
+    overlay = None
+    if spec.overlay is not None:  # the cluster knows the node by its overlay address
+        machine = machine.model_copy(update={"private_ip": machine.overlay_address})
+        overlay = overlay_files.settings_for(env, _mesh(env, topology, facts), node.name)
+    elif machine.private_ip is None and node.host is not None:
         machine = machine.model_copy(update={"private_ip": private_address(node, machine)})
     entries = phase_entries(node_plan(plan, node.name))
     names = {e.name for e in entries}
@@ -100,7 +107,9 @@ def node_config(
     pending = []
     if not ep.known:
         pending.append(f"control-plane endpoint ({ep.host})")
-    if machine.private_ip is None:
+    if spec.overlay is not None and overlay is None:
+        pending.append("overlay address and peers (each node makes its key at create)")
+    elif machine.private_ip is None:
         pending.append("private address (kubelet node-ip and advertise address left to detection)")
     lb = keepalived_settings(env, topology, node, facts.machines)
     if lb is not None and not lb.interface_known:
@@ -138,6 +147,7 @@ def node_config(
             cdi=spec.nvidia_container_toolkit.enable_cdi,
         ),
         keepalived=lb,
+        overlay=overlay,
         offline=offline_settings(manifest, node.role) if manifest else None,
         labels=dict(node.labels) | gpu_labels(node, machine),
         taints=list(node.taints),
@@ -174,6 +184,15 @@ def node_files(
     if Phase.OS_PREP.value in phases:
         files["files/modules-k8s.conf"] = Artifact(osfiles.modules_load())
         files["files/sysctl-k8s.conf"] = Artifact(osfiles.sysctl_conf())
+    if Phase.OVERLAY.value in phases and cfg.overlay is not None:
+        mesh = _mesh(env, topology, facts)
+        files["files/overlay/peers.conf"] = Artifact(
+            overlay_files.peers_file(mesh, cfg.name), 0o600
+        )
+        files["files/overlay/overlay.env"] = Artifact(overlay_files.env_file(cfg.overlay))
+        files["files/overlay/overlay-up"] = Artifact(overlay_files.up_script(), 0o755)
+        files[f"files/overlay/{overlay_paths.UNIT}"] = Artifact(overlay_files.unit())
+        files["files/overlay/kubelet-overlay.conf"] = Artifact(overlay_files.kubelet_dropin())
     if Phase.CONTAINERD.value in phases:
         toml = ContainerdConfig(
             nvidia_runtime=cfg.nvidia.toolkit,
@@ -219,7 +238,9 @@ def node_files(
         docs = init_documents(cfg, sans)
         files["files/kubeadm-init.yaml"] = Artifact(kubeadm.to_yaml(*docs), 0o600)
     if Phase.CNI.value in phases:
-        text = cni.kustomization(cfg.kubernetes.cni, cfg.kubernetes.pod_cidr)
+        text = cni.kustomization(
+            cfg.kubernetes.cni, cfg.kubernetes.pod_cidr, on_overlay=env.spec.overlay is not None
+        )
         files[cni.KUSTOMIZATION] = Artifact(text)
     if Phase.NVIDIA_DEVICE_PLUGIN.value in phases:
         files[gpu.KUSTOMIZATION] = Artifact(gpu.device_plugin_kustomization())
@@ -239,6 +260,13 @@ def node_files(
     cfg = cfg.model_copy(update={"files": {path: path for path in files}})
     files["node.json"] = Artifact(cfg.to_json())
     return files
+
+
+def _mesh(env: Environment, topology: Topology, facts: ClusterFacts) -> Mesh:
+    """The overlay's mesh, worked out once per render (facts.mesh caches it)."""
+    if facts.mesh is None:
+        facts.mesh = overlay_files.mesh_of(env, topology, facts.machines)
+    return facts.mesh
 
 
 def render_environment(

@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 
-from clusterdeck.bootstrap import gpu
+from clusterdeck.bootstrap import gpu, overlay_paths
 from clusterdeck.bootstrap.kubeadm import CRI_SOCKET
 from clusterdeck.bootstrap.nodeconfig import (
     INIT_FILE,
@@ -73,6 +73,16 @@ def environment() -> jinja2.Environment:
 
 _ENV: jinja2.Environment | None = None
 
+OVERLAY_PATHS = {
+    "private_key": overlay_paths.PRIVATE_KEY,
+    "peers": overlay_paths.PEERS_FILE,
+    "env": overlay_paths.ENV_FILE,
+    "up": overlay_paths.UP_SCRIPT,
+    "unit": overlay_paths.UNIT_FILE,
+    "unit_name": overlay_paths.UNIT,
+    "kubelet_dropin": overlay_paths.KUBELET_DROPIN,
+}
+
 
 # Primary-key fingerprints of the package signing keys fetched over HTTPS; a key that does not
 # match is refused, so a compromised or redirected download cannot plant its own key.
@@ -82,6 +92,14 @@ SIGNING_KEYS = {
     # nvidia.github.io/libnvidia-container (NVIDIA CORPORATION (Open Source Projects))
     "nvidia": "C95B321B61E88C1809C4F759DDCAE044F796ECB0",
 }
+
+
+def render_file(template: str, **values: Any) -> str:
+    """A script clusterdeck installs on the node (not a phase), from ``templates/``."""
+    global _ENV
+    if _ENV is None:
+        _ENV = environment()
+    return _ENV.get_template(template).render(**values)
 
 
 def render_phase(
@@ -112,6 +130,7 @@ def render_phase(
         offline_dir=OFFLINE_ON_NODE,
         init_file=INIT_FILE,
         cri_socket=CRI_SOCKET,
+        paths=OVERLAY_PATHS,
         gpu={
             "label": gpu.GPU_LABEL,
             "plugin": gpu.DEVICE_PLUGIN,

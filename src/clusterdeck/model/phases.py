@@ -12,6 +12,7 @@ from enum import StrEnum
 class Phase(StrEnum):
     WAIT_CLOUD_INIT = "wait-cloud-init"
     OS_PREP = "os-prep"
+    OVERLAY = "overlay"
     CONTAINERD = "containerd"
     NVIDIA_DRIVER = "nvidia-driver"
     NVIDIA_TOOLKIT = "nvidia-container-toolkit"
@@ -31,6 +32,7 @@ class Phase(StrEnum):
 PHASE_PURPOSE: dict[Phase, str] = {
     Phase.WAIT_CLOUD_INIT: "wait until cloud-init has finished on the instance",
     Phase.OS_PREP: "swap off, kernel modules overlay and br_netfilter, sysctls for bridged traffic",
+    Phase.OVERLAY: "the WireGuard overlay interface, up before the kubelet at every boot",
     Phase.CONTAINERD: "containerd with the systemd cgroup driver",
     Phase.NVIDIA_DRIVER: "NVIDIA kernel driver",
     Phase.NVIDIA_TOOLKIT: "NVIDIA container toolkit, containerd runtime and CDI specs",

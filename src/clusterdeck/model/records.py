@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # Nodes are recorded under this key prefix (``node/<node name>``) by every provider.
 NODE_PREFIX = "node/"
+# A node's place on the overlay (``overlay/<node name>``): its address, its public key (the
+# private key never leaves the node) and its pod range, once known.
+OVERLAY_PREFIX = "overlay/"
+OVERLAY_KIND = "overlay-member"
 
 
 class Row(BaseModel):

@@ -38,6 +38,15 @@ class SpotRequest(Record):
     max_price: str | None = None
 
 
+class OverlayPlace(Record):
+    """A node's place in the overlay's topology: its site, and whether it is behind NAT
+    (reached only through a relay) or relays for those that are."""
+
+    site: str
+    nat: bool = False
+    relay: bool = False
+
+
 class Node(Record):
     name: str
     role: Role
@@ -53,6 +62,7 @@ class Node(Record):
     host: HostRef | None = None
     image: str | None = None  # aws: the AMI ID the file names, or its OS image
     first_control_plane: bool = False
+    overlay: OverlayPlace | None = None  # with spec.overlay: where the node sits on it
 
     def machine(self) -> dict[str, str | int | None]:
         """The settings an aws instance is launched with and cannot change in place: a node

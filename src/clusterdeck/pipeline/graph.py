@@ -11,7 +11,10 @@ first control plane initialises). The cross-node edges are only the real ones:
 - labels and taints follow each node's own join, run with the admin credentials of the first
   control plane;
 - the cluster is checked Ready after every node is labelled (and has run its afterKubernetes
-  hooks) and the CNI is applied; clusterReady hooks run after that check.
+  hooks) and the CNI is applied; clusterReady hooks run after that check;
+- on an overlay, every node's peer list is brought up to date (and each tunnel checked) once
+  every node has its overlay interface, before any node joins; once every node is in the
+  cluster, the pod ranges are routed through the overlay, before the Ready check.
 
 A day-2 run that only adds workers leaves out the control planes' own steps
 (:func:`without_nodes`): their work is done and nothing of theirs changes, so the new workers
@@ -28,8 +31,19 @@ from clusterdeck.model.phases import Phase
 from clusterdeck.model.topology import Role
 from clusterdeck.spec.models import HookPoint
 
-Kind = Literal["upload", "offline", "phase", "join-material", "ready", "kubeconfig"]
+Kind = Literal[
+    "upload",
+    "offline",
+    "phase",
+    "join-material",
+    "ready",
+    "kubeconfig",
+    "overlay-sync",
+    "overlay-routes",
+]
 JOIN_MATERIAL = "join-material"
+OVERLAY_SYNC = "cluster/overlay-sync"
+OVERLAY_ROUTES = "cluster/overlay-routes"
 READY = "cluster/ready"
 KUBECONFIG = "cluster/kubeconfig"
 JOIN_PHASES = {Phase.KUBEADM_JOIN_CONTROL_PLANE.value, Phase.KUBEADM_JOIN_WORKER.value}
@@ -64,6 +78,11 @@ def build(configs: dict[str, NodeConfig]) -> list[StepSpec]:
     specs: list[StepSpec] = []
     previous_cp_join: str | None = None
     label_steps: list[str] = []
+    overlay_steps = [
+        step_id(c.name, Phase.OVERLAY.value)
+        for c in configs.values()
+        if any(p.name == Phase.OVERLAY.value for p in c.phases)
+    ]
     for cfg in [*cps, *(c for c in configs.values() if c.role is Role.WORKER)]:
         upload = step_id(cfg.name, "upload")
         specs.append(StepSpec(upload, "upload", cfg.name, cfg.name, runs_on=cfg.name))
@@ -84,6 +103,8 @@ def build(configs: dict[str, NodeConfig]) -> list[StepSpec]:
                 needs.append(offline)
             if entry.name in JOIN_PHASES:
                 needs.append(JOIN_MATERIAL)
+                if overlay_steps:
+                    needs.append(OVERLAY_SYNC)
                 if entry.name == Phase.KUBEADM_JOIN_CONTROL_PLANE.value and previous_cp_join:
                     needs.append(previous_cp_join)
             if entry.name == Phase.NODE_LABELS_TAINTS.value:
@@ -122,9 +143,30 @@ def build(configs: dict[str, NodeConfig]) -> list[StepSpec]:
         if any(p.name == Phase.CNI.value for p in cps[0].phases)
         else []
     )
-    specs.append(
-        StepSpec(READY, "ready", "cluster", "", runs_on=first, needs=tuple([*label_steps, *cni]))
-    )
+    before_ready = [*label_steps, *cni]
+    if overlay_steps:
+        specs.append(
+            StepSpec(
+                OVERLAY_SYNC,
+                "overlay-sync",
+                "overlay",
+                "",
+                runs_on=first,
+                needs=tuple(overlay_steps),
+            )
+        )
+        specs.append(
+            StepSpec(
+                OVERLAY_ROUTES,
+                "overlay-routes",
+                "overlay",
+                "",
+                runs_on=first,
+                needs=(OVERLAY_SYNC, *label_steps),
+            )
+        )
+        before_ready.append(OVERLAY_ROUTES)
+    specs.append(StepSpec(READY, "ready", "cluster", "", runs_on=first, needs=tuple(before_ready)))
     return specs
 
 

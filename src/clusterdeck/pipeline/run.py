@@ -25,7 +25,7 @@ from clusterdeck.events import EventSink, discard
 from clusterdeck.model.phases import Phase
 from clusterdeck.model.plan import Plan
 from clusterdeck.model.topology import Role, Topology
-from clusterdeck.pipeline import actions, graph, offline, stateless_status
+from clusterdeck.pipeline import actions, graph, offline, overlay, stateless_status
 from clusterdeck.pipeline import kubeconfig as kc
 from clusterdeck.pipeline.targets import Target, targets
 from clusterdeck.providers.ssh.access import host_key_policy
@@ -99,6 +99,16 @@ def _targets(store: StateStore, env: Environment, topology: Topology) -> dict[st
     return targets(env, topology, store.resources(env.name), record.outputs if record else {})
 
 
+@dataclass(frozen=True)
+class OverlayContext:
+    """What the overlay's cluster-wide steps need beyond the bundle."""
+
+    env: Environment
+    store: StateStore
+    topology: Topology
+    facts: ClusterFacts
+
+
 def _steps(
     specs: list[graph.StepSpec],
     bundle: Bundle,
@@ -107,6 +117,7 @@ def _steps(
     ready_timeout: float,
     offline_bundle: OfflineBundle | None,
     expected: list[str],
+    mesh_ctx: OverlayContext | None = None,
 ) -> list[Step]:
     configs = bundle.configs
     ha = sum(1 for c in configs.values() if c.role is Role.CONTROL_PLANE) > 1
@@ -135,6 +146,22 @@ def _steps(
                 return await _join_material(conns, endpoint, ctx, ha)
             if spec.kind == "kubeconfig":
                 return await actions.read_admin_conf(conns, endpoint)
+            if spec.kind in ("overlay-sync", "overlay-routes"):
+                assert mesh_ctx is not None and mesh_ctx.facts.mesh is not None
+                if spec.kind == "overlay-sync":
+                    await overlay.sync(conns, mesh_ctx.env, mesh_ctx.facts.mesh, tgt, ctx.write)
+                else:
+                    await overlay.route_pods(
+                        conns,
+                        mesh_ctx.env,
+                        mesh_ctx.store,
+                        mesh_ctx.topology,
+                        mesh_ctx.facts.machines,
+                        tgt,
+                        spec.runs_on,
+                        ctx.write,
+                    )
+                return None
             if spec.kind == "ready":
                 return await actions.wait_ready(
                     conns, endpoint, expected, ctx.write, timeout=ready_timeout
@@ -237,25 +264,34 @@ def bootstrap(
         offline_bundle = open_for(
             env.spec.offline, env.spec.kubernetes.version, env.spec.kubernetes.cni.value
         )
-    facts = bootstrap_facts.with_offline(_facts(store, env, plan), offline_bundle)
-    bundle = render_environment(env, topology, plan, facts)
     tgt = _targets(store, env, topology)
     expected = [n.name for n in topology.nodes]
-    if only is not None:
-        keep = {
-            name: cfg
-            for name, cfg in bundle.configs.items()
-            if name in only or cfg.role is Role.CONTROL_PLANE
-        }
-        bundle = replace(bundle, configs=keep)
-    specs = graph.build(bundle.configs)
-    if only and all(bundle.configs[n].role is Role.WORKER for n in only if n in bundle.configs):
-        cps = {n for n, cfg in bundle.configs.items() if cfg.role is Role.CONTROL_PLANE}
-        specs = graph.without_nodes(specs, cps)
+    rendered: list[tuple[list[graph.StepSpec], ClusterFacts]] = []
+
+    def render() -> tuple[Bundle, list[graph.StepSpec], ClusterFacts]:
+        facts = bootstrap_facts.with_offline(_facts(store, env, plan), offline_bundle)
+        bundle = render_environment(env, topology, plan, facts)
+        if only is not None:
+            keep = {
+                name: cfg
+                for name, cfg in bundle.configs.items()
+                if name in only or cfg.role is Role.CONTROL_PLANE
+            }
+            bundle = replace(bundle, configs=keep)
+        specs = graph.build(bundle.configs)
+        if only and all(bundle.configs[n].role is Role.WORKER for n in only if n in bundle.configs):
+            cps = {n for n, cfg in bundle.configs.items() if cfg.role is Role.CONTROL_PLANE}
+            specs = graph.without_nodes(specs, cps)
+        return bundle, specs, facts
 
     async def go() -> RunReport:
         async with Connections(host_keys=host_key_policy(env, store, env.name), events=events) as c:
-            steps = _steps(specs, bundle, tgt, c, ready_timeout, offline_bundle, expected)
+            if env.spec.overlay is not None:  # every node's key first: the peers follow from them
+                await overlay.register(c, env, store, topology, tgt, lambda _line: None)
+            bundle, specs, facts = render()
+            rendered.append((specs, facts))
+            mesh_ctx = OverlayContext(env, store, topology, facts) if env.spec.overlay else None
+            steps = _steps(specs, bundle, tgt, c, ready_timeout, offline_bundle, expected, mesh_ctx)
             executor = Executor(
                 concurrency=concurrency, events=events, store=store, environment=env.name
             )
@@ -263,6 +299,7 @@ def bootstrap(
 
     report = asyncio.run(go())
     result = BootstrapResult(report)
+    specs, facts = rendered[0]
     by_id = {s.id: s for s in specs}
     for step_id, exc in report.failed.items():
         spec = by_id[step_id]

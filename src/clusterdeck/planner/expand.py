@@ -20,13 +20,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from clusterdeck.model.topology import HostRef, Node, Role, SpotRequest, Topology
+from clusterdeck.model.topology import HostRef, Node, OverlayPlace, Role, SpotRequest, Topology
 from clusterdeck.spec import rules
 from clusterdeck.spec.models import (
     DEFAULT_CP_INSTANCE_TYPE,
     DEFAULT_WORKER_INSTANCE_TYPE,
+    ControlPlane,
     Environment,
     Host,
+    NetworkMode,
     Provider,
     WorkerPool,
 )
@@ -106,6 +108,7 @@ def expand(
                 taints=cp_taints,
                 host=_host(env, cp.hosts[i]) if i < len(cp.hosts) else None,
                 first_control_plane=i == 0,
+                overlay=_place(env, cp, cp.hosts[i] if i < len(cp.hosts) else None),
             )
         )
     for _, name, pool in rules.pools(env):
@@ -146,9 +149,29 @@ def _pool_nodes(env: Environment, name: str, pool: WorkerPool) -> list[Node]:
             labels=labels,
             taints=list(pool.taints),
             host=_host(env, pool.hosts[i]) if i < len(pool.hosts) else None,
+            overlay=_place(env, pool, pool.hosts[i] if i < len(pool.hosts) else None),
         )
         for i in range(rules.pool_count(pool))
     ]
+
+
+def _place(
+    env: Environment, group: ControlPlane | WorkerPool, host: Host | None
+) -> OverlayPlace | None:
+    """The node's site and NAT/relay role on the overlay (None without one). An aws node in
+    private mode has no public address: it is behind NAT like a flagged host."""
+    if env.spec.overlay is None:
+        return None
+    private_aws = (
+        (group.provider or env.spec.provider) is Provider.AWS
+        and env.spec.aws is not None
+        and env.spec.aws.network.mode is NetworkMode.PRIVATE
+    )
+    return OverlayPlace(
+        site=rules.site_of(env, group, host),
+        nat=private_aws or (host is not None and host.nat),
+        relay=host is not None and host.relay,
+    )
 
 
 def _image(env: Environment, provider: Provider) -> str | None:

@@ -67,6 +67,8 @@ def _own_phases(env: Environment, node: Node, *, device_plugin: bool = False) ->
     if node.provider == "aws":
         phases.append(Phase.WAIT_CLOUD_INIT)
     phases.append(Phase.OS_PREP)
+    if spec.overlay is not None:
+        phases.append(Phase.OVERLAY)
     if spec.container_runtime.install:
         phases.append(Phase.CONTAINERD)
     gpu = is_gpu_node(node)

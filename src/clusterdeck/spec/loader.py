@@ -34,7 +34,6 @@ Loc = tuple[str | int, ...]
 
 # Sections users may reach for that clusterdeck does not have (yet), with a plain answer.
 NOT_YET: dict[Loc, str] = {
-    ("spec", "overlay"): "the WireGuard overlay across sites is not supported yet",
     ("spec", "instance"): "there is no separate single-instance form: a single node is "
     "cluster.controlPlane.count: 1 with no workers",
     ("spec", "cluster", "region"): "region lives in spec.aws.region",

@@ -221,6 +221,21 @@ class Host(Strict):
     key: str | None = Field(
         default=None, description="Private key path for this host; defaults to auth.privateKey."
     )
+    site: DnsLabel | None = Field(
+        default=None,
+        description="Site (data centre, cloud region, edge location) of this host; defaults "
+        "to its pool's site. Needs spec.overlay.",
+    )
+    nat: bool = Field(
+        default=False,
+        description="Behind NAT: nothing outside reaches it, so its address is not its overlay "
+        "endpoint; it joins the overlay through a relay. Needs spec.overlay.",
+    )
+    relay: bool = Field(
+        default=False,
+        description="Relay of the overlay: forwards for the hosts behind NAT, which peer with "
+        "it alone. Its address must be reachable by every node. Needs spec.overlay.",
+    )
 
 
 class Spot(Strict):
@@ -289,6 +304,11 @@ class _MachineGroup(Strict):
         default=64, alias="rootVolumeSizeGB", description="Root volume size in GiB (aws)."
     )
     hosts: list[Host] = Field(default_factory=list, description="Existing machines (ssh provider).")
+    site: DnsLabel | None = Field(
+        default=None,
+        description="Site of these nodes (needs spec.overlay); default: the provider's, e.g. "
+        "aws-us-west-2 for aws nodes, onprem for ssh hosts.",
+    )
 
 
 class ControlPlane(_MachineGroup):
@@ -556,6 +576,55 @@ class Ephemeral(Strict):
     )
 
 
+class OverlayKind(StrEnum):
+    WIREGUARD = "wireguard"
+
+
+WIREGUARD_MIN_MTU = 1280  # the smallest MTU WireGuard's IPv6 underlay allows, and IPv6's own
+WIREGUARD_MAX_MTU = 9000
+
+
+class Overlay(Strict):
+    """One network across sites and providers: every node gets an address on a WireGuard
+    mesh, and Kubernetes (node IPs, the API, etcd, the CNI) runs on it."""
+
+    type: OverlayKind = Field(default=OverlayKind.WIREGUARD, description="Only wireguard.")
+    cidr: Cidr = Field(
+        default="10.200.0.0/16",
+        description="Overlay address range: each node gets one address in it. Must overlap "
+        "no pod, service, VPC or host network.",
+    )
+    port: Port = Field(default=51820, description="UDP port WireGuard listens on, every node.")
+    mtu: Literal["auto"] | int = Field(
+        default="auto",
+        description=f"Overlay MTU ({WIREGUARD_MIN_MTU}-{WIREGUARD_MAX_MTU}); auto: the "
+        "underlay's MTU minus WireGuard's overhead (80 bytes), checked with a don't-fragment "
+        "ping.",
+    )
+    interface: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,14}$")] = Field(
+        default="wg0", description="Name of the overlay interface on every node."
+    )
+    keepalive_seconds: Annotated[int, Field(ge=1, le=600)] = Field(
+        default=25,
+        description="PersistentKeepalive of a host behind NAT towards its relay: keeps the "
+        "NAT mapping open.",
+    )
+
+    @field_validator("mtu", mode="before")
+    @classmethod
+    def _mtu(cls, value: Any) -> Any:
+        if value == "auto" or (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and WIREGUARD_MIN_MTU <= value <= WIREGUARD_MAX_MTU
+        ):
+            return value
+        raise ValueError(
+            f"mtu is auto or a number from {WIREGUARD_MIN_MTU} to {WIREGUARD_MAX_MTU}; "
+            f"got {value!r}"
+        )
+
+
 class HookPoint(StrEnum):
     BEFORE_INSTALL = "beforeInstall"
     AFTER_RUNTIME = "afterRuntime"
@@ -671,6 +740,11 @@ class EnvironmentSpec(Strict):
     hooks: list[Hook] = Field(
         default_factory=list,
         description="Your own scripts at named points of the install, in the order listed.",
+    )
+    overlay: Overlay | None = Field(
+        default=None,
+        description="A WireGuard overlay that joins nodes across sites, clouds and NAT into "
+        "one cluster network.",
     )
 
 

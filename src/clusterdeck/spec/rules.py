@@ -82,6 +82,7 @@ def errors(env: Env) -> list[Finding]:
         _ephemeral,
         _kubernetes_config,
         _hooks,
+        _overlay,
     ):
         found.extend(rule(env))
     return found
@@ -107,6 +108,7 @@ def warnings(env: Env) -> list[Finding]:
             )
         )
     found += _unknown_to_aws(env)
+    found += _control_planes_across_sites(env)
     if env.spec.nvidia_container_toolkit.install and not env.spec.container_runtime.install:
         found.append(
             (
@@ -148,13 +150,13 @@ def _unknown_to_aws(env: Env) -> list[Finding]:
 
 
 def _machine_groups(env: Env) -> list[tuple[Loc, Any]]:
-    """(location, group) of every aws machine group that names an instance type."""
+    """(location, group) of every aws machine group."""
     spec = env.spec
-    groups: list[tuple[Loc, Any]] = [(CP, spec.cluster.control_plane)]
-    if spec.cluster.workers is not None:
-        groups.append(((*CLUSTER, "workers"), spec.cluster.workers))
-    groups += [((*CLUSTER, "nodePools", i), p) for i, p in enumerate(spec.cluster.node_pools)]
-    return [(loc, g) for loc, g in groups if (g.provider or spec.provider).value == "aws"]
+    return [
+        (loc, g)
+        for loc, _, g in machine_groups(env)
+        if (g.provider or spec.provider) is Provider.AWS
+    ]
 
 
 def _control_plane(env: Env) -> Iterator[Finding]:
@@ -446,6 +448,15 @@ def _cidrs(env: Env) -> Iterator[Finding]:
                 "vpc_cidr" in env.spec.aws.model_fields_set,
             )
         )
+    if env.spec.overlay is not None:
+        ranges.append(
+            (
+                ("spec", "overlay", "cidr"),
+                "overlay",
+                env.spec.overlay.cidr,
+                "cidr" in env.spec.overlay.model_fields_set,
+            )
+        )
     for first, second in combinations(ranges, 2):
         if not ipaddress.ip_network(first[2]).overlaps(ipaddress.ip_network(second[2])):
             continue
@@ -544,3 +555,112 @@ def _node_names(env: Env) -> Iterator[Finding]:
                 f"node names like {longest!r} exceed {MAX_NODE_NAME} characters; "
                 "use a shorter pool or environment name",
             )
+
+
+OVERLAY: Loc = ("spec", "overlay")
+
+
+def machine_groups(env: Env) -> list[tuple[Loc, str, Any]]:
+    """The control plane and every worker pool: (path, pool name, group)."""
+    return [(CP, CONTROL_PLANE_POOL, env.spec.cluster.control_plane)] + [
+        (loc, name, pool) for loc, name, pool in pools(env)
+    ]
+
+
+def _overlay(env: Env) -> Iterator[Finding]:
+    """Sites, NAT and relays need the overlay; the overlay needs room, a relay for each host
+    behind NAT, and hosts outside its range."""
+    overlay = env.spec.overlay
+    relays: list[Host] = []
+    natted: list[tuple[Loc, Host]] = []
+    for loc, _, group in machine_groups(env):
+        if overlay is None and group.site is not None:
+            yield ((*loc, "site"), "a site places nodes on the overlay: add spec.overlay")
+        for i, host in enumerate(group.hosts):
+            here: Loc = (*loc, "hosts", i)
+            for flag in ("site", "nat", "relay"):
+                if overlay is None and flag in host.model_fields_set:
+                    yield (
+                        (*here, flag),
+                        f"{flag} describes the host on the overlay: add spec.overlay "
+                        "(type: wireguard)",
+                    )
+            if host.nat and host.relay:
+                yield (
+                    (*here, "relay"),
+                    f"host {host.address} is behind NAT, so no node can reach it: it "
+                    "cannot relay for others",
+                )
+            elif host.relay:
+                relays.append(host)
+            if host.nat:
+                natted.append((here, host))
+    if overlay is None:
+        return
+    network = ipaddress.ip_network(overlay.cidr)
+    nodes = control_plane_count(env) + worker_count(env)
+    if network.version != 4:
+        yield ((*OVERLAY, "cidr"), f"overlay range {overlay.cidr} must be IPv4")
+    elif network.num_addresses - 2 < nodes:
+        yield (
+            (*OVERLAY, "cidr"),
+            f"overlay range {overlay.cidr} holds {max(network.num_addresses - 2, 0)} "
+            f"addresses but the cluster has {nodes} nodes; use a larger range",
+        )
+    if natted and not relays:
+        where, host = natted[0]
+        yield (
+            (*where, "nat"),
+            f"host {host.address} is behind NAT and reaches the overlay only through a "
+            "relay: mark a host every node can reach with relay: true",
+        )
+    for loc, _, group in machine_groups(env):
+        for i, host in enumerate(group.hosts):
+            try:
+                address = ipaddress.ip_address(host.address)
+            except ValueError:
+                continue
+            if address in network:
+                yield (
+                    (*loc, "hosts", i, "address"),
+                    f"host {host.address} is inside the overlay range {overlay.cidr}: "
+                    "overlay addresses would shadow the network the nodes meet on",
+                )
+    if control_plane_count(env) > 1:
+        yield (
+            (*CP, "count"),
+            "the overlay takes one control plane for now: an API endpoint that follows "
+            "several control planes across sites is not built yet",
+        )
+    if env.spec.ephemeral is not None:
+        yield (
+            ("spec", "ephemeral"),
+            "stateless nodes on the overlay (a new key at each boot) are not built yet",
+        )
+
+
+def site_of(env: Env, group: Any, host: Host | None) -> str:
+    """The site of a node: its host's, else its pool's, else its provider's."""
+    if host is not None and host.site is not None:
+        return host.site
+    if group.site is not None:
+        return str(group.site)
+    if (group.provider or env.spec.provider) is Provider.AWS and env.spec.aws is not None:
+        return f"aws-{env.spec.aws.region}"
+    return "onprem"
+
+
+def _control_planes_across_sites(env: Env) -> list[Finding]:
+    if env.spec.overlay is None:
+        return []
+    cp = env.spec.cluster.control_plane
+    sites = {site_of(env, cp, h) for h in cp.hosts} or {site_of(env, cp, None)}
+    if len(sites) < 2:
+        return []
+    return [
+        (
+            (*CP, "hosts"),
+            f"control planes at {len(sites)} sites ({', '.join(sorted(sites))}): etcd "
+            "wants low latency between its members; keep them at one site",
+        )
+    ]
