@@ -209,6 +209,15 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     if args.test_image:
+        if shared_libraries(Path("/bin/busybox")):
+            # Debian's dynamic busybox: in an image without its libraries, exec of /bin/sh
+            # fails with "no such file or directory"
+            print(
+                "error: /bin/busybox is dynamically linked; the test image needs the static "
+                "one (apt-get install busybox-static)",
+                file=sys.stderr,
+            )
+            return 1
         layer = Layer()
         layer.add("/bin/busybox", Path("/bin/busybox"))
         for applet in (

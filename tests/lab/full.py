@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -260,12 +261,24 @@ def boot_full_hosts(
     packages: Sequence[str] = DEFAULT_PACKAGES,
     boot_timeout: float = 90,
     nspawn_args: Sequence[str] = (),
+    *,
+    persistent: bool = False,
 ) -> None:
-    """Boot machines for ``hosts`` (their namespaces made) at once; wait for their sshd."""
-    root = image(packages)
+    """Boot machines for ``hosts`` (their namespaces made) at once; wait for their sshd.
+
+    ``persistent``: each host's writes go to a directory of its own (an overlay over the
+    image) that outlives the machine, so :func:`reboot` brings it back as it was, as a
+    machine with a disk; otherwise they go to a tmpfs and are lost when it stops."""
+    base = image(packages)
     raise_kernel_limits()
     for host in hosts:
-        start_machine(host, root, ["--volatile=overlay", *kubernetes_args(host), *nspawn_args])
+        extra = [*kubernetes_args(host), *nspawn_args]
+        if persistent:
+            root = persistent_root(host, base)
+        else:
+            root, extra = base, ["--volatile=overlay", *extra]
+        (host.path / "nspawn.json").write_text(json.dumps({"root": str(root), "args": extra}))
+        start_machine(host, root, extra)
     lab.save()
     try:
         wait_for_ports([(h.address, 22) for h in hosts], boot_timeout)
@@ -274,6 +287,38 @@ def boot_full_hosts(
         raise RuntimeError(f"{exc}; machine logs: {logs}") from None
     for host in hosts:
         host.holder_pid = machine_init(host)
+    lab.save()
+
+
+def persistent_root(host: LabHost, base: Path) -> Path:
+    """The host's own root: an overlay of its ``upper`` directory over the shared image."""
+    root = host.path / "root-fs"
+    for part in ("upper", "work", "root-fs"):
+        (host.path / part).mkdir(exist_ok=True)
+    if not os.path.ismount(root):
+        run(
+            [
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                f"lowerdir={base},upperdir={host.path / 'upper'},workdir={host.path / 'work'}",
+                str(root),
+            ]
+        )
+    return root
+
+
+def reboot(lab: Lab, host: LabHost, boot_timeout: float = 90) -> None:
+    """A clean shutdown of the host's machine, then a boot of the same machine: what it
+    wrote stays (persistent hosts), its address and keys are the same."""
+    stop_machines_in([host.netns], timeout=60)
+    saved = json.loads((host.path / "nspawn.json").read_text())
+    start_machine(host, Path(saved["root"]), saved["args"], same_id=True)
+    lab.save()
+    wait_for_ports([(host.address, 22)], boot_timeout)
+    host.holder_pid = machine_init(host)
     lab.save()
 
 
@@ -296,12 +341,19 @@ def reserve_full_hosts(lab: Lab, count: int) -> list[LabHost]:
     return hosts
 
 
-def start_machine(host: LabHost, root: Path, extra: Sequence[str]) -> None:
+def start_machine(
+    host: LabHost, root: Path, extra: Sequence[str], *, same_id: bool = False
+) -> None:
     """Start the machine of ``host`` from the directory ``root``, with a new machine-id (as a
-    stateless node gets at each boot), its SSH host key, login key, hostname and hosts file."""
+    stateless node gets at each boot; ``same_id``: the one it had, as a machine with a disk),
+    its SSH host key, login key, hostname and hosts file."""
     ssh = host.path / "ssh"
-    machine_id = uuid.uuid4()
-    (host.path / "etc" / "machine-id").write_text(machine_id.hex + "\n")
+    id_file = host.path / "etc" / "machine-id"
+    if same_id and id_file.exists() and id_file.read_text().strip():
+        machine_id = uuid.UUID(id_file.read_text().strip())
+    else:
+        machine_id = uuid.uuid4()
+    id_file.write_text(machine_id.hex + "\n")
     (host.path / "etc" / "hosts").write_text(
         f"127.0.0.1 localhost\n127.0.1.1 {host.name}\n"
         f"{host.local_address or host.address} {host.name}\n"

@@ -442,6 +442,7 @@ class Lab:
             kill(pid)
         wait_gone(pids)
         run(["ip", "netns", "del", host.netns], check=False)
+        unmount_under(host.path)
         shutil.rmtree(host.path, ignore_errors=True)
         self.hosts.pop(host.name, None)
         self.save()

@@ -66,13 +66,16 @@ def add_site_hosts(
     packages: Sequence[str] = DEFAULT_PACKAGES,
     boot_timeout: float = 90,
     nspawn_args: Sequence[str] = (),
+    *,
+    persistent: bool = True,
 ) -> list[LabHost]:
-    """Boot ``count`` full hosts over ``sites`` sites, the last ``nat`` behind NAT."""
+    """Boot ``count`` full hosts over ``sites`` sites, the last ``nat`` behind NAT; each keeps
+    what it wrote across a reboot (tests/lab/full.py), as machines at a site do."""
     problem = require_full_tools() or check_layout(count, sites, nat)
     if problem:
         raise RuntimeError(problem)
     hosts = reserve_site_hosts(lab, count, sites, nat)
-    boot_full_hosts(lab, hosts, packages, boot_timeout, nspawn_args)
+    boot_full_hosts(lab, hosts, packages, boot_timeout, nspawn_args, persistent=persistent)
     return hosts
 
 
@@ -82,7 +85,15 @@ def reserve_site_hosts(lab: Lab, count: int, sites: int, nat: int) -> list[LabHo
     lab.site_bridges = bridges
     lab.save()
     batch = []
+    # veths a deleted namespace still holds (see Lab.make_namespaces) go first
+    existing = {
+        line.split(":")[1].strip().split("@")[0]
+        for line in run(["ip", "-o", "link", "show"]).stdout.splitlines()
+        if ":" in line
+    }
     for bridge in bridges:
+        if bridge in existing:
+            batch.append(f"link del {bridge}")
         batch += [f"link add {bridge} type bridge", f"link set {bridge} up"]
     hosts = [lab.prepare(None) for _ in range(count)]
     setups: list[tuple[str, str]] = []  # (namespace, ip -batch lines inside it)
@@ -98,8 +109,12 @@ def reserve_site_hosts(lab: Lab, count: int, sites: int, nat: int) -> list[LabHo
         bridge = bridges[site]
         batch.append(f"netns add {host.netns}")
         if not host.nat:
-            batch += _leg(f"{lab.bridge}v{host.index}", HOST_INTERFACE, host.netns, lab.bridge)
-            batch += _leg(f"{lab.bridge}l{host.index}", SITE_INTERFACE, host.netns, bridge)
+            batch += _leg(
+                f"{lab.bridge}v{host.index}", HOST_INTERFACE, host.netns, lab.bridge, existing
+            )
+            batch += _leg(
+                f"{lab.bridge}l{host.index}", SITE_INTERFACE, host.netns, bridge, existing
+            )
             host.local_address = host.address
             setups.append(
                 (
@@ -115,9 +130,9 @@ def reserve_site_hosts(lab: Lab, count: int, sites: int, nat: int) -> list[LabHo
         inside = lan.network_address + 0x8000 + host.index
         host.local_address = str(local)
         batch.append(f"netns add {router}")
-        batch += _leg(f"{lab.bridge}v{host.index}", HOST_INTERFACE, host.netns, bridge)
-        batch += _leg(f"{lab.bridge}w{host.index}", "wan", router, lab.bridge)
-        batch += _leg(f"{lab.bridge}n{host.index}", "lan", router, bridge)
+        batch += _leg(f"{lab.bridge}v{host.index}", HOST_INTERFACE, host.netns, bridge, existing)
+        batch += _leg(f"{lab.bridge}w{host.index}", "wan", router, lab.bridge, existing)
+        batch += _leg(f"{lab.bridge}n{host.index}", "lan", router, bridge, existing)
         setups.append(
             (
                 host.netns,
@@ -145,8 +160,9 @@ def reserve_site_hosts(lab: Lab, count: int, sites: int, nat: int) -> list[LabHo
     return hosts
 
 
-def _leg(outside: str, inside: str, namespace: str, bridge: str) -> list[str]:
+def _leg(outside: str, inside: str, namespace: str, bridge: str, existing: set[str]) -> list[str]:
     return [
+        *([f"link del {outside}"] if outside in existing else []),
         f"link add {outside} type veth peer name {inside} netns {namespace}",
         f"link set {outside} master {bridge} up",
     ]

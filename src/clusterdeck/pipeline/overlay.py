@@ -77,7 +77,8 @@ else
   mv "$peers.new" "$peers"
   "$up" >/dev/null
 fi
-mtu=$(cat "/sys/class/net/$iface/mtu")
+field='{ for (i = 1; i < NF; i++) if ($i == "mtu") { print $(i + 1); exit } }'
+mtu="$(ip -o link show dev "$iface" | awk "$field")"
 size=$((mtu - 28))
 for peer in "$@"; do
   n=0
@@ -91,7 +92,7 @@ for peer in "$@"; do
     sleep 1
   done
 done
-echo "mtu $mtu: ${#} peer(s) answer"
+echo "mtu $mtu: ${#} node(s) answer"
 """
 
 
@@ -176,14 +177,13 @@ async def sync(
     *,
     nodes: Sequence[str] | None = None,
 ) -> None:
-    """Give every node of the mesh (or ``nodes``) its peer list and check each tunnel."""
+    """Give every node of the mesh (or ``nodes``) its peer list, then check that it reaches
+    every other node (directly, or through the relay) at the MTU."""
     overlay = env.spec.overlay
     assert overlay is not None
     names = [m.name for m in mesh.members if nodes is None or m.name in nodes]
 
     async def one(name: str) -> None:
-        settings = overlay_files.settings_for(env, mesh, name)
-        assert settings is not None
         result = await conns.run(
             targets[name].endpoint,
             Command(
@@ -196,13 +196,13 @@ async def sync(
                     UP_SCRIPT,
                     overlay.interface,
                     str(PING_SECONDS),
-                    *settings.peers,
+                    *(m.address for m in mesh.members if m.name != name),
                 ],
                 stdin=overlay_files.peers_file(mesh, name).encode(),
                 name="overlay sync",
                 root=True,
             ),
-            timeout=PING_SECONDS * max(len(settings.peers), 1) + 60,
+            timeout=PING_SECONDS * 2 + 5 * len(mesh.members) + 60,
             check=False,
         )
         if result.exit_status != 0:

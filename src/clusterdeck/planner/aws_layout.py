@@ -9,6 +9,8 @@ only from the bastion's group. No I/O.
 
 from __future__ import annotations
 
+import ipaddress
+
 from clusterdeck.model import aws_iam
 from clusterdeck.model.plan import (
     InstanceGroupPlan,
@@ -145,7 +147,7 @@ def subnet_key(sub: SubnetLayout) -> str:
 
 
 def security_groups(
-    env: Environment, aws: AwsSpec, layout: list[SubnetLayout]
+    env: Environment, aws: AwsSpec, layout: list[SubnetLayout], topology: Topology
 ) -> list[SecurityGroupPlan]:
     name = env.name
     cp_name, worker_name = f"{name}-cp", f"{name}-worker"
@@ -188,9 +190,19 @@ def security_groups(
         rule("tcp", (10250, 10250), [cp_sg], "kubelet (from control-plane only)"),
         rule("tcp", (30000, 32767), node_ports, "NodePort services"),
     ]
-    overlay = _cni_rules(env.spec.kubernetes.cni)
-    cp_rules += [rule(p, r, [self_cp, worker_sg], why) for p, r, why in overlay]
-    worker_rules += [rule(p, r, [cp_sg, worker_sg], why) for p, r, why in overlay]
+    if env.spec.overlay is not None:
+        # pod traffic and everything between nodes travels inside WireGuard: its port is the
+        # only one the tunnel needs, from the other aws nodes and the hosts the file lists
+        # outside NAT (a host behind NAT reaches aws nodes through a relay, a listed host)
+        port = env.spec.overlay.port
+        peers = _overlay_peer_sources(topology)
+        why = "WireGuard overlay"
+        cp_rules.append(rule("udp", (port, port), [self_cp, worker_sg, *peers], why))
+        worker_rules.append(rule("udp", (port, port), [cp_sg, worker_sg, *peers], why))
+    else:
+        tunnel = _cni_rules(env.spec.kubernetes.cni)
+        cp_rules += [rule(p, r, [self_cp, worker_sg], why) for p, r, why in tunnel]
+        worker_rules += [rule(p, r, [cp_sg, worker_sg], why) for p, r, why in tunnel]
     icmp = rule("icmp", (-1, -1), vpc, "Ping / path MTU discovery")
     groups = [
         SecurityGroupPlan(key=SG_CP, name=cp_name, role="control-plane", rules=[*cp_rules, icmp]),
@@ -209,6 +221,22 @@ def security_groups(
             ),
         )
     return groups
+
+
+def _overlay_peer_sources(topology: Topology) -> list[RuleSource]:
+    """The listed hosts that send WireGuard from their own address: not behind NAT."""
+    found: list[RuleSource] = []
+    for node in topology.nodes:
+        if node.host is None or node.overlay is None or node.overlay.nat:
+            continue
+        try:
+            address = ipaddress.ip_address(node.host.address)
+        except ValueError:
+            continue  # a DNS name: its address is not known without a lookup
+        source = RuleSource(kind=SourceKind.CIDR, value=f"{address}/{address.max_prefixlen}")
+        if source not in found:
+            found.append(source)
+    return found
 
 
 def _ingress(cidrs: list[str]) -> list[RuleSource]:

@@ -45,7 +45,7 @@ def build_plan(env: Environment, topology: Topology, observed: Observed | None =
     if aws is not None and aws_groups(env):
         net, layout = aws_layout.network(env, aws)
         resources += net + aws_layout.iam(env, aws)
-        security_groups = aws_layout.security_groups(env, aws, layout)
+        security_groups = aws_layout.security_groups(env, aws, layout, topology)
         instance_groups = aws_layout.instance_groups(env, aws, topology)
         if aws_layout.wants_bastion(aws):
             instance_groups.insert(0, aws_layout.bastion(env, layout))
