@@ -10,6 +10,7 @@ Nothing is a double: the real kubeadm, kubelet, containerd and Flannel run over 
 
 from __future__ import annotations
 
+import calendar
 import ipaddress
 import time
 from collections.abc import Iterator
@@ -185,34 +186,89 @@ def test_pod_traffic_is_not_encapsulated_twice(across: Sites) -> None:
     assert any("10.244." in line and "dev wg0" in line for line in routes.splitlines()), routes
 
 
+def _wg_public_key(host: LabHost) -> str:
+    res = host.exec(["wg", "show", "wg0", "public-key"], check=False)
+    if res.returncode != 0:
+        unit = host.exec(
+            ["systemctl", "status", "--no-pager", "clusterdeck-overlay"], check=False
+        ).stdout
+        raise AssertionError(f"{host.name}: no wg0 ({res.stderr.strip()}); {unit[-1500:]}")
+    return res.stdout.strip()
+
+
+def _started_at(host: LabHost, unit: str) -> float:
+    """When ``unit`` last became active on ``host`` (seconds since the epoch; 0: not yet)."""
+    out = host.exec(
+        ["systemctl", "show", "-p", "ActiveEnterTimestamp", "--timestamp=unix", unit], check=False
+    ).stdout.strip()
+    value = out.partition("=")[2].lstrip("@")
+    return float(value) if value else 0.0
+
+
 def test_a_rebooted_node_comes_back_on_the_overlay_and_turns_ready(across: Sites, lab: Lab) -> None:
     public = across.hosts[1]
     name = f"{NAME}-workers-0"
-    key_before = public.exec(["wg", "show", "wg0", "public-key"]).stdout.strip()
+    key_before = _wg_public_key(public)
     started = time.monotonic()
     full.reboot(lab, public)
-    # the machine is up again: a heartbeat after this comes from the kubelet it started
-    mark = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
     def ready() -> bool:
+        # Ready as reported by the kubelet this boot started (its first report is after it)
+        kubelet = _started_at(public, "kubelet")
+        if not kubelet:
+            return False
         node = across.kubectl.json("get", "node", name)
-        cond = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
-        beat = cond[0].get("lastHeartbeatTime", "")
-        return bool(cond[0]["status"] == "True" and beat > mark)
+        cond = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+        beat = calendar.timegm(time.strptime(cond["lastHeartbeatTime"], "%Y-%m-%dT%H:%M:%SZ"))
+        return bool(cond["status"] == "True" and beat >= int(kubelet))
 
     real.wait_for(f"{name} Ready after its reboot", ready, timeout=240, every=2)
     print(f"\nworker rebooted, back on the overlay and Ready in {time.monotonic() - started:.1f} s")
     # the overlay came up before the kubelet, with the key it had
-    assert public.exec(["wg", "show", "wg0", "public-key"]).stdout.strip() == key_before
-    order = public.exec(
-        [
-            "systemctl",
-            "show",
-            "-p",
-            "ActiveEnterTimestampMonotonic",
-            "clusterdeck-overlay",
-            "kubelet",
-        ]
-    ).stdout.split()
-    overlay_up, kubelet_up = (int(v.split("=")[1]) for v in order)
-    assert 0 < overlay_up <= kubelet_up
+    assert _wg_public_key(public) == key_before
+    overlay_up = _started_at(public, "clusterdeck-overlay")
+    assert 0 < overlay_up <= _started_at(public, "kubelet")
+
+
+def test_a_node_removed_from_the_file_leaves_every_peer_list_and_its_key_is_dead(
+    across: Sites,
+) -> None:
+    cp, public, natted = across.hosts
+    name = f"{NAME}-workers-1"
+    old_ip = _internal_ips(across.kubectl)[name]
+    old_key = natted.exec(["cat", "/etc/clusterdeck/overlay/private.key"]).stdout.strip()
+    old_public = _wg_public_key(natted)
+    old_peers = natted.exec(["cat", "/etc/clusterdeck/overlay/peers.conf"]).stdout
+    # the test's own bare pods would block the drain (no controller to recreate them)
+    across.kubectl.run("delete", "pods", "-l", "app=web", "--wait=true", timeout=120)
+    smaller = across.spec.with_name("smaller.yaml")
+    smaller.write_text(
+        across.spec.read_text().replace(f", {{address: {natted.address}, nat: true}}", "")
+    )
+    done = cli(across.state, "apply", "-f", str(smaller), "--yes", timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert name not in _internal_ips(across.kubectl)
+    for host in (cp, public):
+        peers = host.exec(["wg", "show", "wg0", "peers"]).stdout.split()
+        assert old_public not in peers, host.name
+        assert f"{old_ip}/32" not in host.exec(["wg", "show", "wg0", "allowed-ips"]).stdout
+    # the host left the overlay: no interface, no key
+    assert natted.exec(["ip", "link", "show", "wg0"], check=False).returncode != 0
+    assert natted.exec(
+        ["test", "-e", "/etc/clusterdeck/overlay/private.key"], check=False
+    ).returncode
+    # brought up again with the old key and the old peers, it gets no handshake from the relay
+    conf = f"[Interface]\nPrivateKey = {old_key}\n\n{old_peers}"
+    natted.exec(["sh", "-c", f"umask 077; printf '%s' '{conf}' > /run/old.conf"])
+    natted.exec(["sh", "-c", "env -u WG_PROCESS_FOREGROUND wireguard-go wgold >/dev/null 2>&1"])
+    try:
+        natted.exec(["wg", "setconf", "wgold", "/run/old.conf"])
+        natted.exec(["ip", "address", "add", f"{old_ip}/16", "dev", "wgold"])
+        natted.exec(["ip", "link", "set", "wgold", "up"])
+        relay_ip = _internal_ips(across.kubectl)[f"{NAME}-cp-0"]
+        ping = natted.exec(["ping", "-c", "6", "-i", "1", "-W", "1", relay_ip], check=False)
+        assert ping.returncode != 0, "the old key still reaches the relay"
+        shakes = natted.exec(["wg", "show", "wgold", "latest-handshakes"]).stdout.split()
+        assert shakes[-1] == "0", "the relay answered a handshake from the old key"
+    finally:
+        natted.exec(["ip", "link", "del", "wgold"], check=False)

@@ -314,6 +314,12 @@ def reboot(lab: Lab, host: LabHost, boot_timeout: float = 90) -> None:
     """A clean shutdown of the host's machine, then a boot of the same machine: what it
     wrote stays (persistent hosts), its address and keys are the same."""
     stop_machines_in([host.netns], timeout=60)
+    # nothing of the old boot may outlive it (a container init that nspawn left behind would
+    # be found as the machine's init instead of the new one)
+    leftovers = netns_pids(host.netns)
+    for pid in leftovers:
+        kill(pid, signal.SIGKILL)
+    wait_gone(leftovers, timeout=30)
     saved = json.loads((host.path / "nspawn.json").read_text())
     start_machine(host, Path(saved["root"]), saved["args"], same_id=True)
     lab.save()

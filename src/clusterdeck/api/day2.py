@@ -273,9 +273,13 @@ class _Run:
             events=self.events,
             cluster=not self.infra_only,
         )
-        if not self.infra_only and any(c.role == Role.CONTROL_PLANE.value for c in batch):
+        if not self.infra_only and (
+            self.env.spec.overlay is not None
+            or any(c.role == Role.CONTROL_PLANE.value for c in batch)
+        ):
             # the control planes that stay: load balancer backends and peers without the one
-            # that left, then the cluster healthy again
+            # that left; on an overlay, every node's WireGuard peers without it; then the
+            # cluster healthy again
             self.join([], infra_only=False)
 
 

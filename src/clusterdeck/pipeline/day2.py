@@ -267,7 +267,12 @@ def remove_nodes(
     ) -> None:
         control_plane = rec.data.get("role") == Role.CONTROL_PLANE.value
         lb = ("keepalived", "haproxy") if control_plane and _keepalived(env) else ()
-        node = scale_down.Leaving(name, record_endpoint(rec, env), services=lb)
+        node = scale_down.Leaving(
+            name,
+            record_endpoint(rec, env),
+            services=lb,
+            overlay=env.spec.overlay is not None,
+        )
         if cp.name == name:  # the etcd and kubectl calls go through a control plane that stays
             cp = await answering_control_plane(conns, [c for c in cps if c.name != name])
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from clusterdeck.bootstrap.overlay_paths import KUBELET_DROPIN, OVERLAY_DIR, UNIT, UNIT_FILE
 from clusterdeck.errors import PermanentError
 from clusterdeck.pipeline.actions import KUBECTL
 from clusterdeck.transport import Command, Connections, Endpoint
@@ -27,6 +28,7 @@ class Leaving:
     name: str  # the Node's name
     endpoint: Endpoint  # its host, reset after the Node is deleted
     services: tuple[str, ...] = ()  # stopped and disabled too (a control plane's VIP holders)
+    overlay: bool = False  # on the WireGuard overlay: its interface and key go too
 
 
 class DrainBlocked(PermanentError):
@@ -172,6 +174,28 @@ async def _reset_host(conns: Connections, node: Leaving, log: Log) -> None:
         Command(["rm", "-rf", "/var/lib/clusterdeck/done"], name="forget phases", root=True),
         timeout=30,
     )
+    if node.overlay:
+        # off the overlay: the interface down and the key gone (the others already dropped
+        # its peer entry); a later rejoin makes a new one
+        log(f"{node.name}: overlay interface removed, its key deleted")
+        await conns.run(
+            node.endpoint,
+            Command(
+                [
+                    "sh",
+                    "-c",
+                    'systemctl disable --now "$1" 2>/dev/null || true; rm -rf "$2" "$3" "$4"',
+                    "leave-overlay",
+                    UNIT,
+                    OVERLAY_DIR,
+                    UNIT_FILE,
+                    KUBELET_DROPIN,
+                ],
+                name="leave the overlay",
+                root=True,
+            ),
+            timeout=60,
+        )
     if node.services:
         log(f"{node.name}: {', '.join(node.services)} stopped")
         await conns.run(
