@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -100,35 +101,45 @@ def test_full_hosts_boot_systemd_with_their_own_identity(
     assert out == "active"
 
 
+def _lab_up(*args: str) -> Any:
+    """``python -m tests.lab up ARGS -o json``: its JSON (stdout holds nothing else)."""
+    res = subprocess.run(
+        [sys.executable, "-m", "tests.lab", "up", *args, "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def _ssh(data: dict[str, str]) -> list[str]:
+    """Plain OpenSSH with what ``up -o json`` gave: its key, its known_hosts, checked."""
+    return [
+        "ssh",
+        "-i",
+        data["key"],
+        "-o",
+        f"UserKnownHostsFile={data['known_hosts']}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+    ]
+
+
 def test_lab_up_full_json_gives_what_a_user_needs(lab: Lab) -> None:
     """``python -m tests.lab up 1 --full -o json``: only JSON on stdout, and with it plain
     OpenSSH logs in as the sudoer, checking the host key against the known_hosts it names."""
     problem = full.require_full_tools()
     if problem:
         pytest.skip(problem)
-    res = subprocess.run(
-        [sys.executable, "-m", "tests.lab", "up", "1", "--full", "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert res.returncode == 0, res.stderr
-    data = json.loads(res.stdout)
+    data = _lab_up("1", "--full")
     try:
         assert set(data) >= {"slot", "hosts", "user", "key", "known_hosts", "vip"}
         (host,) = data["hosts"]
         assert data["user"] == "ubuntu" and data["vip"] != host["address"]
-        ssh = [
-            "ssh",
-            "-i",
-            data["key"],
-            "-o",
-            f"UserKnownHostsFile={data['known_hosts']}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-        ]
+        ssh = _ssh(data)
         out = subprocess.run(
             [*ssh, f"{data['user']}@{host['address']}", "sudo -n id -un"],
             capture_output=True,
@@ -148,3 +159,46 @@ def test_lab_up_full_json_gives_what_a_user_needs(lab: Lab) -> None:
             timeout=120,
         )
     assert down.returncode == 0, down.stderr
+
+
+def test_lab_up_with_sites_and_nat_lays_the_hosts_out_as_asked(lab: Lab) -> None:
+    """``up 4 --full --sites 2 --nat 1 -o json``: host 0 at the first site, the others at the
+    second, the last behind NAT; each entry names its site and NAT; every host answers SSH at
+    its address with the key known_hosts names (the NATed one through its router)."""
+    problem = full.require_full_tools()
+    if problem:
+        pytest.skip(problem)
+    data = _lab_up("4", "--full", "--sites", "2", "--nat", "1")
+    try:
+        assert set(data) >= {"slot", "hosts", "user", "key"}
+        assert [(h["site"], h["nat"]) for h in data["hosts"]] == [
+            ("site1", False),
+            ("site2", False),
+            ("site2", False),
+            ("site2", True),
+        ]
+        for host in data["hosts"]:
+            out = subprocess.run(
+                [*_ssh(data), f"{data['user']}@{host['address']}", "hostname"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert out.stdout.strip() == host["name"], out.stderr
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "tests.lab", "down", str(data["slot"])],
+            capture_output=True,
+            timeout=120,
+        )
+
+
+def test_lab_up_refuses_an_impossible_layout() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "tests.lab", "up", "2", "--full", "--sites", "2", "--nat", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2
+    assert "--nat must be 0 to 1: host 0 is never behind NAT" in res.stderr

@@ -25,6 +25,15 @@ def issues(console: Console, found: list[SpecIssue], *, label: str, style: str) 
         console.print(f"[{style}]{label}[/]: {issue.location()}: {issue.message}", highlight=False)
 
 
+def _where(node: NodePlan) -> str:
+    """Its address (or zone, or provider), and on an overlay its site and how it is reached."""
+    place = node.address or node.zone or node.provider
+    if node.site is None:
+        return place
+    how = {"nat": ", behind NAT", "relay": ", relay"}.get(node.overlay or "", "")
+    return f"{place} ({node.site}{how})"
+
+
 def plan(console: Console, the_plan: Plan) -> None:
     ep = the_plan.endpoint
     console.print(
@@ -103,7 +112,7 @@ def plan(console: Console, the_plan: Plan) -> None:
         key = (node.role, node.pool, arch, ", ".join(node.taints), " -> ".join(node.phases))
         groups.setdefault(key, []).append(node)
     for (role, pool, arch, taints, phases), members in groups.items():
-        where = sorted({n.address or n.zone or n.provider for n in members})
+        where = sorted({_where(n) for n in members})
         table.add_row(
             _names([n.name for n in members]),
             role,

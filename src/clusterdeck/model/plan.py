@@ -128,6 +128,9 @@ class NodePlan(Item):
     phases: list[str]
     # amd64 or arm64 (aws: from the instance type); None: an ssh host, known from its facts
     arch: str | None = None
+    # spec.overlay: the node's site, and how the overlay reaches it (direct, relay, nat)
+    site: str | None = None
+    overlay: str | None = None
 
 
 class ActionKind(StrEnum):

@@ -74,6 +74,12 @@ def build_plan(env: Environment, topology: Topology, observed: Observed | None =
             taints=n.taints,
             phases=phases_for(env, n, device_plugin=device_plugin),
             arch=arch.of_node(n.provider, n.instance_type),
+            site=n.overlay.site if n.overlay else None,
+            overlay=(
+                ("nat" if n.overlay.nat else "relay" if n.overlay.relay else "direct")
+                if n.overlay
+                else None
+            ),
         )
         for n in topology.nodes
     ]

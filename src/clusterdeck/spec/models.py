@@ -585,8 +585,9 @@ WIREGUARD_MAX_MTU = 9000
 
 
 class Overlay(Strict):
-    """One network across sites and providers: every node gets an address on a WireGuard
-    mesh, and Kubernetes (node IPs, the API, etcd, the CNI) runs on it."""
+    """One WireGuard network across sites, clouds and NAT; Kubernetes runs on it.
+
+    Every node gets an address on the mesh, and its node IP, the API, etcd and the CNI use it."""
 
     type: OverlayKind = Field(default=OverlayKind.WIREGUARD, description="Only wireguard.")
     cidr: Cidr = Field(
