@@ -159,6 +159,15 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+def link_names() -> set[str]:
+    """The names of every network interface of this machine's own namespace."""
+    return {
+        line.split(":")[1].strip().split("@")[0]
+        for line in run(["ip", "-o", "link", "show"]).stdout.splitlines()
+        if ":" in line
+    }
+
+
 def netns_pids(netns: str) -> list[int]:
     out = run(["ip", "netns", "pids", netns], check=False).stdout
     return [int(p) for p in out.split()]
@@ -358,11 +367,7 @@ class Lab:
         # A deleted namespace can live on for minutes (orphaned TCP sockets of its last
         # connections hold it) and keep its veth pair, whose host-side name an earlier lab in
         # this slot used: remove such a leftover, which frees the old namespace too.
-        existing = {
-            line.split(":")[1].strip().split("@")[0]
-            for line in run(["ip", "-o", "link", "show"]).stdout.splitlines()
-            if ":" in line
-        }
+        existing = link_names()
         for h in hosts:
             veth = f"{self.bridge}v{h.index}"
             if veth in existing:

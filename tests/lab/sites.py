@@ -27,7 +27,7 @@ from tests.lab.full import (
     boot_full_hosts,
     require_full_tools,
 )
-from tests.lab.light import HOST_INTERFACE, SLOT_PREFIX, Lab, LabHost, run
+from tests.lab.light import HOST_INTERFACE, SLOT_PREFIX, Lab, LabHost, link_names, run
 
 SITE_INTERFACE = "ens6"  # a public host's second interface, on its site's own network
 MAX_SITES = 16
@@ -86,11 +86,7 @@ def reserve_site_hosts(lab: Lab, count: int, sites: int, nat: int) -> list[LabHo
     lab.save()
     batch = []
     # veths a deleted namespace still holds (see Lab.make_namespaces) go first
-    existing = {
-        line.split(":")[1].strip().split("@")[0]
-        for line in run(["ip", "-o", "link", "show"]).stdout.splitlines()
-        if ":" in line
-    }
+    existing = link_names()
     for bridge in bridges:
         if bridge in existing:
             batch.append(f"link del {bridge}")
